@@ -1,0 +1,3 @@
+"""The benchmarking harness engine: suites, searches, tracking, reports."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,226 @@
+"""The `harness` command line: the only place that prints and exits.
+
+Errors a user can cause (UserError) end with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness import backend
+from harness.errors import UserError
+
+backend.configure()
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Benchmark sequence models: Keras Tuner searches per (task, length, family), tracked in MLflow.")
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+MAX_ELEMENTS = 500_000_000
+DEFAULT_WORKDIR = Path("data")
+
+TrackingUri = Annotated[str | None, typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")]
+
+
+def user_errors(command):
+    """Turn a UserError into one line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            err.print(f"error: {error}", highlight=False, markup=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _writable_dir(path: Path, what: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{what} '{path}' cannot be created: {error.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"{what} '{path}' is not writable")
+    return path
+
+
+@app.command()
+@user_errors
+def tasks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False):
+    """List the benchmark tasks: input, output, metric, baseline and solved bar."""
+    from dataclasses import asdict
+
+    from tasks import REGISTRY
+
+    infos = [task.info() for task in REGISTRY.values()]
+    if as_json:
+        out.print_json(json.dumps([asdict(info) for info in infos]))
+        return
+    table = Table("task", "what it tests", "input", "output", "metric", "baseline", "solved", "lengths")
+    for info in infos:
+        arrow = "<=" if info.direction == "min" else ">="
+        table.add_row(info.name, info.description, info.input, info.output,
+                      f"{info.metric} ({info.direction})",
+                      f"{info.baseline:.4g} @ L={info.default_lengths[0]}", f"{arrow} {info.solved:.4g}",
+                      ", ".join(map(str, info.default_lengths)))
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def generate(
+    task: Annotated[str, typer.Argument(help="Task name (see `harness tasks`).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Output .npz file (arrays x and y).")],
+    length: Annotated[int | None, typer.Option(help="Sequence length (the task's default if omitted).")] = None,
+    n: Annotated[int, typer.Option(help="Number of examples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+):
+    """Export a task's dataset as an .npz file readable with numpy alone."""
+    import numpy as np
+
+    from tasks import get_task
+
+    spec = get_task(task)
+    length = spec.default_lengths[0] if length is None else length
+    spec.check_length(length)
+    if n < 1 or n * spec.sequence_steps(length) > MAX_ELEMENTS:
+        raise UserError(f"n={n} is out of range at length {length}: accepted 1 <= n and "
+                        f"n x steps <= {MAX_ELEMENTS:,}")
+    if out_path.suffix != ".npz":
+        raise UserError(f"output path '{out_path}' must end in .npz")
+    _writable_dir(out_path.parent, "output folder")
+    x, y = spec.generate(n, length, seed)
+    partial = out_path.with_name(out_path.name + ".partial.npz")
+    np.savez(partial, x=x, y=y)
+    partial.replace(out_path)
+    out.print(f"wrote {out_path}: x {x.shape} {x.dtype}, y {y.shape} {y.dtype}", highlight=False)
+
+
+@app.command()
+@user_errors
+def spaces(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False):
+    """List the model families and the hyperparameters each one searches."""
+    backend.load_frameworks()
+    from search_spaces import REGISTRY, describe_space
+
+    rows = [describe_space(family) for family in REGISTRY]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("family", "description", "hyperparameters")
+    for row in rows:
+        table.add_row(row["family"], row["description"],
+                      "\n".join(f"{hp['name']}: {hp['range']}" for hp in row["hyperparameters"]))
+    out.print(table)
+
+
+@app.command()
+@user_errors
+def run(
+    suite: Annotated[str | None, typer.Option(help="Bundled suite name or path to a suite TOML.")] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Task (repeatable); filters a suite's cells.")] = None,
+    length: Annotated[list[int] | None, typer.Option(help="Length (repeatable).")] = None,
+    family: Annotated[list[str] | None, typer.Option(help="Model family (repeatable).")] = None,
+    tuner: Annotated[str | None, typer.Option(help="random, bayesian or hyperband.")] = None,
+    max_trials: Annotated[int | None, typer.Option(help="Trials per cell.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per trial.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    n_train: Annotated[int | None, typer.Option(help="Training examples.")] = None,
+    n_val: Annotated[int | None, typer.Option(help="Validation examples.")] = None,
+    n_test: Annotated[int | None, typer.Option(help="Test examples.")] = None,
+    executions: Annotated[int | None, typer.Option(help="Executions per trial.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Search seed.")] = None,
+    extra_seed: Annotated[list[int] | None, typer.Option(help="Retrain the best with this seed (repeatable).")] = None,
+    eval_length: Annotated[list[int] | None, typer.Option(help="Also test at this longer length (repeatable).")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the suite's name).")] = None,
+    tracking_uri: TrackingUri = None,
+    workdir: Annotated[Path, typer.Option(help="Data cache and tuner folders.")] = DEFAULT_WORKDIR,
+):
+    """Run a suite, or single cells given by flags: one Keras Tuner search per cell."""
+    from harness.cells import select_cells
+
+    budget = {k: v for k, v in {
+        "tuner": tuner, "max_trials": max_trials, "epochs": epochs, "batch_size": batch_size,
+        "n_train": n_train, "n_val": n_val, "n_test": n_test, "executions_per_trial": executions,
+    }.items() if v is not None}
+    plan, cells = select_cells(suite, task, length, family, budget, seed, extra_seed, eval_length)
+    if experiment:
+        plan = plan.__class__(experiment, plan.description, plan.cells, plan.source)
+    _writable_dir(workdir, "working directory")
+    backend.load_frameworks()
+    from harness.progress import ConsoleProgress
+    from harness.runner import Runner
+    from harness.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    tracker.check()
+    progress = ConsoleProgress(out)
+    try:
+        outcomes = Runner(tracker, workdir, progress).run(plan, cells)
+    except KeyboardInterrupt:
+        progress.close()
+        err.print("interrupted: the current trial is marked KILLED; rerun the same command to resume")
+        raise typer.Exit(130) from None
+    table = Table("cell", "state", "test score", "solved", "trials", title=f"suite {plan.name}")
+    for cell, outcome in zip(cells, outcomes, strict=True):
+        table.add_row(f"{cell.task} L={cell.length} {cell.family}", outcome.state,
+                      f"{outcome.test_score:.4g}", "yes" if outcome.solved else "no", str(outcome.trials))
+    out.print(table)
+    out.print(f"results in MLflow: {tracker.uri} (experiment '{plan.name}')", highlight=False)
+
+
+@app.command()
+@user_errors
+def status(
+    suite: Annotated[str, typer.Option(help="Bundled suite name or path to a suite TOML.")] = "quick",
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the suite's name).")] = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Show each cell of a suite: done, partial (k of n trials) or not started."""
+    from harness.cells import cell_states
+    from harness.suites import load_suite
+    from harness.tracking import Tracker
+
+    plan = load_suite(suite)
+    tracker = Tracker(tracking_uri)
+    tracker.check()
+    table = Table("cell", "state", "trials", "test score", title=f"suite {plan.name}")
+    counts: dict[str, int] = {}
+    for cell, state in cell_states(tracker, experiment or plan.name, plan.cells):
+        counts[state.state] = counts.get(state.state, 0) + 1
+        table.add_row(f"{cell.task} L={cell.length} {cell.family}", state.state,
+                      f"{state.trials_done} of {state.trials_planned}",
+                      "-" if state.test_score is None else f"{state.test_score:.4g}")
+    out.print(table)
+    out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())), highlight=False)
+
+
+@app.command()
+@user_errors
+def ui(
+    tracking_uri: TrackingUri = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 only if you mean it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+):
+    """Start the MLflow UI on the harness's store."""
+    from harness.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    tracker.check()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracker.uri,
+               "--host", host, "--port", str(port)]
+    out.print(f"MLflow UI on http://{host}:{port} for {tracker.uri}", highlight=False)
+    os.execv(sys.executable, command)

@@ -1,0 +1,201 @@
+"""Suites: TOML files naming tasks x lengths x families under one budget, read into dataclasses.
+
+A suite file looks like:
+
+    name = "quick"
+    description = "..."
+    [budget]                 # every key optional; defaults below
+    tuner = "random"         # random | bayesian | hyperband
+    max_trials = 3
+    epochs = 6
+    [seeds]
+    search = 0               # data, tuner and initialisation seed of the search
+    extra = [1, 2]           # retrain the best hyperparameters with these seeds
+    [[cells]]                # a block: every task x length x family in it is one cell
+    tasks = ["adding"]
+    lengths = [50, 100]
+    families = ["lstm", "gru"]
+    eval_lengths = [200]     # optional: also test the best model at these longer lengths
+    budget = { epochs = 8 }  # optional: overrides the suite's budget for this block
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from harness.errors import UserError, unknown
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+TUNERS = ("random", "bayesian", "hyperband")
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every cell of a suite gets to spend, identical across families."""
+
+    tuner: str = "random"
+    max_trials: int = 3
+    epochs: int = 5
+    executions_per_trial: int = 1
+    batch_size: int = 64
+    n_train: int = 4096
+    n_val: int = 1024
+    n_test: int = 1024
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One search: a task at a length with a family, a budget and seeds."""
+
+    task: str
+    length: int
+    family: str
+    budget: Budget
+    seed: int = 0
+    extra_seeds: tuple[int, ...] = ()
+    eval_lengths: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Stable identity: names the tuner folder and tags the MLflow parent run."""
+        digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+        return f"{self.task}-L{self.length}-{self.family}-{digest[:10]}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    cells: tuple[Cell, ...] = field(default_factory=tuple)
+    source: str = ""
+
+
+def suite_path(name_or_path: str) -> Path:
+    """A bundled suite name (suites/NAME.toml) or a path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise UserError(f"suite file '{name_or_path}' does not exist")
+        return path
+    bundled = SUITES_DIR / f"{name_or_path}.toml"
+    if not bundled.is_file():
+        raise unknown("suite", name_or_path, bundled_suites())
+    return bundled
+
+
+def bundled_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Read and validate a suite; any problem is a UserError naming file, key and problem."""
+    path = suite_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"suite file '{path}': not valid TOML: {err}") from None
+    return parse_suite(data, str(path))
+
+
+def parse_suite(data: dict, source: str) -> Suite:
+    where = f"suite file '{source}'"
+    known = {"name", "description", "budget", "seeds", "cells"}
+    _no_unknown_keys(data, known, where, "")
+    name = data.get("name", Path(source).stem)
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{where}: key 'name' must be a non-empty string")
+    budget = parse_budget(data.get("budget", {}), Budget(), where, "budget")
+    seeds = data.get("seeds", {})
+    _no_unknown_keys(seeds, {"search", "extra"}, where, "seeds.")
+    seed = _seed(seeds.get("search", 0), where, "seeds.search")
+    extra = seeds.get("extra", [])
+    if not isinstance(extra, list):
+        raise UserError(f"{where}: key 'seeds.extra' must be a list of integers")
+    extra_seeds = tuple(_seed(s, where, "seeds.extra") for s in extra)
+    blocks = data.get("cells")
+    if not isinstance(blocks, list) or not blocks:
+        raise UserError(f"{where}: needs at least one [[cells]] block (tasks, lengths, families)")
+    cells: list[Cell] = []
+    for i, block in enumerate(blocks):
+        cells.extend(_parse_block(block, budget, seed, extra_seeds, where, f"cells[{i}]"))
+    if len({c.key for c in cells}) != len(cells):
+        raise UserError(f"{where}: the same cell (task, length, family) is listed twice")
+    return Suite(name, str(data.get("description", "")), tuple(cells), source)
+
+
+def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
+    """`base` with the keys of `table` replaced, each validated."""
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: key '{key}' must be a table")
+    allowed = {f.name for f in fields(Budget)}
+    _no_unknown_keys(table, allowed, where, f"{key}.")
+    changes = {}
+    for name, value in table.items():
+        if name == "tuner":
+            if value not in TUNERS:
+                raise UserError(f"{where}: key '{key}.tuner': {unknown('tuner', value, TUNERS)}")
+        elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise UserError(
+                f"{where}: key '{key}.{name}' must be a positive integer, got {value!r}"
+            )
+        changes[name] = value
+    return replace(base, **changes)
+
+
+def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
+    from search_spaces import REGISTRY as FAMILIES
+    from tasks import get_task
+
+    if not isinstance(block, dict):
+        raise UserError(f"{where}: '{key}' must be a table")
+    _no_unknown_keys(block, {"tasks", "lengths", "families", "eval_lengths", "budget"}, where, key)
+    for required in ("tasks", "lengths", "families"):
+        if not isinstance(block.get(required), list) or not block[required]:
+            raise UserError(f"{where}: key '{key}.{required}' must be a non-empty list")
+    block_budget = parse_budget(block.get("budget", {}), budget, where, f"{key}.budget")
+    lengths = [_positive_int(v, where, f"{key}.lengths") for v in block["lengths"]]
+    eval_lengths = [_positive_int(v, where, f"{key}.eval_lengths") for v in block.get("eval_lengths", [])]
+    cells = []
+    for task_name in block["tasks"]:
+        try:
+            task = get_task(task_name)
+            for length in lengths + eval_lengths:
+                task.check_length(length)
+        except UserError as err:
+            raise UserError(f"{where}: key '{key}': {err}") from None
+        for family in block["families"]:
+            if family not in FAMILIES:
+                bad = unknown("family", family, list(FAMILIES))
+                raise UserError(f"{where}: key '{key}.families': {bad}")
+            for length in lengths:
+                longer = tuple(sorted(v for v in eval_lengths if v > length))
+                cells.append(Cell(task_name, length, family, block_budget, seed, extra_seeds, longer))
+    return cells
+
+
+def _no_unknown_keys(table: dict, allowed: set[str], where: str, prefix: str) -> None:
+    for name in table:
+        if name not in allowed:
+            raise UserError(
+                f"{where}: unknown key '{prefix}{name}': accepted {', '.join(sorted(allowed))}"
+            )
+
+
+def _positive_int(value, where, key) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise UserError(f"{where}: key '{key}' must hold positive integers, got {value!r}")
+    return value
+
+
+def _seed(value, where, key) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        raise UserError(f"{where}: key '{key}' must be an integer in 0..{MAX_SEED}, got {value!r}")
+    return value

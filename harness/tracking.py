@@ -1,0 +1,174 @@
+"""MLflow, written through MlflowClient with explicit run ids and in batches.
+
+Structure: one experiment per suite (named after the suite); one parent run per
+cell, tagged with the cell key; one nested child run per Keras Tuner trial,
+tagged with the trial id. The default store is a SQLite file `mlflow.db` in the
+working directory, with artifacts in `mlartifacts/` beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from harness.errors import UserError
+
+DEFAULT_DB = "mlflow.db"
+CELL_KEY = "harness.cell_key"
+KIND = "harness.kind"
+TRIAL_ID = "harness.trial_id"
+PARENT = "mlflow.parentRunId"
+SCHEMES = ("sqlite:///PATH", "http://HOST:PORT", "https://HOST", "postgresql://...")
+T = TypeVar("T")
+
+
+def resolve_uri(uri: str | None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local SQLite store (never MLflow's own default)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+    return uri
+
+
+def _retry(call: Callable[[], T], attempts: int = 6) -> T:
+    """Retry a store call on transient failures (a locked SQLite file, a server restarting)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as err:  # MLflow wraps driver errors in its own exception types
+            transient = any(
+                word in str(err).lower()
+                for word in ("database is locked", "connection", "max retries", "timed out", "503")
+            )
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class Tracker:
+    """One MLflow store: experiments, parent runs per cell, child runs per trial."""
+
+    def __init__(self, uri: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+        self.uri = resolve_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    # -- checks ---------------------------------------------------------------
+    def check(self) -> None:
+        """Fail fast, with one line, on a store that cannot be reached or written."""
+        if self.uri.startswith("sqlite:///"):
+            path = Path(self.uri.removeprefix("sqlite:///"))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise UserError(f"tracking store '{self.uri}' cannot be created: {err}") from None
+            if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+                raise UserError(f"tracking store '{self.uri}' is not writable")
+        elif self.uri.startswith(("http://", "https://")):
+            try:
+                urllib.request.urlopen(f"{self.uri.rstrip('/')}/health", timeout=5).read()
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                reason = getattr(err, "reason", err)
+                raise UserError(
+                    f"tracking server '{self.uri}' is unreachable ({reason}); "
+                    "start it, or omit --tracking-uri to use the local SQLite store"
+                ) from None
+        elif not self.uri.startswith(("postgresql://", "mysql://", "file:")):
+            raise UserError(f"tracking URI '{self.uri}' is not supported: accepted {', '.join(SCHEMES)}")
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(f"tracking store '{self.uri}' cannot be used: {first}") from None
+
+    # -- experiments and runs -------------------------------------------------------
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        """The experiment called `name` (created with artifacts beside a SQLite store)."""
+        experiment = _retry(lambda: self.client.get_experiment_by_name(name))
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                _retry(lambda: self.client.restore_experiment(experiment.experiment_id))
+            return experiment.experiment_id
+        if not create:
+            return None
+        location = None
+        if self.uri.startswith("sqlite:///"):
+            root = Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+            location = (root / name).resolve().as_uri()
+        return _retry(lambda: self.client.create_experiment(name, artifact_location=location))
+
+    def runs(self, experiment_id: str, filter_string: str = "") -> list:
+        """All active runs of an experiment that match `filter_string`, every page."""
+        from mlflow.entities import ViewType
+
+        found, token = [], None
+        while True:
+            page = _retry(
+                lambda: self.client.search_runs(
+                    [experiment_id],
+                    filter_string=filter_string,
+                    run_view_type=ViewType.ACTIVE_ONLY,
+                    max_results=1000,
+                    page_token=token,
+                )
+            )
+            found.extend(page)
+            token = page.token
+            if not token:
+                return found
+
+    def cell_run(self, experiment_id: str, key: str):
+        """The parent run of the cell with `key`, or None."""
+        runs = self.runs(experiment_id, f"tags.`{CELL_KEY}` = '{key}'")
+        runs = [r for r in runs if r.data.tags.get(KIND) == "cell"]
+        return min(runs, key=lambda r: r.info.start_time) if runs else None
+
+    def trial_runs(self, experiment_id: str, parent_id: str) -> list:
+        return self.runs(experiment_id, f"tags.`{PARENT}` = '{parent_id}'")
+
+    def start_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+        run = _retry(lambda: self.client.create_run(experiment_id, run_name=name, tags=tags))
+        return run.info.run_id
+
+    def reopen(self, run_id: str) -> None:
+        _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+
+    def delete(self, run_id: str) -> None:
+        _retry(lambda: self.client.delete_run(run_id))
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+    # -- logging, in batches ----------------------------------------------------------
+    def log(
+        self,
+        run_id: str,
+        params: dict | None = None,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+        step: int = 0,
+    ) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        batch_metrics = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
+        batch_params = [Param(k, str(v)) for k, v in (params or {}).items()]
+        batch_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        _retry(
+            lambda: self.client.log_batch(
+                run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags
+            )
+        )
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        _retry(lambda: self.client.log_artifact(run_id, str(path)))
