@@ -68,8 +68,9 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
-def cell_params(cell: Cell) -> dict[str, str]:
+def cell_params(cell: Cell, task) -> dict[str, str]:
     params = {"task": cell.task, "length": cell.length, "family": cell.family, "seed": cell.seed,
+              "metric": task.metric.name, "direction": task.metric.direction,
               "extra_seeds": list(cell.extra_seeds), "eval_lengths": list(cell.eval_lengths)}
     params.update({f"budget.{k}": v for k, v in cell.as_dict()["budget"].items()})
     return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
@@ -108,7 +109,9 @@ class Runner:
         else:
             tags = {CELL_KEY: cell.key, KIND: "cell", **environment_tags()}
             run_id = self.tracker.start_run(experiment_id, f"{cell.task} L={cell.length} {cell.family}", tags)
-            self.tracker.log(run_id, params=cell_params(cell))
+            from tasks import get_task
+
+            self.tracker.log(run_id, params=cell_params(cell, get_task(cell.task)))
             earlier_seconds = 0.0
         try:
             return self._search_and_evaluate(experiment_id, run_id, cell, earlier_seconds)
@@ -153,7 +156,9 @@ class Runner:
         }
         best_trial = next(iter(tuner.oracle.get_best_trials(1)), None)
         if best_trial is None or states.count("finished") == 0:
-            self.tracker.log(run_id, metrics={**metrics, "solved": 0},
+            metrics.update(solved=0, baseline=task.baseline(cell.length),
+                           solved_bar=task.solved_bar(cell.length))
+            self.tracker.log(run_id, metrics=metrics,
                              tags={STATUS: "all trials diverged or failed"})
             self.tracker.finish(run_id, "FINISHED")
             return CellOutcome(cell.key, "diverged", trials=metrics["trials_completed"],
@@ -187,6 +192,7 @@ class Runner:
         metrics["test_score"] = score
         metrics["solved"] = int(task.is_solved(score, cell.length))
         metrics["baseline"] = task.baseline(cell.length)
+        metrics["solved_bar"] = task.solved_bar(cell.length)
         for length in cell.eval_lengths:
             longer = data.split(task, length, budget.n_test, cell.seed, "test", cache)
             scores = evaluation.test_scores(task, model, *longer, budget.batch_size)
