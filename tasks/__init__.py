@@ -1,0 +1,29 @@
+"""The task registry: one module per task, one line per task here."""
+
+from harness.errors import unknown
+from tasks.adding import Adding
+from tasks.assoc_recall import AssocRecall
+from tasks.base import Task
+from tasks.copy_memory import CopyMemory
+from tasks.counting import Counting
+from tasks.first_token import FirstToken
+from tasks.listops import ListOps
+
+REGISTRY: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Adding(),
+        Counting(),
+        CopyMemory(),
+        FirstToken(),
+        ListOps(),
+        AssocRecall(),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    """The registered task called `name`; a UserError naming the accepted ones otherwise."""
+    if name not in REGISTRY:
+        raise unknown("task", name, list(REGISTRY))
+    return REGISTRY[name]
