@@ -224,3 +224,28 @@ def ui(
                "--host", host, "--port", str(port)]
     out.print(f"MLflow UI on http://{host}:{port} for {tracker.uri}", highlight=False)
     os.execv(sys.executable, command)
+
+
+@app.command()
+@user_errors
+def report(
+    suite: Annotated[str, typer.Option(help="Bundled suite name or path to a suite TOML.")] = "quick",
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the suite's name).")] = None,
+    tracking_uri: TrackingUri = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports"),
+    readme: Annotated[bool | None, typer.Option(
+        "--update-readme/--no-update-readme",
+        help="Refresh the leaderboard in ./README.md (default: when it has the markers).")] = None,
+):
+    """Write leaderboard.md, index.html and figures from the MLflow store alone."""
+    from harness import report as reporting
+
+    tracker = reporting.open_store(tracking_uri)
+    name = experiment or reporting.suite_experiment(suite)
+    _writable_dir(out_dir, "output folder")
+    written = reporting.build(tracker, name, out_dir, lambda line: out.print(line, highlight=False))
+    out.print(f"wrote {written.leaderboard}, {written.html} and {len(written.figures)} figures "
+              f"in {out_dir / 'figures'}", highlight=False)
+    if readme or (readme is None and reporting.has_markers(Path("README.md"))):
+        changed = reporting.update_readme(Path("README.md"), written.leaderboard)
+        out.print(f"README.md: leaderboard {'updated' if changed else 'unchanged'}", highlight=False)
