@@ -1,0 +1,245 @@
+"""The report's figures: one function per figure, each taking the report's tables for one task.
+
+`cells` has one row per finished cell (params, tags and metrics of its parent run);
+`trials` one row per trial (child run), hyperparameters in `hp:<name>` columns.
+Figures are drawn on bare `Figure` objects (no pyplot state) with fixed settings,
+and `png` writes them without a timestamp or version, so the same tables give
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "svg.hashsalt": "harness",
+    "path.simplify": False,
+}
+DPI = 90
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]  # fmt: skip
+MARKERS = "osD^vP*Xh<>p"
+
+
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes without metadata that changes between builds."""
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def text(value: object) -> str:
+    """A store value made safe for matplotlib text (no mathtext)."""
+    return str(value).replace("$", r"\$")
+
+
+def colors(cells: pd.DataFrame) -> dict[str, str]:
+    """One colour per family, the same in every figure of a report."""
+    families = sorted(cells["family"].unique())
+    return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(families)}
+
+
+def _new(rows: int = 1, cols: int = 1, width: float = 6.0, height: float = 3.6):
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def _direction(cells: pd.DataFrame) -> str:
+    return cells["direction"].iloc[0]
+
+
+def _ylabel(cells: pd.DataFrame, what: str) -> str:
+    row = cells.iloc[0]
+    better = "lower" if row["direction"] == "min" else "higher"
+    return f"{what} {text(row['metric'])} ({better} is better)"
+
+
+def _scale_y(ax, values) -> None:
+    """Log y when the scores are positive and span more than two decades (losses, MSE)."""
+    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(values) and values.min() > 0 and values.max() / values.min() > 100:
+        ax.set_yscale("log")
+
+
+def _length_axis(ax, lengths, label: str) -> None:
+    """Log-scaled length axis labelled with the lengths themselves."""
+    lengths = sorted({int(L) for L in lengths})
+    ax.set_xscale("log")
+    ax.set_xticks(lengths, [str(L) for L in lengths])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel(label)
+
+
+def _baseline(ax, cells: pd.DataFrame) -> None:
+    """The trivial predictor's score and the solved bar, at the lengths the cells ran."""
+    by_length = cells.groupby("length")[["baseline", "solved_bar"]].first().sort_index()
+    ax.plot(by_length.index, by_length["baseline"], "k--", lw=1.2, label="trivial baseline")
+    ax.plot(by_length.index, by_length["solved_bar"], ":", color="#2ca02c", lw=1.2,
+            label="solved bar")
+
+
+def score_vs_length(cells: pd.DataFrame, task: str) -> Figure:
+    """Test score (mean and spread over seeds) versus length per family, baseline drawn."""
+    palette, rows = colors(cells), cells[cells["task"] == task]
+    fig, axes = _new()
+    ax = axes[0, 0]
+    for family, group in rows.groupby("family", sort=True):
+        group = group.sort_values("length")
+        score = group["seed_mean"].where(group["seed_count"] > 1, group["test_score"])
+        spread = group["seed_std"].where(group["seed_count"] > 1, 0.0)
+        ax.errorbar(group["length"], score, yerr=spread, color=palette[family], marker="o",
+                    capsize=3, label=text(family))
+        solved = group[group["solved"] == 1]
+        ax.scatter(solved["length"], score[group["solved"] == 1], s=120, facecolors="none",
+                   edgecolors=palette[family], linewidths=1.5)
+    _baseline(ax, rows)
+    _scale_y(ax, [*rows["test_score"], *rows["baseline"]])
+    _length_axis(ax, rows["length"], "sequence length (log scale); circled: solved")
+    ax.set_ylabel(_ylabel(rows, "test"))
+    ax.set_title(f"{text(task)}: test score versus length")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def length_generalisation(cells: pd.DataFrame, task: str) -> Figure | None:
+    """Best model trained at L, tested at L and at the longer lengths; None without such tests."""
+    palette, rows = colors(cells), cells[cells["task"] == task]
+    longer = sorted((c for c in rows.columns if c.startswith("test_score_len_")),
+                    key=lambda c: int(c.rsplit("_", 1)[1]))
+    if not longer or rows[longer].isna().all().all():
+        return None
+    fig, axes = _new()
+    ax = axes[0, 0]
+    lengths = sorted(rows["length"].unique())
+    for _, row in rows.sort_values(["family", "length"]).iterrows():
+        points = [(row["length"], row["test_score"])] + [
+            (int(c.rsplit("_", 1)[1]), row[c]) for c in longer if pd.notna(row[c])]
+        if len(points) < 2:
+            continue
+        xs, ys = zip(*points, strict=True)
+        marker = MARKERS[lengths.index(row["length"]) % len(MARKERS)]
+        ax.plot(xs, ys, marker=marker, color=palette[row["family"]],
+                label=f"{text(row['family'])} trained at L={row['length']}")
+    _baseline(ax, rows)
+    _scale_y(ax, rows[["test_score", *longer]].to_numpy().ravel())
+    tested = [*lengths, *(int(c.rsplit("_", 1)[1]) for c in longer)]
+    _length_axis(ax, tested, "test length (log scale); first point of a line: training length")
+    ax.set_ylabel(_ylabel(rows, "test"))
+    ax.set_title(f"{text(task)}: length generalisation")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def anytime(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Figure | None:
+    """Best validation score so far versus wall-clock seconds of the search, one panel per length."""
+    palette, rows = colors(cells), cells[cells["task"] == task]
+    done = trials[trials["parent_id"].isin(rows["run_id"]) & trials["objective"].notna()]
+    if done.empty:
+        return None
+    lengths = sorted(rows["length"].unique())
+    fig, axes = _new(1, len(lengths), width=4.2)
+    better = np.fmin if _direction(rows) == "min" else np.fmax
+    for ax, length in zip(axes[0], lengths, strict=True):
+        for _, cell in rows[rows["length"] == length].sort_values("family").iterrows():
+            own = trials[trials["parent_id"] == cell["run_id"]]
+            scored = own[own["objective"].notna()].sort_values(["end_time", "trial_id"])
+            if scored.empty:
+                continue
+            seconds = (scored["end_time"] - own["start_time"].min()) / 1000
+            best = better.accumulate(scored["objective"].to_numpy())
+            ax.step(seconds, best, where="post", marker="o", markersize=3,
+                    color=palette[cell["family"]], label=text(cell["family"]))
+        ax.set_xlim(left=0)
+        ax.set_title(f"{text(task)} L={length}")
+        ax.set_xlabel("wall-clock seconds of the search")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel(_ylabel(rows, "best validation"))
+    return fig
+
+
+def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Figure | None:
+    """Each trial's validation score versus each hyperparameter, one row per family."""
+    rows = cells[cells["task"] == task]
+    done = trials[trials["parent_id"].isin(rows["run_id"]) & trials["objective"].notna()]
+    done = done.merge(rows[["run_id", "family", "length"]], left_on="parent_id", right_on="run_id")
+    if done.empty:
+        return None
+    families = sorted(done["family"].unique())
+    names = {f: sorted(c for c in done.columns if c.startswith("hp:")
+                       and done.loc[done["family"] == f, c].notna().any()) for f in families}
+    cols = max(1, max(len(n) for n in names.values()))
+    fig, axes = _new(len(families), cols, width=3.2, height=2.6)
+    lengths = sorted(rows["length"].unique())
+    shades = {L: PALETTE[i % len(PALETTE)] for i, L in enumerate(lengths)}
+    for r, family in enumerate(families):
+        own = done[done["family"] == family]
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(names[family]):
+                ax.set_visible(False)
+                continue
+            name = names[family][c]
+            values = own[name].dropna()
+            numeric = pd.to_numeric(values, errors="coerce")
+            if numeric.notna().all() and not values.isin(["True", "False"]).any():
+                xs = numeric
+                if numeric.min() > 0 and numeric.max() / numeric.min() >= 100:
+                    ax.set_xscale("log")
+            else:
+                categories = sorted(values.unique())
+                xs = values.map({v: i for i, v in enumerate(categories)})
+                ax.set_xticks(range(len(categories)), [text(v) for v in categories])
+            scored = own.loc[values.index]
+            for length in lengths:
+                at = (scored["length"] == length).to_numpy()
+                ax.scatter(xs[at], scored["objective"][at], s=18, color=shades[length],
+                           label=f"L={length}")
+            _scale_y(ax, own["objective"])
+            ax.set_xlabel(text(name.removeprefix("hp:")))
+            if c == 0:
+                ax.set_ylabel(f"{text(family)}\nvalidation {text(rows['metric'].iloc[0])}")
+                ax.legend(fontsize=7)
+    fig.suptitle(f"{text(task)}: trial score versus each hyperparameter")
+    return fig
+
+
+def cost_vs_length(cells: pd.DataFrame, task: str) -> tuple[Figure | None, dict[str, float]]:
+    """Seconds per epoch versus length per family on log-log axes, with the fitted slopes."""
+    palette, rows = colors(cells), cells[cells["task"] == task]
+    rows = rows[rows["seconds_per_epoch"] > 0]
+    if rows.empty:
+        return None, {}
+    fig, axes = _new()
+    ax = axes[0, 0]
+    slopes = {}
+    for family, group in rows.groupby("family", sort=True):
+        group = group.sort_values("length")
+        label = text(family)
+        if group["length"].nunique() >= 2:
+            slope = float(np.polyfit(np.log(group["length"]),
+                                     np.log(group["seconds_per_epoch"]), 1)[0])
+            slopes[family] = slope
+            label += f" (slope {slope:.2f})"
+        ax.plot(group["length"], group["seconds_per_epoch"], marker="o",
+                color=palette[family], label=label)
+    _length_axis(ax, rows["length"], "sequence length (log scale)")
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds per epoch of the best model (log scale)")
+    ax.set_title(f"{text(task)}: cost versus length (slope = exponent of L)")
+    ax.legend(fontsize=8)
+    return fig, slopes
