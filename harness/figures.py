@@ -89,8 +89,9 @@ def _baseline(ax, cells: pd.DataFrame) -> None:
     """The trivial predictor's score and the solved bar, at the lengths the cells ran."""
     by_length = cells.groupby("length")[["baseline", "solved_bar"]].first().sort_index()
     ax.plot(by_length.index, by_length["baseline"], "k--", lw=1.2, label="trivial baseline")
-    ax.plot(by_length.index, by_length["solved_bar"], ":", color="#2ca02c", lw=1.2,
-            label="solved bar")
+    ax.plot(
+        by_length.index, by_length["solved_bar"], ":", color="#2ca02c", lw=1.2, label="solved bar"
+    )
 
 
 def score_vs_length(cells: pd.DataFrame, task: str) -> Figure:
@@ -102,11 +103,24 @@ def score_vs_length(cells: pd.DataFrame, task: str) -> Figure:
         group = group.sort_values("length")
         score = group["seed_mean"].where(group["seed_count"] > 1, group["test_score"])
         spread = group["seed_std"].where(group["seed_count"] > 1, 0.0)
-        ax.errorbar(group["length"], score, yerr=spread, color=palette[family], marker="o",
-                    capsize=3, label=text(family))
+        ax.errorbar(
+            group["length"],
+            score,
+            yerr=spread,
+            color=palette[family],
+            marker="o",
+            capsize=3,
+            label=text(family),
+        )
         solved = group[group["solved"] == 1]
-        ax.scatter(solved["length"], score[group["solved"] == 1], s=120, facecolors="none",
-                   edgecolors=palette[family], linewidths=1.5)
+        ax.scatter(
+            solved["length"],
+            score[group["solved"] == 1],
+            s=120,
+            facecolors="none",
+            edgecolors=palette[family],
+            linewidths=1.5,
+        )
     _baseline(ax, rows)
     _scale_y(ax, [*rows["test_score"], *rows["baseline"]])
     _length_axis(ax, rows["length"], "sequence length (log scale); circled: solved")
@@ -119,8 +133,10 @@ def score_vs_length(cells: pd.DataFrame, task: str) -> Figure:
 def length_generalisation(cells: pd.DataFrame, task: str) -> Figure | None:
     """Best model trained at L, tested at L and at the longer lengths; None without such tests."""
     palette, rows = colors(cells), cells[cells["task"] == task]
-    longer = sorted((c for c in rows.columns if c.startswith("test_score_len_")),
-                    key=lambda c: int(c.rsplit("_", 1)[1]))
+    longer = sorted(
+        (c for c in rows.columns if c.startswith("test_score_len_")),
+        key=lambda c: int(c.rsplit("_", 1)[1]),
+    )
     if not longer or rows[longer].isna().all().all():
         return None
     fig, axes = _new()
@@ -128,13 +144,19 @@ def length_generalisation(cells: pd.DataFrame, task: str) -> Figure | None:
     lengths = sorted(rows["length"].unique())
     for _, row in rows.sort_values(["family", "length"]).iterrows():
         points = [(row["length"], row["test_score"])] + [
-            (int(c.rsplit("_", 1)[1]), row[c]) for c in longer if pd.notna(row[c])]
+            (int(c.rsplit("_", 1)[1]), row[c]) for c in longer if pd.notna(row[c])
+        ]
         if len(points) < 2:
             continue
         xs, ys = zip(*points, strict=True)
         marker = MARKERS[lengths.index(row["length"]) % len(MARKERS)]
-        ax.plot(xs, ys, marker=marker, color=palette[row["family"]],
-                label=f"{text(row['family'])} trained at L={row['length']}")
+        ax.plot(
+            xs,
+            ys,
+            marker=marker,
+            color=palette[row["family"]],
+            label=f"{text(row['family'])} trained at L={row['length']}",
+        )
     _baseline(ax, rows)
     _scale_y(ax, rows[["test_score", *longer]].to_numpy().ravel())
     tested = [*lengths, *(int(c.rsplit("_", 1)[1]) for c in longer)]
@@ -146,7 +168,7 @@ def length_generalisation(cells: pd.DataFrame, task: str) -> Figure | None:
 
 
 def anytime(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Figure | None:
-    """Best validation score so far versus wall-clock seconds of the search, one panel per length."""
+    """Best validation score so far versus wall-clock time of the search, a panel per length."""
     palette, rows = colors(cells), cells[cells["task"] == task]
     done = trials[trials["parent_id"].isin(rows["run_id"]) & trials["objective"].notna()]
     if done.empty:
@@ -162,8 +184,15 @@ def anytime(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Figure | No
                 continue
             seconds = (scored["end_time"] - own["start_time"].min()) / 1000
             best = better.accumulate(scored["objective"].to_numpy())
-            ax.step(seconds, best, where="post", marker="o", markersize=3,
-                    color=palette[cell["family"]], label=text(cell["family"]))
+            ax.step(
+                seconds,
+                best,
+                where="post",
+                marker="o",
+                markersize=3,
+                color=palette[cell["family"]],
+                label=text(cell["family"]),
+            )
         ax.set_xlim(left=0)
         ax.set_title(f"{text(task)} L={length}")
         ax.set_xlabel("wall-clock seconds of the search")
@@ -180,8 +209,14 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
     if done.empty:
         return None
     families = sorted(done["family"].unique())
-    names = {f: sorted(c for c in done.columns if c.startswith("hp:")
-                       and done.loc[done["family"] == f, c].notna().any()) for f in families}
+    names = {
+        f: sorted(
+            c
+            for c in done.columns
+            if c.startswith("hp:") and done.loc[done["family"] == f, c].notna().any()
+        )
+        for f in families
+    }
     cols = max(1, max(len(n) for n in names.values()))
     fig, axes = _new(len(families), cols, width=3.2, height=2.6)
     lengths = sorted(rows["length"].unique())
@@ -207,8 +242,9 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
             scored = own.loc[values.index]
             for length in lengths:
                 at = (scored["length"] == length).to_numpy()
-                ax.scatter(xs[at], scored["objective"][at], s=18, color=shades[length],
-                           label=f"L={length}")
+                ax.scatter(
+                    xs[at], scored["objective"][at], s=18, color=shades[length], label=f"L={length}"
+                )
             _scale_y(ax, own["objective"])
             ax.set_xlabel(text(name.removeprefix("hp:")))
             if c == 0:
@@ -231,12 +267,18 @@ def cost_vs_length(cells: pd.DataFrame, task: str) -> tuple[Figure | None, dict[
         group = group.sort_values("length")
         label = text(family)
         if group["length"].nunique() >= 2:
-            slope = float(np.polyfit(np.log(group["length"]),
-                                     np.log(group["seconds_per_epoch"]), 1)[0])
+            slope = float(
+                np.polyfit(np.log(group["length"]), np.log(group["seconds_per_epoch"]), 1)[0]
+            )
             slopes[family] = slope
             label += f" (slope {slope:.2f})"
-        ax.plot(group["length"], group["seconds_per_epoch"], marker="o",
-                color=palette[family], label=label)
+        ax.plot(
+            group["length"],
+            group["seconds_per_epoch"],
+            marker="o",
+            color=palette[family],
+            label=label,
+        )
     _length_axis(ax, rows["length"], "sequence length (log scale)")
     ax.set_yscale("log")
     ax.set_ylabel("seconds per epoch of the best model (log scale)")

@@ -101,8 +101,10 @@ def open_store(uri: str | None) -> Tracker:
     """A checked Tracker; a SQLite file that does not exist is an error, never created."""
     uri = resolve_uri(uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise UserError(f"tracking store '{uri}' does not exist: run `harness run` first, "
-                        "or give --tracking-uri")
+        raise UserError(
+            f"tracking store '{uri}' does not exist: run `harness run` first, "
+            "or give --tracking-uri"
+        )
     tracker = Tracker(uri)
     tracker.check()
     return tracker
@@ -117,20 +119,25 @@ def suite_experiment(suite: str) -> str:
     return suite
 
 
-def read_store(tracker: Tracker, experiment: str,
-               progress: Callable[[str], None] = lambda line: None) -> Results:
+def read_store(
+    tracker: Tracker, experiment: str, progress: Callable[[str], None] = lambda line: None
+) -> Results:
     """Every active run of `experiment`, in pages, split into finished cells and their trials."""
     from mlflow.entities import ViewType
 
     client = tracker.client
     found = _retry(lambda: client.get_experiment_by_name(experiment))
     if found is None or found.lifecycle_stage != "active":
-        raise UserError(f"experiment '{experiment}' does not exist in '{tracker.uri}': "
-                        f"{_experiments(tracker)}")
+        raise UserError(
+            f"experiment '{experiment}' does not exist in '{tracker.uri}': {_experiments(tracker)}"
+        )
     runs, token = [], None
     while True:
-        page = _retry(lambda: client.search_runs([found.experiment_id], "", ViewType.ACTIVE_ONLY,
-                                                 PAGE, page_token=token))
+        page = _retry(
+            lambda token=token: client.search_runs(
+                [found.experiment_id], "", ViewType.ACTIVE_ONLY, PAGE, page_token=token
+            )
+        )
         runs.extend(page)
         progress(f"read {len(runs):,} runs of experiment '{experiment}'")
         token = page.token
@@ -138,8 +145,10 @@ def read_store(tracker: Tracker, experiment: str,
             break
     results = _tables(experiment, runs)
     if results.cells.empty:
-        raise UserError(f"experiment '{experiment}' in '{tracker.uri}' has no finished cells "
-                        f"({len(runs)} runs): {_experiments(tracker)}")
+        raise UserError(
+            f"experiment '{experiment}' in '{tracker.uri}' has no finished cells "
+            f"({len(runs)} runs): {_experiments(tracker)}"
+        )
     return results
 
 
@@ -157,8 +166,12 @@ def _cell_row(run) -> dict | None:
         return None
     if row["direction"] not in ("min", "max"):
         return None
-    row.update(run_id=run.info.run_id, start_time=run.info.start_time, length=length,
-               status=tags.get(STATUS, ""))
+    row.update(
+        run_id=run.info.run_id,
+        start_time=run.info.start_time,
+        length=length,
+        status=tags.get(STATUS, ""),
+    )
     row.update({k: tags.get(f"harness.{k}", "unknown") for k in MACHINE})
     row.update({k: np.nan for k in CELL_METRICS})
     row.update(run.data.metrics)
@@ -167,10 +180,15 @@ def _cell_row(run) -> dict | None:
 
 def _trial_row(run) -> dict:
     info, data = run.info, run.data
-    row = {"run_id": info.run_id, "parent_id": data.tags[PARENT],
-           "trial_id": data.tags.get(TRIAL_ID, ""), "status": data.tags.get(STATUS, ""),
-           "start_time": info.start_time, "end_time": info.end_time,
-           "objective": data.metrics.get("objective", np.nan)}
+    row = {
+        "run_id": info.run_id,
+        "parent_id": data.tags[PARENT],
+        "trial_id": data.tags.get(TRIAL_ID, ""),
+        "status": data.tags.get(STATUS, ""),
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+        "objective": data.metrics.get("objective", np.nan),
+    }
     row.update({f"hp:{k}": v for k, v in data.params.items()})
     return row
 
@@ -182,19 +200,34 @@ def _tables(experiment: str, runs: list) -> Results:
     cells = pd.DataFrame(rows, columns=None if rows else ["run_id", "task", "length", "family"])
     kept = len(cells)
     if rows:  # the latest finished run of each (task, length, family); older budgets are superseded
-        cells = (cells.sort_values(["start_time", "run_id"])
-                 .drop_duplicates(["task", "length", "family"], keep="last")
-                 .sort_values(["task", "family", "length"]).reset_index(drop=True))
+        cells = (
+            cells.sort_values(["start_time", "run_id"])
+            .drop_duplicates(["task", "length", "family"], keep="last")
+            .sort_values(["task", "family", "length"])
+            .reset_index(drop=True)
+        )
         cells = cells[sorted(cells.columns)]
     ids = set(cells["run_id"])
-    trial_rows = [_trial_row(r) for r in runs
-                  if r.data.tags.get(KIND) == "trial" and r.data.tags.get(PARENT) in ids]
-    trials = pd.DataFrame(trial_rows, columns=None if trial_rows else [
-        "run_id", "parent_id", "trial_id", "status", "start_time", "end_time", "objective"])
+    trial_rows = [
+        _trial_row(r)
+        for r in runs
+        if r.data.tags.get(KIND) == "trial" and r.data.tags.get(PARENT) in ids
+    ]
+    trials = pd.DataFrame(
+        trial_rows,
+        columns=None
+        if trial_rows
+        else ["run_id", "parent_id", "trial_id", "status", "start_time", "end_time", "objective"],
+    )
     trials = trials[sorted(trials.columns)].sort_values(["parent_id", "start_time", "run_id"])
-    return Results(experiment, cells, trials.reset_index(drop=True),
-                   unfinished=len(parents) - len(finished), superseded=kept - len(cells),
-                   unreadable=len(finished) - kept)
+    return Results(
+        experiment,
+        cells,
+        trials.reset_index(drop=True),
+        unfinished=len(parents) - len(finished),
+        superseded=kept - len(cells),
+        unreadable=len(finished) - kept,
+    )
 
 
 # -- tables ----------------------------------------------------------------------------
@@ -209,7 +242,7 @@ def _num(value, digits: int = 4) -> str:
 
 
 def score_text(row) -> str:
-    """A cell's score: mean ± std over seeds where extra seeds ran, else the test score; ✓ solved."""
+    """Mean ± std over seeds where extra seeds ran, else the test score; ✓ when solved."""
     if not _finite(row["test_score"]):
         return "diverged" if row["status"].startswith("all trials") else "—"
     if row["seed_count"] > 1 and _finite(row["seed_mean"]):
@@ -227,39 +260,58 @@ def score_table(rows: pd.DataFrame) -> Table:
     for family, group in rows.groupby("family", sort=True):
         by_length = {row["length"]: row for _, row in group.iterrows()}
         solved = group.loc[group["solved"] == 1, "length"]
-        table.rows.append([family, *(score_text(by_length[L]) if L in by_length else ""
-                                     for L in lengths),
-                           f"L={solved.max()}" if len(solved) else "—"])
+        table.rows.append(
+            [
+                family,
+                *(score_text(by_length[L]) if L in by_length else "" for L in lengths),
+                f"L={solved.max()}" if len(solved) else "—",
+            ]
+        )
     first = rows.groupby("length")[["baseline", "solved_bar"]].first()
     table.rows.append(["trivial baseline", *(_num(first.loc[L, "baseline"]) for L in lengths), ""])
-    table.rows.append(["solved bar", *(f"{arrow} {_num(first.loc[L, 'solved_bar'])}"
-                                       for L in lengths), ""])
+    table.rows.append(
+        ["solved bar", *(f"{arrow} {_num(first.loc[L, 'solved_bar'])}" for L in lengths), ""]
+    )
     return table
 
 
 def cost_table(rows: pd.DataFrame) -> Table:
     """Cost of each cell's best model, and how many of the cell's trials diverged."""
-    table = Table(["family", "length", "parameters", "seconds per epoch", "epochs to solve",
-                   "diverged trials"], [])
+    table = Table(
+        [
+            "family",
+            "length",
+            "parameters",
+            "seconds per epoch",
+            "epochs to solve",
+            "diverged trials",
+        ],
+        [],
+    )
     for _, row in rows.iterrows():
         diverged = f"{_num(row['trials_diverged'])} of {_num(row['trials_completed'])}"
         if _finite(row["trials_failed"]) and row["trials_failed"] > 0:
             diverged += f" ({row['trials_failed']:.0f} failed)"
-        table.rows.append([
-            row["family"], str(row["length"]),
-            f"{row['parameters']:,.0f}" if _finite(row["parameters"]) else "—",
-            _num(row["seconds_per_epoch"], 3),
-            f"{row['epochs_to_solve']:.0f}" if _finite(row["epochs_to_solve"]) else "—",
-            diverged,
-        ])
+        table.rows.append(
+            [
+                row["family"],
+                str(row["length"]),
+                f"{row['parameters']:,.0f}" if _finite(row["parameters"]) else "—",
+                _num(row["seconds_per_epoch"], 3),
+                f"{row['epochs_to_solve']:.0f}" if _finite(row["epochs_to_solve"]) else "—",
+                diverged,
+            ]
+        )
     return table
 
 
 def machines(cells: pd.DataFrame) -> list[str]:
     """Which machine and backend produced the cells, with how many cells each."""
     counts = cells.groupby(list(MACHINE)).size().sort_index()
-    return [f"{device}; Keras {keras} on {backend} ({framework}): {n} cell{'s' * (n != 1)}"
-            for (device, backend, framework, keras), n in counts.items()]
+    return [
+        f"{device}; Keras {keras} on {backend} ({framework}): {n} cell{'s' * (n != 1)}"
+        for (device, backend, framework, keras), n in counts.items()
+    ]
 
 
 def _slug(name: str) -> str:
@@ -282,10 +334,17 @@ def section(results: Results, task: str) -> Section:
         "cost_vs_length": cost,
     }
     return Section(
-        task, rows["metric"].iloc[0], rows["direction"].iloc[0], score_table(rows),
-        cost_table(rows), slopes,
-        [(f"{kind}_{_slug(task)}.png", kind, figures.png(fig))
-         for kind, fig in drawn.items() if fig is not None],
+        task,
+        rows["metric"].iloc[0],
+        rows["direction"].iloc[0],
+        score_table(rows),
+        cost_table(rows),
+        slopes,
+        [
+            (f"{kind}_{_slug(task)}.png", kind, figures.png(fig))
+            for kind, fig in drawn.items()
+            if fig is not None
+        ],
     )
 
 
@@ -317,31 +376,46 @@ HOW_TO_READ = (
 def _notes(results: Results) -> list[str]:
     notes = []
     if results.unfinished:
-        notes.append(f"{results.unfinished} unfinished cell runs (running or interrupted) "
-                     "are left out.")
+        notes.append(
+            f"{results.unfinished} unfinished cell runs (running or interrupted) are left out."
+        )
     if results.superseded:
-        notes.append(f"{results.superseded} older finished runs of a cell rerun with another "
-                     "budget are superseded by the latest.")
+        notes.append(
+            f"{results.superseded} older finished runs of a cell rerun with another "
+            "budget are superseded by the latest."
+        )
     if results.unreadable:
-        notes.append(f"{results.unreadable} cell runs without a task, length, family or "
-                     "direction are left out.")
+        notes.append(
+            f"{results.unreadable} cell runs without a task, length, family or "
+            "direction are left out."
+        )
     return notes
 
 
 def render_markdown(results: Results, sections: list[Section]) -> str:
-    lines = [f"# Leaderboard: {md(results.experiment)}", "",
-             f"MLflow experiment {md(results.experiment)}, {len(results.cells)} cells. "
-             "Machine and backend:", ""]
+    lines = [
+        f"# Leaderboard: {md(results.experiment)}",
+        "",
+        f"MLflow experiment {md(results.experiment)}, {len(results.cells)} cells. "
+        "Machine and backend:",
+        "",
+    ]
     lines += [f"- {md(machine)}" for machine in machines(results.cells)]
     lines += ["", HOW_TO_READ, *(["", " ".join(_notes(results))] if _notes(results) else [])]
     for part in sections:
-        lines += ["", f"## {md(part.task)}", "",
-                  f"Metric: {md(part.metric)} ({_better(part.direction)}).", ""]
+        lines += [
+            "",
+            f"## {md(part.task)}",
+            "",
+            f"Metric: {md(part.metric)} ({_better(part.direction)}).",
+            "",
+        ]
         lines += _md_table(part.scores)
         lines += ["", "Cost of each cell's best model:", ""]
         lines += _md_table(part.costs)
         if part.slopes:
-            lines += ["", f"Seconds per epoch grow as length^slope: {md(_slopes_line(part.slopes))}."]
+            slopes = md(_slopes_line(part.slopes))
+            lines += ["", f"Seconds per epoch grow as length^slope: {slopes}."]
         for name, kind, _ in part.figures:
             if kind == "score_vs_length":
                 lines += ["", f"![{md(part.task)}: test score versus length](figures/{name})"]
@@ -350,14 +424,18 @@ def render_markdown(results: Results, sections: list[Section]) -> str:
 
 def _md_table(table: Table) -> list[str]:
     rows = [table.headers, ["---"] * len(table.headers), *table.rows]
-    return ["| " + " | ".join(md(cell) if cell != "---" else cell for cell in row) + " |"
-            for row in rows]
+    return [
+        "| " + " | ".join(md(cell) if cell != "---" else cell for cell in row) + " |"
+        for row in rows
+    ]
 
 
 def _html_table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>\n"
-                   for row in table.rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>\n"
+        for row in table.rows
+    )
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
 
 
@@ -377,13 +455,21 @@ figcaption { color: #555; font-size: 0.9em; }
 def render_html(results: Results, sections: list[Section]) -> str:
     """One self-contained page: tables, and figures as data URIs; scripts limited by CSP."""
     digest = base64.b64encode(hashlib.sha256(IMAGE_CHECK.encode()).digest()).decode()
-    policy = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-              f"script-src 'sha256-{digest}'")
+    policy = (
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'"
+    )
     title = html.escape(f"Report: {results.experiment}")
     parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{policy}">',
-        f"<title>{title}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
+        f"<title>{title}</title>",
+        f"<style>{STYLE}</style>",
+        "</head>",
+        "<body>",
         f"<h1>{title}</h1>",
         f"<p>MLflow experiment {html.escape(results.experiment)}, {len(results.cells)} cells. "
         "Machine and backend:</p>",
@@ -393,18 +479,25 @@ def render_html(results: Results, sections: list[Section]) -> str:
     ]
     for part in sections:
         task = html.escape(part.task)
-        parts += [f"<h2>{task}</h2>",
-                  f"<p>Metric: {html.escape(part.metric)} ({_better(part.direction)}).</p>",
-                  _html_table(part.scores), "<p>Cost of each cell's best model:</p>",
-                  _html_table(part.costs)]
+        parts += [
+            f"<h2>{task}</h2>",
+            f"<p>Metric: {html.escape(part.metric)} ({_better(part.direction)}).</p>",
+            _html_table(part.scores),
+            "<p>Cost of each cell's best model:</p>",
+            _html_table(part.costs),
+        ]
         if part.slopes:
-            parts.append("<p>Seconds per epoch grow as length^slope: "
-                         f"{html.escape(_slopes_line(part.slopes))}.</p>")
+            parts.append(
+                "<p>Seconds per epoch grow as length^slope: "
+                f"{html.escape(_slopes_line(part.slopes))}.</p>"
+            )
         for name, kind, data in part.figures:
             uri = "data:image/png;base64," + base64.b64encode(data).decode()
-            parts.append(f'<figure><img src="{uri}" alt="{task}: {kind}" '
-                         f'data-file="{html.escape(name)}">'
-                         f"<figcaption>{html.escape(CAPTIONS[kind])}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{uri}" alt="{task}: {kind}" '
+                f'data-file="{html.escape(name)}">'
+                f"<figcaption>{html.escape(CAPTIONS[kind])}</figcaption></figure>"
+            )
     parts += [f"<script>{IMAGE_CHECK}</script>", "</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
@@ -418,8 +511,12 @@ def _write(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-def build(tracker: Tracker, experiment: str, out: Path,
-          progress: Callable[[str], None] = lambda line: None) -> Written:
+def build(
+    tracker: Tracker,
+    experiment: str,
+    out: Path,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Written:
     """Read the experiment and write leaderboard.md, index.html and figures/*.png under `out`."""
     results = read_store(tracker, experiment, progress)
     sections = []
@@ -457,8 +554,9 @@ def insert_leaderboard(readme_text: str, leaderboard: str, figures_prefix: str) 
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
     lines = ["#" + line if line.startswith("#") else line for line in lines]
-    block = "\n".join(line.replace("](figures/", f"]({figures_prefix}figures/")
-                      for line in lines).strip()
+    block = "\n".join(
+        line.replace("](figures/", f"]({figures_prefix}figures/") for line in lines
+    ).strip()
     head, rest = readme_text.split(START, 1)
     tail = rest.split(END, 1)[1]
     return f"{head}{START}\n{block}\n{END}{tail}"
@@ -467,8 +565,10 @@ def insert_leaderboard(readme_text: str, leaderboard: str, figures_prefix: str) 
 def update_readme(readme: Path, leaderboard: Path) -> bool:
     """Refresh the leaderboard between README's markers; True when the README changed."""
     if not has_markers(readme):
-        raise UserError(f"'{readme}' has no '{START}' ... '{END}' markers: add them to the "
-                        "README where the leaderboard goes")
+        raise UserError(
+            f"'{readme}' has no '{START}' ... '{END}' markers: add them to the "
+            "README where the leaderboard goes"
+        )
     if not leaderboard.is_file():
         raise UserError(f"leaderboard '{leaderboard}' does not exist: run `harness report` first")
     prefix = Path(os.path.relpath(leaderboard.resolve().parent, readme.resolve().parent))

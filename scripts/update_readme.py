@@ -1,0 +1,35 @@
+"""Put reports/leaderboard.md's tables into README.md between the leaderboard markers.
+
+    python scripts/update_readme.py [--readme README.md] [--leaderboard reports/leaderboard.md]
+
+The README must already hold `<!-- leaderboard:start -->` and `<!-- leaderboard:end -->`;
+without them the script changes nothing and exits 2. `harness report` calls the same
+function when ./README.md has the markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.report import update_readme
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--leaderboard", type=Path, default=Path("reports/leaderboard.md"))
+    args = parser.parse_args()
+    try:
+        changed = update_readme(args.readme, args.leaderboard)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.readme}: leaderboard {'updated' if changed else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
