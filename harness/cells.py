@@ -14,26 +14,39 @@ ADHOC = "adhoc"
 def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds, eval_lengths):
     """The suite and the cells to run: a suite filtered by the flags, or one block built from them."""
     if suite_name is None:
-        missing = [flag for flag, value in (("--task", tasks), ("--length", lengths),
-                                            ("--family", families)) if not value]
+        missing = [
+            flag
+            for flag, value in (("--task", tasks), ("--length", lengths), ("--family", families))
+            if not value
+        ]
         if missing:
-            raise UserError(f"give --suite, or all of --task, --length, --family (missing {', '.join(missing)})")
+            raise UserError(
+                f"give --suite, or all of --task, --length, --family (missing {', '.join(missing)})"
+            )
         block = {"tasks": list(tasks), "lengths": list(lengths), "families": list(families)}
         if eval_lengths:
             block["eval_lengths"] = list(eval_lengths)
         seeds = {"search": 0 if seed is None else seed, "extra": list(extra_seeds or [])}
-        suite = parse_suite({"name": ADHOC, "budget": budget, "seeds": seeds, "cells": [block]},
-                            "command-line flags")
+        suite = parse_suite(
+            {"name": ADHOC, "budget": budget, "seeds": seeds, "cells": [block]},
+            "command-line flags",
+        )
         return suite, list(suite.cells)
     suite = load_suite(suite_name)
-    cells = [c for c in suite.cells
-             if (not tasks or c.task in tasks) and (not lengths or c.length in lengths)
-             and (not families or c.family in families)]
+    cells = [
+        c
+        for c in suite.cells
+        if (not tasks or c.task in tasks)
+        and (not lengths or c.length in lengths)
+        and (not families or c.family in families)
+    ]
     if not cells:
         raise UserError(f"no cell of suite '{suite.name}' matches --task/--length/--family")
     if budget:
-        cells = [replace(c, budget=parse_budget(budget, c.budget, "command-line flags", "budget"))
-                 for c in cells]
+        cells = [
+            replace(c, budget=parse_budget(budget, c.budget, "command-line flags", "budget"))
+            for c in cells
+        ]
     overrides = {}
     if seed is not None:
         overrides["seed"] = seed
@@ -66,7 +79,9 @@ def cell_states(tracker: Tracker, experiment: str, cells) -> list[tuple[Cell, Ce
         trials = tracker.trial_runs(experiment_id, run.info.run_id)
         done = sum(t.info.status in ("FINISHED", "FAILED") for t in trials)
         if run.info.status == "FINISHED":
-            states.append((cell, CellState("done", done, planned, run.data.metrics.get("test_score"))))
+            states.append(
+                (cell, CellState("done", done, planned, run.data.metrics.get("test_score")))
+            )
         else:
             states.append((cell, CellState("partial", done, planned)))
     return states

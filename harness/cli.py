@@ -21,16 +21,24 @@ from harness.errors import UserError
 
 backend.configure()
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Benchmark sequence models: Keras Tuner searches per (task, length, family), tracked in MLflow.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmark sequence models: Keras Tuner searches per (task, length, family), tracked in MLflow.",
+)
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 MAX_ELEMENTS = 500_000_000
 DEFAULT_WORKDIR = Path("data")
 
-TrackingUri = Annotated[str | None, typer.Option(
-    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")]
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    ),
+]
 
 
 def user_errors(command):
@@ -69,13 +77,21 @@ def tasks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for s
     if as_json:
         out.print_json(json.dumps([asdict(info) for info in infos]))
         return
-    table = Table("task", "what it tests", "input", "output", "metric", "baseline", "solved", "lengths")
+    table = Table(
+        "task", "what it tests", "input", "output", "metric", "baseline", "solved", "lengths"
+    )
     for info in infos:
         arrow = "<=" if info.direction == "min" else ">="
-        table.add_row(info.name, info.description, info.input, info.output,
-                      f"{info.metric} ({info.direction})",
-                      f"{info.baseline:.4g} @ L={info.default_lengths[0]}", f"{arrow} {info.solved:.4g}",
-                      ", ".join(map(str, info.default_lengths)))
+        table.add_row(
+            info.name,
+            info.description,
+            info.input,
+            info.output,
+            f"{info.metric} ({info.direction})",
+            f"{info.baseline:.4g} @ L={info.default_lengths[0]}",
+            f"{arrow} {info.solved:.4g}",
+            ", ".join(map(str, info.default_lengths)),
+        )
     out.print(table)
 
 
@@ -84,7 +100,9 @@ def tasks(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for s
 def generate(
     task: Annotated[str, typer.Argument(help="Task name (see `harness tasks`).")],
     out_path: Annotated[Path, typer.Option("--out", help="Output .npz file (arrays x and y).")],
-    length: Annotated[int | None, typer.Option(help="Sequence length (the task's default if omitted).")] = None,
+    length: Annotated[
+        int | None, typer.Option(help="Sequence length (the task's default if omitted).")
+    ] = None,
     n: Annotated[int, typer.Option(help="Number of examples.")] = 1000,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
 ):
@@ -97,8 +115,10 @@ def generate(
     length = spec.default_lengths[0] if length is None else length
     spec.check_length(length)
     if n < 1 or n * spec.sequence_steps(length) > MAX_ELEMENTS:
-        raise UserError(f"n={n} is out of range at length {length}: accepted 1 <= n and "
-                        f"n x steps <= {MAX_ELEMENTS:,}")
+        raise UserError(
+            f"n={n} is out of range at length {length}: accepted 1 <= n and "
+            f"n x steps <= {MAX_ELEMENTS:,}"
+        )
     if out_path.suffix != ".npz":
         raise UserError(f"output path '{out_path}' must end in .npz")
     _writable_dir(out_path.parent, "output folder")
@@ -111,7 +131,9 @@ def generate(
 
 @app.command()
 @user_errors
-def spaces(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False):
+def spaces(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+):
     """List the model families and the hyperparameters each one searches."""
     backend.load_frameworks()
     from search_spaces import REGISTRY, describe_space
@@ -122,16 +144,23 @@ def spaces(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for 
         return
     table = Table("family", "description", "hyperparameters")
     for row in rows:
-        table.add_row(row["family"], row["description"],
-                      "\n".join(f"{hp['name']}: {hp['range']}" for hp in row["hyperparameters"]))
+        table.add_row(
+            row["family"],
+            row["description"],
+            "\n".join(f"{hp['name']}: {hp['range']}" for hp in row["hyperparameters"]),
+        )
     out.print(table)
 
 
 @app.command()
 @user_errors
 def run(
-    suite: Annotated[str | None, typer.Option(help="Bundled suite name or path to a suite TOML.")] = None,
-    task: Annotated[list[str] | None, typer.Option(help="Task (repeatable); filters a suite's cells.")] = None,
+    suite: Annotated[
+        str | None, typer.Option(help="Bundled suite name or path to a suite TOML.")
+    ] = None,
+    task: Annotated[
+        list[str] | None, typer.Option(help="Task (repeatable); filters a suite's cells.")
+    ] = None,
     length: Annotated[list[int] | None, typer.Option(help="Length (repeatable).")] = None,
     family: Annotated[list[str] | None, typer.Option(help="Model family (repeatable).")] = None,
     tuner: Annotated[str | None, typer.Option(help="random, bayesian or hyperband.")] = None,
@@ -143,19 +172,35 @@ def run(
     n_test: Annotated[int | None, typer.Option(help="Test examples.")] = None,
     executions: Annotated[int | None, typer.Option(help="Executions per trial.")] = None,
     seed: Annotated[int | None, typer.Option(help="Search seed.")] = None,
-    extra_seed: Annotated[list[int] | None, typer.Option(help="Retrain the best with this seed (repeatable).")] = None,
-    eval_length: Annotated[list[int] | None, typer.Option(help="Also test at this longer length (repeatable).")] = None,
-    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the suite's name).")] = None,
+    extra_seed: Annotated[
+        list[int] | None, typer.Option(help="Retrain the best with this seed (repeatable).")
+    ] = None,
+    eval_length: Annotated[
+        list[int] | None, typer.Option(help="Also test at this longer length (repeatable).")
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: the suite's name).")
+    ] = None,
     tracking_uri: TrackingUri = None,
     workdir: Annotated[Path, typer.Option(help="Data cache and tuner folders.")] = DEFAULT_WORKDIR,
 ):
     """Run a suite, or single cells given by flags: one Keras Tuner search per cell."""
     from harness.cells import select_cells
 
-    budget = {k: v for k, v in {
-        "tuner": tuner, "max_trials": max_trials, "epochs": epochs, "batch_size": batch_size,
-        "n_train": n_train, "n_val": n_val, "n_test": n_test, "executions_per_trial": executions,
-    }.items() if v is not None}
+    budget = {
+        k: v
+        for k, v in {
+            "tuner": tuner,
+            "max_trials": max_trials,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "n_train": n_train,
+            "n_val": n_val,
+            "n_test": n_test,
+            "executions_per_trial": executions,
+        }.items()
+        if v is not None
+    }
     plan, cells = select_cells(suite, task, length, family, budget, seed, extra_seed, eval_length)
     if experiment:
         plan = plan.__class__(experiment, plan.description, plan.cells, plan.source)
@@ -172,12 +217,19 @@ def run(
         outcomes = Runner(tracker, workdir, progress).run(plan, cells)
     except KeyboardInterrupt:
         progress.close()
-        err.print("interrupted: the current trial is marked KILLED; rerun the same command to resume")
+        err.print(
+            "interrupted: the current trial is marked KILLED; rerun the same command to resume"
+        )
         raise typer.Exit(130) from None
     table = Table("cell", "state", "test score", "solved", "trials", title=f"suite {plan.name}")
     for cell, outcome in zip(cells, outcomes, strict=True):
-        table.add_row(f"{cell.task} L={cell.length} {cell.family}", outcome.state,
-                      f"{outcome.test_score:.4g}", "yes" if outcome.solved else "no", str(outcome.trials))
+        table.add_row(
+            f"{cell.task} L={cell.length} {cell.family}",
+            outcome.state,
+            f"{outcome.test_score:.4g}",
+            "yes" if outcome.solved else "no",
+            str(outcome.trials),
+        )
     out.print(table)
     out.print(f"results in MLflow: {tracker.uri} (experiment '{plan.name}')", highlight=False)
 
@@ -185,8 +237,12 @@ def run(
 @app.command()
 @user_errors
 def status(
-    suite: Annotated[str, typer.Option(help="Bundled suite name or path to a suite TOML.")] = "quick",
-    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the suite's name).")] = None,
+    suite: Annotated[
+        str, typer.Option(help="Bundled suite name or path to a suite TOML.")
+    ] = "quick",
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: the suite's name).")
+    ] = None,
     tracking_uri: TrackingUri = None,
 ):
     """Show each cell of a suite: done, partial (k of n trials) or not started."""
@@ -201,9 +257,12 @@ def status(
     counts: dict[str, int] = {}
     for cell, state in cell_states(tracker, experiment or plan.name, plan.cells):
         counts[state.state] = counts.get(state.state, 0) + 1
-        table.add_row(f"{cell.task} L={cell.length} {cell.family}", state.state,
-                      f"{state.trials_done} of {state.trials_planned}",
-                      "-" if state.test_score is None else f"{state.test_score:.4g}")
+        table.add_row(
+            f"{cell.task} L={cell.length} {cell.family}",
+            state.state,
+            f"{state.trials_done} of {state.trials_planned}",
+            "-" if state.test_score is None else f"{state.test_score:.4g}",
+        )
     out.print(table)
     out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())), highlight=False)
 
@@ -212,7 +271,9 @@ def status(
 @user_errors
 def ui(
     tracking_uri: TrackingUri = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 only if you mean it).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0 only if you mean it).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 5000,
 ):
     """Start the MLflow UI on the harness's store."""
@@ -220,8 +281,18 @@ def ui(
 
     tracker = Tracker(tracking_uri)
     tracker.check()
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracker.uri,
-               "--host", host, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracker.uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     out.print(f"MLflow UI on http://{host}:{port} for {tracker.uri}", highlight=False)
     os.execv(sys.executable, command)
 
@@ -229,13 +300,21 @@ def ui(
 @app.command()
 @user_errors
 def report(
-    suite: Annotated[str, typer.Option(help="Bundled suite name or path to a suite TOML.")] = "quick",
-    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the suite's name).")] = None,
+    suite: Annotated[
+        str, typer.Option(help="Bundled suite name or path to a suite TOML.")
+    ] = "quick",
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: the suite's name).")
+    ] = None,
     tracking_uri: TrackingUri = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports"),
-    readme: Annotated[bool | None, typer.Option(
-        "--update-readme/--no-update-readme",
-        help="Refresh the leaderboard in ./README.md (default: when it has the markers).")] = None,
+    readme: Annotated[
+        bool | None,
+        typer.Option(
+            "--update-readme/--no-update-readme",
+            help="Refresh the leaderboard in ./README.md (default: when it has the markers).",
+        ),
+    ] = None,
 ):
     """Write leaderboard.md, index.html and figures from the MLflow store alone."""
     from harness import report as reporting
@@ -244,8 +323,13 @@ def report(
     name = experiment or reporting.suite_experiment(suite)
     _writable_dir(out_dir, "output folder")
     written = reporting.build(tracker, name, out_dir, lambda line: out.print(line, highlight=False))
-    out.print(f"wrote {written.leaderboard}, {written.html} and {len(written.figures)} figures "
-              f"in {out_dir / 'figures'}", highlight=False)
+    out.print(
+        f"wrote {written.leaderboard}, {written.html} and {len(written.figures)} figures "
+        f"in {out_dir / 'figures'}",
+        highlight=False,
+    )
     if readme or (readme is None and reporting.has_markers(Path("README.md"))):
         changed = reporting.update_readme(Path("README.md"), written.leaderboard)
-        out.print(f"README.md: leaderboard {'updated' if changed else 'unchanged'}", highlight=False)
+        out.print(
+            f"README.md: leaderboard {'updated' if changed else 'unchanged'}", highlight=False
+        )

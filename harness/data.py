@@ -21,7 +21,9 @@ def split_seed(seed: int, split: str) -> int:
     return seed * len(SPLITS) + SPLITS[split]
 
 
-def load(task: Task, length: int, n: int, seed: int, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def load(
+    task: Task, length: int, n: int, seed: int, cache_dir: Path
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) for the arguments, from the cache or generated and written atomically."""
     path = cache_dir / f"{task.name}_L{length}_n{n}_s{seed}.npz"
     if path.exists():

@@ -21,15 +21,31 @@ def test_scores(task: Task, model: keras.Model, x, y, batch_size: int, suffix: s
     return {f"test_{name}{suffix}": value for name, value in scores.items()}
 
 
-def retrain(hypermodel, hp, task: Task, length: int, seed: int, train, val, test,
-            epochs: int, batch_size: int) -> tuple[float, TrialWatch]:
+def retrain(
+    hypermodel,
+    hp,
+    task: Task,
+    length: int,
+    seed: int,
+    train,
+    val,
+    test,
+    epochs: int,
+    batch_size: int,
+) -> tuple[float, TrialWatch]:
     """Train the best hyperparameters again from `seed`; its test score and what training saw."""
     keras.utils.set_random_seed(seed)
     keras.backend.clear_session()
     model = hypermodel.build(hp)
     watch = TrialWatch(None, None, task, length)
-    model.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0,
-              callbacks=[watch])
+    model.fit(
+        *train,
+        validation_data=val,
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=0,
+        callbacks=[watch],
+    )
     if watch.record.diverged:
         return float("nan"), watch
     return task.scores(test[1], predict(model, test[0], batch_size))[task.metric.name], watch

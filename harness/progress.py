@@ -33,8 +33,13 @@ class ConsoleProgress(RunnerProgress):
     def suite_start(self, suite: Suite, total: int) -> None:
         self.total = total
         if self.live:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=self.console)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
             self.bar.start()
             self.bar_task = self.bar.add_task(f"suite {suite.name}", total=total)
         else:
@@ -47,24 +52,35 @@ class ConsoleProgress(RunnerProgress):
             self.console.print(text, highlight=False)
 
     def cell_start(self, index: int, cell: Cell) -> None:
-        self.cell_label, self.best, self.trials = f"[{index + 1}/{self.total}] {_label(cell)}", math.nan, 0
+        self.cell_label, self.best, self.trials = (
+            f"[{index + 1}/{self.total}] {_label(cell)}",
+            math.nan,
+            0,
+        )
         self._say(f"{self.cell_label}: starting")
 
     def trial(self, event: str, **info) -> None:
         if event == "start":
             self.trials += 1
-            self._say(f"{self.cell_label}: trial {info['trial_id']} running, best {_score(self.best)}")
+            self._say(
+                f"{self.cell_label}: trial {info['trial_id']} running, best {_score(self.best)}"
+            )
             return
         self.best = info.get("best", self.best)
         status = info.get("status")
-        detail = (f"objective {_score(info.get('objective'))}, best {_score(self.best)}"
-                  if status == "finished" else info.get("reason", ""))
+        detail = (
+            f"objective {_score(info.get('objective'))}, best {_score(self.best)}"
+            if status == "finished"
+            else info.get("reason", "")
+        )
         self._say(f"{self.cell_label}: trial {info['trial_id']} {status} {detail}")
 
     def cell_end(self, index: int, cell: Cell, outcome: CellOutcome) -> None:
         solved = "solved" if outcome.solved else "not solved"
-        text = (f"[{index + 1}/{self.total}] {_label(cell)}: {outcome.state}, "
-                f"test {_score(outcome.test_score)} ({solved}), {outcome.trials} trials")
+        text = (
+            f"[{index + 1}/{self.total}] {_label(cell)}: {outcome.state}, "
+            f"test {_score(outcome.test_score)} ({solved}), {outcome.trials} trials"
+        )
         if self.bar is not None:
             self.bar.console.print(text, highlight=False)
             self.bar.advance(self.bar_task)

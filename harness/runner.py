@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import __version__, backend, data
+from harness import __version__, backend, data, faults
 from harness.suites import Cell, Suite
 from harness.tracking import CELL_KEY, KIND, Tracker
 
@@ -45,8 +45,9 @@ class CellOutcome:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -69,9 +70,16 @@ def environment_tags() -> dict[str, str]:
 
 
 def cell_params(cell: Cell, task) -> dict[str, str]:
-    params = {"task": cell.task, "length": cell.length, "family": cell.family, "seed": cell.seed,
-              "metric": task.metric.name, "direction": task.metric.direction,
-              "extra_seeds": list(cell.extra_seeds), "eval_lengths": list(cell.eval_lengths)}
+    params = {
+        "task": cell.task,
+        "length": cell.length,
+        "family": cell.family,
+        "seed": cell.seed,
+        "metric": task.metric.name,
+        "direction": task.metric.direction,
+        "extra_seeds": list(cell.extra_seeds),
+        "eval_lengths": list(cell.eval_lengths),
+    }
     params.update({f"budget.{k}": v for k, v in cell.as_dict()["budget"].items()})
     return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
 
@@ -99,16 +107,22 @@ class Runner:
         existing = self.tracker.cell_run(experiment_id, cell.key)
         if existing is not None and existing.info.status == "FINISHED":
             metrics = existing.data.metrics
-            return CellOutcome(cell.key, "skipped", metrics.get("test_score", float("nan")),
-                               bool(metrics.get("solved", 0)),
-                               int(metrics.get("trials_completed", 0)))
+            return CellOutcome(
+                cell.key,
+                "skipped",
+                metrics.get("test_score", float("nan")),
+                bool(metrics.get("solved", 0)),
+                int(metrics.get("trials_completed", 0)),
+            )
         if existing is not None:
             run_id = existing.info.run_id
             self.tracker.reopen(run_id)
             earlier_seconds = existing.data.metrics.get("search_seconds", 0.0)
         else:
             tags = {CELL_KEY: cell.key, KIND: "cell", **environment_tags()}
-            run_id = self.tracker.start_run(experiment_id, f"{cell.task} L={cell.length} {cell.family}", tags)
+            run_id = self.tracker.start_run(
+                experiment_id, f"{cell.task} L={cell.length} {cell.family}", tags
+            )
             from tasks import get_task
 
             self.tracker.log(run_id, params=cell_params(cell, get_task(cell.task)))
@@ -123,7 +137,6 @@ class Runner:
     def _search_and_evaluate(self, experiment_id, run_id, cell: Cell, earlier_seconds: float):
         import keras
 
-        from harness import evaluation
         from harness.tuning import make_tuner
         from search_spaces import get_space
         from tasks import get_task
@@ -136,14 +149,29 @@ class Runner:
         hypermodel = get_space(cell.family, task)
         keras.utils.set_random_seed(cell.seed)
         tuner = make_tuner(
-            budget.tuner, hypermodel, task, cell.length, budget.max_trials, budget.epochs,
-            budget.executions_per_trial, cell.seed, str(self.workdir / "tuners"), cell.key,
-            tracker=self.tracker, experiment_id=experiment_id, parent_run_id=run_id,
+            budget.tuner,
+            hypermodel,
+            task,
+            cell.length,
+            budget.max_trials,
+            budget.epochs,
+            budget.executions_per_trial,
+            cell.seed,
+            str(self.workdir / "tuners"),
+            cell.key,
+            tracker=self.tracker,
+            experiment_id=experiment_id,
+            parent_run_id=run_id,
             on_trial=self.progress.trial,
         )
         started = time.perf_counter()
-        tuner.search(*train, validation_data=val, epochs=budget.epochs,
-                     batch_size=budget.batch_size, verbose=0)
+        tuner.search(
+            *train,
+            validation_data=val,
+            epochs=budget.epochs,
+            batch_size=budget.batch_size,
+            verbose=0,
+        )
         search_seconds = earlier_seconds + time.perf_counter() - started
 
         trial_runs = self.tracker.trial_runs(experiment_id, run_id)
@@ -156,15 +184,23 @@ class Runner:
         }
         best_trial = next(iter(tuner.oracle.get_best_trials(1)), None)
         if best_trial is None or states.count("finished") == 0:
-            metrics.update(solved=0, baseline=task.baseline(cell.length),
-                           solved_bar=task.solved_bar(cell.length))
-            self.tracker.log(run_id, metrics=metrics,
-                             tags={STATUS: "all trials diverged or failed"})
+            metrics.update(
+                solved=0,
+                baseline=task.baseline(cell.length),
+                solved_bar=task.solved_bar(cell.length),
+            )
+            self.tracker.log(
+                run_id, metrics=metrics, tags={STATUS: "all trials diverged or failed"}
+            )
             self.tracker.finish(run_id, "FINISHED")
-            return CellOutcome(cell.key, "diverged", trials=metrics["trials_completed"],
-                               seconds=search_seconds)
+            return CellOutcome(
+                cell.key, "diverged", trials=metrics["trials_completed"], seconds=search_seconds
+            )
 
-        best_run = next(r for r in trial_runs if r.data.tags.get("harness.trial_id") == best_trial.trial_id)
+        faults.point("evaluation")
+        best_run = next(
+            r for r in trial_runs if r.data.tags.get("harness.trial_id") == best_trial.trial_id
+        )
         with warnings.catch_warnings():  # the checkpoint holds weights only, not optimizer state
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             model = tuner.get_best_models(1)[0]
@@ -175,13 +211,22 @@ class Runner:
         for name in ("seconds_per_epoch", "epochs_to_solve"):
             if name in best_run.data.metrics:
                 metrics[name] = best_run.data.metrics[name]
-        tags = {"harness.fused_rnn_kernel": backend.fused_rnn_kernel(model),
-                "harness.best_trial": best_trial.trial_id, STATUS: "finished"}
+        tags = {
+            "harness.fused_rnn_kernel": backend.fused_rnn_kernel(model),
+            "harness.best_trial": best_trial.trial_id,
+            STATUS: "finished",
+        }
         self.tracker.log(run_id, metrics=metrics, tags=tags)
         self._log_artifacts(run_id, tuner, model, hp)
         self.tracker.finish(run_id, "FINISHED")
-        return CellOutcome(cell.key, "done", metrics["test_score"], bool(metrics["solved"]),
-                           metrics["trials_completed"], search_seconds)
+        return CellOutcome(
+            cell.key,
+            "done",
+            metrics["test_score"],
+            bool(metrics["solved"]),
+            metrics["trials_completed"],
+            search_seconds,
+        )
 
     def _evaluate(self, task, cell: Cell, model, hp, hypermodel, train, val, test) -> dict:
         from harness import evaluation
@@ -199,8 +244,18 @@ class Runner:
             metrics[f"test_score_len_{length}"] = scores[f"test_{task.metric.name}"]
         seed_scores = [score]
         for seed in cell.extra_seeds:
-            seed_score, _ = evaluation.retrain(hypermodel, hp, task, cell.length, seed, train, val,
-                                               test, budget.epochs, budget.batch_size)
+            seed_score, _ = evaluation.retrain(
+                hypermodel,
+                hp,
+                task,
+                cell.length,
+                seed,
+                train,
+                val,
+                test,
+                budget.epochs,
+                budget.batch_size,
+            )
             metrics[f"test_score_seed_{seed}"] = seed_score
             seed_scores.append(seed_score)
         metrics["seed_mean"], metrics["seed_std"] = evaluation.spread(seed_scores)
@@ -209,8 +264,12 @@ class Runner:
 
     def _log_artifacts(self, run_id, tuner, model, hp) -> None:
         trials = [
-            {"trial_id": t.trial_id, "status": t.status, "score": t.score,
-             "hyperparameters": t.hyperparameters.values}
+            {
+                "trial_id": t.trial_id,
+                "status": t.status,
+                "score": t.score,
+                "hyperparameters": t.hyperparameters.values,
+            }
             for t in tuner.oracle.trials.values()
         ]
         with tempfile.TemporaryDirectory() as tmp:

@@ -162,7 +162,9 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
             raise UserError(f"{where}: key '{key}.{required}' must be a non-empty list")
     block_budget = parse_budget(block.get("budget", {}), budget, where, f"{key}.budget")
     lengths = [_positive_int(v, where, f"{key}.lengths") for v in block["lengths"]]
-    eval_lengths = [_positive_int(v, where, f"{key}.eval_lengths") for v in block.get("eval_lengths", [])]
+    eval_lengths = [
+        _positive_int(v, where, f"{key}.eval_lengths") for v in block.get("eval_lengths", [])
+    ]
     cells = []
     for task_name in block["tasks"]:
         try:
@@ -177,7 +179,9 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
                 raise UserError(f"{where}: key '{key}.families': {bad}")
             for length in lengths:
                 longer = tuple(sorted(v for v in eval_lengths if v > length))
-                cells.append(Cell(task_name, length, family, block_budget, seed, extra_seeds, longer))
+                cells.append(
+                    Cell(task_name, length, family, block_budget, seed, extra_seeds, longer)
+                )
     return cells
 
 

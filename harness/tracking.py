@@ -36,6 +36,11 @@ def resolve_uri(uri: str | None) -> str:
     return uri
 
 
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _retry(call: Callable[[], T], attempts: int = 6) -> T:
     """Retry a store call on transient failures (a locked SQLite file, a server restarting)."""
     for attempt in range(attempts):
@@ -61,20 +66,37 @@ class Tracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        if not self.uri.startswith(
+            ("sqlite:///", "http://", "https://", "postgresql://", "mysql://", "file:")
+        ):
+            raise UserError(
+                f"tracking URI '{self.uri}' is not supported: accepted {', '.join(SCHEMES)}"
+            )
+        self._check_sqlite_folder()
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+        except Exception as err:
+            raise UserError(
+                f"tracking store '{self.uri}' cannot be used: {_first_line(err)}"
+            ) from None
+
+    def _check_sqlite_folder(self) -> None:
+        if not self.uri.startswith("sqlite:///"):
+            return
+        path = Path(self.uri.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"tracking store '{self.uri}' cannot be created: {err.strerror}"
+            ) from None
+        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise UserError(f"tracking store '{self.uri}' is not writable")
 
     # -- checks ---------------------------------------------------------------
     def check(self) -> None:
         """Fail fast, with one line, on a store that cannot be reached or written."""
-        if self.uri.startswith("sqlite:///"):
-            path = Path(self.uri.removeprefix("sqlite:///"))
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise UserError(f"tracking store '{self.uri}' cannot be created: {err}") from None
-            if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-                raise UserError(f"tracking store '{self.uri}' is not writable")
-        elif self.uri.startswith(("http://", "https://")):
+        if self.uri.startswith(("http://", "https://")):
             try:
                 urllib.request.urlopen(f"{self.uri.rstrip('/')}/health", timeout=5).read()
             except (urllib.error.URLError, OSError, ValueError) as err:
@@ -83,13 +105,12 @@ class Tracker:
                     f"tracking server '{self.uri}' is unreachable ({reason}); "
                     "start it, or omit --tracking-uri to use the local SQLite store"
                 ) from None
-        elif not self.uri.startswith(("postgresql://", "mysql://", "file:")):
-            raise UserError(f"tracking URI '{self.uri}' is not supported: accepted {', '.join(SCHEMES)}")
         try:
             self.client.search_experiments(max_results=1)
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"tracking store '{self.uri}' cannot be used: {first}") from None
+            raise UserError(
+                f"tracking store '{self.uri}' cannot be used: {_first_line(err)}"
+            ) from None
 
     # -- experiments and runs -------------------------------------------------------
     def experiment_id(self, name: str, create: bool = True) -> str | None:
@@ -114,7 +135,7 @@ class Tracker:
         found, token = [], None
         while True:
             page = _retry(
-                lambda: self.client.search_runs(
+                lambda token=token: self.client.search_runs(
                     [experiment_id],
                     filter_string=filter_string,
                     run_view_type=ViewType.ACTIVE_ONLY,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import keras
 import keras_tuner as kt
 
+from harness import faults
 from harness.tracking import KIND, PARENT, TRIAL_ID, Tracker
 from tasks.base import Task
 
@@ -62,6 +63,7 @@ class TrialWatch(keras.callbacks.Callback):
         if self.tracker and self.run_id:
             finite = {k: v for k, v in logs.items() if math.isfinite(float(v))}
             self.tracker.log(self.run_id, metrics=finite, step=epoch)
+            faults.point("epoch")
         loss = float(logs.get("loss", math.nan))
         if not math.isfinite(loss):
             self.record.diverged = f"training loss became {loss} at epoch {epoch + 1}"
@@ -77,9 +79,17 @@ class TrialWatch(keras.callbacks.Callback):
 class TrackedTuner:
     """Mixin for a Keras Tuner class: one MLflow child run per trial."""
 
-    def __init__(self, *args, task: Task, length: int, tracker: Tracker | None = None,
-                 experiment_id: str | None = None, parent_run_id: str | None = None,
-                 on_trial=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        task: Task,
+        length: int,
+        tracker: Tracker | None = None,
+        experiment_id: str | None = None,
+        parent_run_id: str | None = None,
+        on_trial=None,
+        **kwargs,
+    ):
         self.task, self.length = task, length
         self.tracker, self.experiment_id, self.parent_run_id = tracker, experiment_id, parent_run_id
         self.on_trial = on_trial or (lambda event, **info: None)
@@ -123,7 +133,12 @@ class TrackedTuner:
         if record.epochs_to_solve is not None:
             summary["epochs_to_solve"] = record.epochs_to_solve
         if record.diverged:
-            self._close(run_id, "FAILED", {"harness.status": "diverged", "harness.reason": record.diverged}, summary)
+            self._close(
+                run_id,
+                "FAILED",
+                {"harness.status": "diverged", "harness.reason": record.diverged},
+                summary,
+            )
             self.on_trial("end", trial_id=trial.trial_id, status="diverged", reason=record.diverged)
             return {self.oracle.objective.name: self.task.metric.worst}
         objective = self._objective_value(results)
@@ -131,8 +146,14 @@ class TrackedTuner:
         if self.best_objective is None or self.task.metric.better(objective, self.best_objective):
             self.best_objective = objective
         self._close(run_id, "FINISHED", {"harness.status": "finished"}, summary)
-        self.on_trial("end", trial_id=trial.trial_id, status="finished", objective=objective,
-                      best=self.best_objective)
+        faults.point("trial")
+        self.on_trial(
+            "end",
+            trial_id=trial.trial_id,
+            status="finished",
+            objective=objective,
+            best=self.best_objective,
+        )
         return results
 
     def _objective_value(self, results) -> float:
@@ -147,15 +168,28 @@ class TrackedTuner:
             self.tracker.finish(run_id, status)
 
 
-def make_tuner(kind: str, hypermodel, task: Task, length: int, max_trials: int, epochs: int,
-               executions_per_trial: int, seed: int, directory: str, project_name: str,
-               **tracking) -> kt.Tuner:
+def make_tuner(
+    kind: str,
+    hypermodel,
+    task: Task,
+    length: int,
+    max_trials: int,
+    epochs: int,
+    executions_per_trial: int,
+    seed: int,
+    directory: str,
+    project_name: str,
+    **tracking,
+) -> kt.Tuner:
     """A tracked tuner of `kind` whose objective is the task's validation metric."""
     objective = kt.Objective(f"val_{task.metric.name}", direction=task.metric.direction)
     base = TUNER_CLASSES[kind]
     tuner_class = type(f"Tracked{base.__name__}", (TrackedTuner, base), {})
-    budget = {"max_epochs": epochs, "hyperband_iterations": 1} if kind == "hyperband" else {
-        "max_trials": max_trials}
+    budget = (
+        {"max_epochs": epochs, "hyperband_iterations": 1}
+        if kind == "hyperband"
+        else {"max_trials": max_trials}
+    )
     return tuner_class(
         hypermodel,
         objective=objective,

@@ -39,4 +39,8 @@ def describe_space(family: str) -> dict:
         else:
             span = "true, false"
         params.append({"name": item.name, "range": span, "default": config.get("default")})
-    return {"family": family, "description": REGISTRY[family].description, "hyperparameters": params}
+    return {
+        "family": family,
+        "description": REGISTRY[family].description,
+        "hyperparameters": params,
+    }

@@ -5,8 +5,13 @@ from __future__ import annotations
 import keras
 import keras_tuner as kt
 
-from search_spaces.io import attach_head, encode_input, loss_and_metrics, model_input
-from search_spaces.io import per_step_output
+from search_spaces.io import (
+    attach_head,
+    encode_input,
+    loss_and_metrics,
+    model_input,
+    per_step_output,
+)
 from tasks.base import Task
 
 CLIP_NORM = 1.0
@@ -42,6 +47,6 @@ class FamilyHyperModel(kt.HyperModel):
 
 def optimizer(hp: kt.HyperParameters) -> keras.optimizers.Optimizer:
     """Adam with a log-scaled learning rate and optional gradient-norm clipping."""
-    learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=3e-3)
+    learning_rate = hp.Float("learning_rate", 3e-4, 1e-2, sampling="log", default=3e-3)
     clip = hp.Boolean("clip_gradients", default=True)
     return keras.optimizers.Adam(learning_rate, clipnorm=CLIP_NORM if clip else None)

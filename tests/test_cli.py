@@ -1,0 +1,157 @@
+"""The CLI: tasks, generate, and bad input ending with exit code 2 and one line."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from tests.conftest import harness, write_suite
+
+
+def one_error_line(result) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_tasks_json_lists_every_task_with_vocabularies(workdir):
+    result = harness("tasks", "--json", cwd=workdir, check=True)
+    tasks = {t["name"]: t for t in json.loads(result.stdout)}
+    assert set(tasks) == {"adding", "counting", "copy", "first_token", "listops", "assoc_recall"}
+    assert tasks["adding"]["input"].startswith("real") and tasks["adding"]["vocab"] == []
+    assert "[MIN" in tasks["listops"]["vocab"] and "]" in tasks["listops"]["vocab"]
+    assert abs(tasks["adding"]["baseline"] - 1 / 6) < 1e-9
+
+
+def test_tasks_table_names_every_task(workdir):
+    out = harness("tasks", cwd=workdir, check=True).stdout
+    for name in ("adding", "counting", "copy", "first_token", "listops", "assoc_recall"):
+        assert name in out
+
+
+def test_generate_writes_arrays_readable_with_numpy(workdir):
+    target = workdir / "sub" / "copy.npz"
+    harness(
+        "generate",
+        "copy",
+        "--length",
+        "30",
+        "--n",
+        "7",
+        "--seed",
+        "3",
+        "--out",
+        str(target),
+        cwd=workdir,
+        check=True,
+    )
+    with np.load(target) as data:
+        assert data["x"].shape == (7, 50) and data["x"].dtype == np.int32
+        assert data["y"].shape == (7, 50)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["generate", "nosuch", "--out", "a.npz"], "unknown task 'nosuch': accepted adding"),
+        (["generate", "adding", "--length", "0", "--out", "a.npz"], "length 0 is out of range"),
+        (["generate", "adding", "--length", "10000000", "--out", "a.npz"], "out of range"),
+        (["generate", "adding", "--n", "0", "--out", "a.npz"], "n=0 is out of range"),
+        (["generate", "adding", "--n", "100000000", "--out", "a.npz"], "n=100000000"),
+        (["generate", "adding", "--out", "a.txt"], "must end in .npz"),
+        (["run", "--task", "nosuch", "--length", "10", "--family", "gru"], "unknown task 'nosuch'"),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "rnn9"],
+            "unknown family 'rnn9'",
+        ),
+        (
+            ["run", "--task", "adding", "--length", "1", "--family", "gru"],
+            "length 1 is out of range",
+        ),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--max-trials", "0"],
+            "'budget.max_trials' must be a positive integer, got 0",
+        ),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--tuner", "grid"],
+            "unknown tuner 'grid'",
+        ),
+        (["run", "--task", "adding"], "missing --length, --family"),
+        (["run", "--suite", "nosuch"], "unknown suite 'nosuch'"),
+        (["status", "--suite", "nosuch"], "unknown suite 'nosuch'"),
+    ],
+)
+def test_bad_input_ends_with_one_line_and_exit_2(workdir, args, expected):
+    assert expected in one_error_line(harness(*args, cwd=workdir))
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_malformed_suite_file_names_file_and_key(workdir):
+    path = write_suite(
+        workdir / "broken.toml",
+        "broken",
+        [{"tasks": ["adding"], "lengths": [10], "families": ["gru"]}],
+        epochs=-1,
+    )
+    line = one_error_line(harness("run", "--suite", str(path), cwd=workdir))
+    assert "broken.toml" in line and "budget.epochs" in line
+
+
+def test_unreachable_tracking_server_fails_before_training(workdir):
+    uri = f"http://127.0.0.1:{free_port()}"
+    line = one_error_line(
+        harness(
+            "run",
+            "--task",
+            "adding",
+            "--length",
+            "10",
+            "--family",
+            "gru",
+            "--tracking-uri",
+            uri,
+            cwd=workdir,
+        )
+    )
+    assert uri in line and "unreachable" in line
+    assert not (workdir / "data" / "tuners").exists()
+
+
+def test_unsupported_tracking_uri_lists_accepted_schemes(workdir):
+    line = one_error_line(harness("status", "--tracking-uri", "ftp://x", cwd=workdir))
+    assert "ftp://x" in line and "sqlite:///" in line
+
+
+def test_unwritable_store_and_workdir(workdir):
+    locked = workdir / "locked"
+    locked.mkdir()
+    (locked / "file").write_text("a file, not a folder")
+    uri = f"sqlite:///{locked / 'file' / 'mlflow.db'}"
+    line = one_error_line(harness("status", "--tracking-uri", uri, cwd=workdir))
+    assert "cannot be created" in line
+    line = one_error_line(
+        harness(
+            "run",
+            "--task",
+            "adding",
+            "--length",
+            "10",
+            "--family",
+            "gru",
+            "--workdir",
+            str(locked / "file" / "w"),
+            cwd=workdir,
+        )
+    )
+    assert "working directory" in line

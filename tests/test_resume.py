@@ -1,0 +1,107 @@
+"""A search survives SIGKILL and SIGINT: the rerun finishes with every trial exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import HARNESS, all_runs, harness, store_uri
+
+TRIALS = 3
+CELL = [
+    "run",
+    "--task",
+    "adding",
+    "--length",
+    "8",
+    "--family",
+    "gru",
+    "--max-trials",
+    str(TRIALS),
+    "--epochs",
+    "2",
+    "--n-train",
+    "64",
+    "--n-val",
+    "32",
+    "--n-test",
+    "32",
+    "--batch-size",
+    "32",
+    "--experiment",
+    "resume",
+]
+
+
+def check_complete(folder) -> None:
+    """One FINISHED parent, each trial exactly once and FINISHED, nothing RUNNING."""
+    runs = all_runs(store_uri(folder), "resume")
+    parents = runs[runs["tags.harness.kind"] == "cell"]
+    children = runs[runs["tags.harness.kind"] == "trial"]
+    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    assert sorted(children["tags.harness.trial_id"]) == [str(i) for i in range(TRIALS)]
+    assert set(children["status"]) == {"FINISHED"}
+    assert "RUNNING" not in set(runs["status"])
+    assert parents.iloc[0]["metrics.trials_completed"] == TRIALS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["epoch:1", "epoch:3", "trial:1", "trial:2", "evaluation"])
+def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(workdir, fault):
+    killed = harness(*CELL, cwd=workdir, env={"HARNESS_FAULT": fault})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    runs = all_runs(store_uri(workdir), "resume")
+    assert "RUNNING" in set(runs["status"])  # the kill left the cell unfinished
+    harness(*CELL, cwd=workdir, check=True)
+    check_complete(workdir)
+
+
+@pytest.mark.slow
+def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    args = [a if a != "64" else "2048" for a in CELL]  # trials long enough to interrupt
+    process = subprocess.Popen(
+        [*HARNESS, *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client, deadline = None, time.time() + 120
+    while time.time() < deadline:  # wait for a trial that has logged an epoch
+        time.sleep(0.5)
+        if not (workdir / "mlflow.db").exists():
+            continue
+        client = client or MlflowClient(store_uri(workdir))
+        experiment = client.get_experiment_by_name("resume")
+        if experiment is None:
+            continue
+        running = [
+            r
+            for r in client.search_runs([experiment.experiment_id])
+            if r.data.tags.get("harness.kind") == "trial"
+            and r.info.status == "RUNNING"
+            and "loss" in r.data.metrics
+        ]
+        if running:
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    runs = all_runs(store_uri(workdir), "resume")
+    parent = runs[runs["tags.harness.kind"] == "cell"].iloc[0]
+    assert parent["status"] == "KILLED"
+    assert "KILLED" in set(runs[runs["tags.harness.kind"] == "trial"]["status"])
+    harness(*args, cwd=workdir, check=True)
+    runs = all_runs(store_uri(workdir), "resume")
+    assert len(runs[runs["tags.harness.kind"] == "cell"]) == 1
+    children = runs[runs["tags.harness.kind"] == "trial"]
+    assert sorted(children["tags.harness.trial_id"]) == [str(i) for i in range(TRIALS)]
+    assert set(children["status"]) == {"FINISHED"} and "RUNNING" not in set(runs["status"])

@@ -1,0 +1,124 @@
+"""Real tiny Keras Tuner searches through `harness run`, for every family and output kind."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import keras_tuner as kt
+import pytest
+
+from harness.tracking import Tracker
+from harness.tuning import make_tuner
+from search_spaces import REGISTRY
+from search_spaces.base import FamilyHyperModel
+from tasks import get_task
+from tests.conftest import all_runs, harness, store_uri, write_suite
+
+FAMILIES = list(REGISTRY)
+# One task per output kind: regression, sequence classification, per-step with ignored targets.
+KIND_TASKS = ["adding", "first_token", "assoc_recall"]
+
+
+def check_searched(folder, experiment, cells: set[tuple[str, str]], trials: int) -> None:
+    """Every cell has one FINISHED parent with finite scores and `trials` finished children."""
+    runs = all_runs(store_uri(folder), experiment)
+    parents = runs[runs["tags.harness.kind"] == "cell"]
+    assert {(p["params.task"], p["params.family"]) for _, p in parents.iterrows()} == cells
+    assert len(parents) == len(cells) and set(parents["status"]) == {"FINISHED"}
+    for _, parent in parents.iterrows():
+        assert math.isfinite(parent["metrics.test_score"])
+        assert parent["metrics.trials_completed"] == trials
+        children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+        assert len(children) == trials and set(children["status"]) == {"FINISHED"}
+
+
+def run_matrix(folder, backend: str, blocks: list[dict]) -> None:
+    suite = write_suite(folder / "matrix.toml", "matrix", blocks)
+    result = harness("run", "--suite", str(suite), cwd=folder, backend=backend)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_family_and_output_kind_jax(workdir):
+    blocks = [
+        {"tasks": ["adding"], "lengths": [8], "families": FAMILIES, "eval_lengths": [16]},
+        {
+            "tasks": ["first_token", "assoc_recall"],
+            "lengths": [8],
+            "families": ["gru", "transformer"],
+        },
+    ]
+    run_matrix(workdir, "jax", blocks)
+    expected = {("adding", f) for f in FAMILIES}
+    expected |= {(t, f) for t in ("first_token", "assoc_recall") for f in ("gru", "transformer")}
+    check_searched(workdir, "matrix", expected, trials=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_full_matrix_on_each_backend(workdir, backend):
+    run_matrix(workdir, backend, [{"tasks": KIND_TASKS, "lengths": [8], "families": FAMILIES}])
+    check_searched(workdir, "matrix", {(t, f) for t in KIND_TASKS for f in FAMILIES}, trials=2)
+
+
+class ExplodingSpace(FamilyHyperModel):
+    """A ReLU recurrence trained by SGD: with a huge learning rate its loss turns NaN/inf."""
+
+    family = "exploding"
+
+    def build(self, hp):
+        units = hp.Choice("units", [4, 8])
+        learning_rate = hp.Choice("learning_rate", [1e8, 1e-2])
+        inputs = keras.Input((None, 2))
+        x = keras.layers.SimpleRNN(units, activation="relu")(inputs)
+        model = keras.Model(inputs, keras.layers.Reshape(())(keras.layers.Dense(1)(x)))
+        model.compile(
+            keras.optimizers.SGD(learning_rate),
+            loss="mse",
+            metrics=[keras.metrics.MeanSquaredError(name="mse")],
+        )
+        return model
+
+
+@pytest.mark.parametrize("tuner_kind", ["bayesian", "random"])
+def test_diverged_trials_are_recorded_and_the_search_goes_on(workdir, tuner_kind):
+    task = get_task("adding")
+    x, y = task.generate(128, 10, 0)
+    tracker = Tracker(store_uri(workdir))
+    experiment_id = tracker.experiment_id("diverge")
+    parent = tracker.start_run(experiment_id, "parent", {"harness.kind": "cell"})
+    tuner = make_tuner(
+        tuner_kind,
+        ExplodingSpace(task),
+        task,
+        10,
+        max_trials=4,
+        epochs=2,
+        executions_per_trial=1,
+        seed=1,
+        directory=str(workdir / "tuners"),
+        project_name="explode",
+        tracker=tracker,
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+    )
+    tuner.search(x, y, validation_data=(x, y), epochs=2, batch_size=32, verbose=0)
+
+    trials = list(tuner.oracle.trials.values())
+    assert len(trials) == 4 and all(
+        t.status == kt.engine.trial.TrialStatus.COMPLETED for t in trials
+    )
+    assert all(math.isfinite(t.score) for t in trials)
+    children = tracker.trial_runs(experiment_id, parent)
+    status = {c.data.params["learning_rate"]: set() for c in children}
+    for child in children:
+        status[child.data.params["learning_rate"]].add(
+            (child.info.status, child.data.tags["harness.status"])
+        )
+    assert status["100000000.0"] == {("FAILED", "diverged")}
+    assert status["0.01"] == {("FINISHED", "finished")}
+    diverged = [c for c in children if c.data.tags["harness.status"] == "diverged"]
+    assert all("loss became" in c.data.tags["harness.reason"] for c in diverged)
+    best = tuner.oracle.get_best_trials(1)[0]
+    assert best.hyperparameters.get("learning_rate") == 0.01

@@ -1,0 +1,97 @@
+"""Suite files: bundled ones load, bad ones fail with one line naming file, key and problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import UserError
+from harness.suites import Budget, Cell, bundled_suites, load_suite
+from tests.conftest import write_suite
+
+GOOD_BLOCK = {"tasks": ["adding"], "lengths": [10], "families": ["gru"]}
+
+
+def test_bundled_suites_load_with_distinct_cells():
+    assert {"quick", "seed"} <= set(bundled_suites())
+    for name in ("quick", "seed"):
+        suite = load_suite(name)
+        keys = [cell.key for cell in suite.cells]
+        assert suite.name == name and len(keys) == len(set(keys)) > 0
+
+
+def test_quick_suite_compares_the_promised_families():
+    cells = load_suite("quick").cells
+    adding = {c.family for c in cells if c.task == "adding"}
+    assert {"simple_rnn", "lstm", "gru", "transformer"} <= adding
+    assert {"gru", "bigru"} <= {c.family for c in cells if c.task == "first_token"}
+
+
+def test_cell_key_is_stable_and_changes_with_the_budget():
+    cell = Cell("adding", 100, "lstm", Budget())
+    assert cell.key == Cell("adding", 100, "lstm", Budget()).key
+    assert cell.key.startswith("adding-L100-lstm-")
+    assert cell.key != Cell("adding", 100, "lstm", Budget(epochs=99)).key
+    assert cell.key != Cell("adding", 100, "lstm", Budget(), seed=1).key
+
+
+def test_block_budget_overrides_suite_budget(tmp_path):
+    block = {**GOOD_BLOCK, "budget": {"epochs": 7}}
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'name = "s"\n[budget]\nepochs = 3\n[[cells]]\ntasks = ["adding"]\nlengths = [10]\n'
+        'families = ["gru"]\nbudget = { epochs = 7 }\n'
+    )
+    assert block and load_suite(str(path)).cells[0].budget.epochs == 7
+
+
+def test_eval_lengths_keep_only_longer_ones(tmp_path):
+    path = write_suite(
+        tmp_path / "s.toml", "s", [{**GOOD_BLOCK, "lengths": [10, 40], "eval_lengths": [20, 80]}]
+    )
+    cells = {c.length: c.eval_lengths for c in load_suite(str(path)).cells}
+    assert cells == {10: (20, 80), 40: (80,)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name = [", "not valid TOML"),
+        ('name = "s"\n', "[[cells]]"),
+        (
+            'name = "s"\nbogus = 1\n[[cells]]\ntasks=["adding"]\nlengths=[10]\nfamilies=["gru"]\n',
+            "unknown key 'bogus'",
+        ),
+        ('[[cells]]\ntasks=["nope"]\nlengths=[10]\nfamilies=["gru"]\n', "unknown task 'nope'"),
+        ('[[cells]]\ntasks=["adding"]\nlengths=[10]\nfamilies=["rnn9"]\n', "unknown family 'rnn9'"),
+        (
+            '[[cells]]\ntasks=["adding"]\nlengths=[1]\nfamilies=["gru"]\n',
+            "length 1 is out of range",
+        ),
+        ('[[cells]]\ntasks=["adding"]\nlengths=[-5]\nfamilies=["gru"]\n', "positive integers"),
+        ('[[cells]]\ntasks=["adding"]\nfamilies=["gru"]\n', "'cells[0].lengths'"),
+        (
+            '[budget]\nmax_trials = 0\n[[cells]]\ntasks=["adding"]\nlengths=[10]\nfamilies=["gru"]\n',
+            "'budget.max_trials' must be a positive integer, got 0",
+        ),
+        (
+            '[budget]\ntuner = "grid"\n[[cells]]\ntasks=["adding"]\nlengths=[10]\nfamilies=["gru"]\n',
+            "unknown tuner 'grid': accepted bayesian, hyperband, random",
+        ),
+        (
+            '[seeds]\nextra = "x"\n[[cells]]\ntasks=["adding"]\nlengths=[10]\nfamilies=["gru"]\n',
+            "seeds.extra",
+        ),
+    ],
+)
+def test_bad_suite_files_name_the_file_and_problem(tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as error:
+        load_suite(str(path))
+    message = str(error.value)
+    assert expected in message and "bad.toml" in message and "\n" not in message
+
+
+def test_unknown_suite_name_lists_bundled_ones():
+    with pytest.raises(UserError, match="unknown suite 'nosuch': accepted .*quick"):
+        load_suite("nosuch")

@@ -1,0 +1,171 @@
+"""The MLflow run tree of a real tiny run, resume by rerun, status, and a real `mlflow server`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import all_runs, harness, store_uri
+
+CELL = [
+    "--task",
+    "adding",
+    "--length",
+    "8",
+    "--family",
+    "gru",
+    "--max-trials",
+    "2",
+    "--epochs",
+    "2",
+    "--n-train",
+    "64",
+    "--n-val",
+    "32",
+    "--n-test",
+    "32",
+    "--batch-size",
+    "32",
+]
+
+
+def test_run_tree_and_resume(workdir):
+    args = ["run", *CELL, "--eval-length", "16", "--extra-seed", "1", "--experiment", "tree"]
+    harness(*args, cwd=workdir, check=True)
+    runs = all_runs(store_uri(workdir), "tree")
+    parents = runs[runs["tags.harness.kind"] == "cell"]
+    children = runs[runs["tags.harness.kind"] == "trial"]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents.iloc[0]
+    assert parent["status"] == "FINISHED"
+    assert set(children["tags.mlflow.parentRunId"]) == {parent["run_id"]}
+    assert set(children["status"]) == {"FINISHED"}
+    assert sorted(children["tags.harness.trial_id"]) == ["0", "1"]
+    # params: the cell and budget on the parent, the hyperparameters on each child
+    assert parent["params.task"] == "adding" and parent["params.budget.max_trials"] == "2"
+    for name in ("units", "depth", "learning_rate", "clip_gradients", "dropout"):
+        assert children[f"params.{name}"].notna().all()
+    # tags: key, backend, versions, device, fused kernel
+    assert parent["tags.harness.cell_key"].startswith("adding-L8-gru-")
+    assert parent["tags.harness.backend"] == "jax"
+    for tag in ("keras", "keras_tuner", "framework", "device", "fused_rnn_kernel", "version"):
+        assert parent[f"tags.harness.{tag}"]
+    # metrics: scores, generalisation, seeds, costs
+    for metric in (
+        "test_score",
+        "test_mse",
+        "best_val_score",
+        "baseline",
+        "solved",
+        "parameters",
+        "test_score_len_16",
+        "test_score_seed_1",
+        "seed_mean",
+        "seed_std",
+        "seconds_per_epoch",
+        "search_seconds",
+        "trials_completed",
+        "trials_diverged",
+    ):
+        assert (
+            f"metrics.{metric}" in parent
+            and parent[f"metrics.{metric}"] == parent[f"metrics.{metric}"]
+        )
+    assert parent["metrics.seed_count"] == 2 and parent["metrics.trials_completed"] == 2
+    client = MlflowClient(store_uri(workdir))
+    for child_id in children["run_id"]:
+        history = client.get_metric_history(child_id, "val_loss")
+        assert sorted(m.step for m in history) == [0, 1]
+    artifacts = {a.path for a in client.list_artifacts(parent["run_id"])}
+    assert {"best_hyperparameters.json", "best_model.keras", "trials.json"} <= artifacts
+    best = json.loads(
+        open(
+            client.download_artifacts(parent["run_id"], "best_hyperparameters.json", str(workdir))
+        ).read()
+    )
+    assert "learning_rate" in best
+
+    # A rerun skips the finished cell: still one parent and two children.
+    rerun = harness(*args, cwd=workdir, check=True)
+    assert "skipped" in rerun.stdout
+    runs = all_runs(store_uri(workdir), "tree")
+    assert len(runs) == 3
+
+
+def test_status_lists_done_partial_and_not_started(workdir):
+    suite = workdir / "s.toml"
+    suite.write_text(
+        'name = "s"\n[budget]\nmax_trials = 1\nepochs = 1\nn_train = 64\nn_val = 32\n'
+        'n_test = 32\n[[cells]]\ntasks = ["adding"]\nlengths = [8]\n'
+        'families = ["gru", "lstm"]\n'
+    )
+    harness("run", "--suite", str(suite), "--family", "gru", cwd=workdir, check=True)
+    out = harness("status", "--suite", str(suite), cwd=workdir, check=True).stdout
+    assert "adding L=8 gru" in out and "done" in out and "not started" in out
+    assert "1 done, 1 not started" in out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite backend, stopped after the test."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        raise AssertionError("mlflow server did not start within 60 s")
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_run_against_a_real_tracking_server(workdir, mlflow_server):
+    harness("run", *CELL, "--tracking-uri", mlflow_server, cwd=workdir, check=True)
+    runs = all_runs(mlflow_server, "adhoc")
+    assert len(runs[runs["tags.harness.kind"] == "cell"]) == 1
+    assert len(runs[runs["tags.harness.kind"] == "trial"]) == 2
+    assert set(runs["status"]) == {"FINISHED"}
+    assert not (workdir / "mlflow.db").exists()
+    artifacts = MlflowClient(mlflow_server).list_artifacts(
+        runs[runs["tags.harness.kind"] == "cell"].iloc[0]["run_id"]
+    )
+    assert "best_model.keras" in {a.path for a in artifacts}
