@@ -10,6 +10,7 @@ the same bytes.
 from __future__ import annotations
 
 import io
+import math
 
 import matplotlib
 import matplotlib.ticker
@@ -30,7 +31,6 @@ PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ]  # fmt: skip
-MARKERS = "osD^vP*Xh<>p"
 
 
 def png(fig: Figure) -> bytes:
@@ -78,9 +78,14 @@ def _scale_y(ax, values) -> None:
 
 def _length_axis(ax, lengths, label: str) -> None:
     """Log-scaled length axis labelled with the lengths themselves."""
-    lengths = sorted({int(L) for L in lengths})
+    values = sorted({int(L) for L in lengths}, reverse=True)
+    ticks = values[:1]
+    for length in values[1:]:  # from the longest down, keeping the labels apart
+        if math.log10(ticks[-1] / length) >= 0.12:
+            ticks.append(length)
+    ticks.reverse()
     ax.set_xscale("log")
-    ax.set_xticks(lengths, [str(L) for L in lengths])
+    ax.set_xticks(ticks, [str(L) for L in ticks])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel(label)
 
@@ -142,6 +147,7 @@ def length_generalisation(cells: pd.DataFrame, task: str) -> Figure | None:
     fig, axes = _new()
     ax = axes[0, 0]
     lengths = sorted(rows["length"].unique())
+    labelled = set()
     for _, row in rows.sort_values(["family", "length"]).iterrows():
         points = [(row["length"], row["test_score"])] + [
             (int(c.rsplit("_", 1)[1]), row[c]) for c in longer if pd.notna(row[c])
@@ -149,18 +155,19 @@ def length_generalisation(cells: pd.DataFrame, task: str) -> Figure | None:
         if len(points) < 2:
             continue
         xs, ys = zip(*points, strict=True)
-        marker = MARKERS[lengths.index(row["length"]) % len(MARKERS)]
+        family = row["family"]
         ax.plot(
             xs,
             ys,
-            marker=marker,
-            color=palette[row["family"]],
-            label=f"{text(row['family'])} trained at L={row['length']}",
+            marker="o",
+            color=palette[family],
+            label=None if family in labelled else text(family),
         )
+        labelled.add(family)
     _baseline(ax, rows)
     _scale_y(ax, rows[["test_score", *longer]].to_numpy().ravel())
     tested = [*lengths, *(int(c.rsplit("_", 1)[1]) for c in longer)]
-    _length_axis(ax, tested, "test length (log scale); first point of a line: training length")
+    _length_axis(ax, tested, "test length (log scale); each line starts at its training length")
     ax.set_ylabel(_ylabel(rows, "test"))
     ax.set_title(f"{text(task)}: length generalisation")
     ax.legend(fontsize=7)
@@ -174,9 +181,12 @@ def anytime(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Figure | No
     if done.empty:
         return None
     lengths = sorted(rows["length"].unique())
-    fig, axes = _new(1, len(lengths), width=4.2)
+    cols = min(len(lengths), 4)
+    fig, axes = _new(math.ceil(len(lengths) / cols), cols, width=4.2)
+    for ax in axes.ravel()[len(lengths) :]:
+        ax.set_visible(False)
     better = np.fmin if _direction(rows) == "min" else np.fmax
-    for ax, length in zip(axes[0], lengths, strict=True):
+    for ax, length in zip(axes.ravel(), lengths, strict=False):
         for _, cell in rows[rows["length"] == length].sort_values("family").iterrows():
             own = trials[trials["parent_id"] == cell["run_id"]]
             scored = own[own["objective"].notna()].sort_values(["end_time", "trial_id"])
@@ -196,8 +206,9 @@ def anytime(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Figure | No
         ax.set_xlim(left=0)
         ax.set_title(f"{text(task)} L={length}")
         ax.set_xlabel("wall-clock seconds of the search")
-        ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel(_ylabel(rows, "best validation"))
+    for row in axes:
+        row[0].set_ylabel(_ylabel(rows, "best validation"))
+    axes[0, 0].legend(fontsize=7)
     return fig
 
 
@@ -220,7 +231,11 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
     cols = max(1, max(len(n) for n in names.values()))
     fig, axes = _new(len(families), cols, width=3.2, height=2.6)
     lengths = sorted(rows["length"].unique())
-    shades = {L: PALETTE[i % len(PALETTE)] for i, L in enumerate(lengths)}
+    shades = dict(
+        zip(
+            lengths, matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(lengths))), strict=True
+        )
+    )
     for r, family in enumerate(families):
         own = done[done["family"] == family]
         for c in range(cols):
@@ -249,7 +264,8 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
             ax.set_xlabel(text(name.removeprefix("hp:")))
             if c == 0:
                 ax.set_ylabel(f"{text(family)}\nvalidation {text(rows['metric'].iloc[0])}")
-                ax.legend(fontsize=7)
+    handles = [axes[0, 0].scatter([], [], s=18, color=shades[L], label=f"L={L}") for L in lengths]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="length")
     fig.suptitle(f"{text(task)}: trial score versus each hyperparameter")
     return fig
 
