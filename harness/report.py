@@ -374,22 +374,14 @@ HOW_TO_READ = (
 
 
 def _notes(results: Results) -> list[str]:
-    notes = []
-    if results.unfinished:
-        notes.append(
-            f"{results.unfinished} unfinished cell runs (running or interrupted) are left out."
-        )
-    if results.superseded:
-        notes.append(
-            f"{results.superseded} older finished runs of a cell rerun with another "
-            "budget are superseded by the latest."
-        )
-    if results.unreadable:
-        notes.append(
-            f"{results.unreadable} cell runs without a task, length, family or "
-            "direction are left out."
-        )
-    return notes
+    counts = {
+        "Unfinished cell runs (running or interrupted), left out": results.unfinished,
+        "Older finished runs of a cell rerun with another budget, superseded by the latest": (
+            results.superseded
+        ),
+        "Cell runs without a task, length, family or direction, left out": results.unreadable,
+    }
+    return [f"{what}: {n}." for what, n in counts.items() if n]
 
 
 def render_markdown(results: Results, sections: list[Section]) -> str:

@@ -78,7 +78,7 @@ def store(tmp_path_factory) -> Path:
 def report(store) -> Path:
     result = harness("report", "--experiment", EXPERIMENT, "--out", "reports", cwd=store)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"read 6 runs of experiment '{EXPERIMENT}'" in result.stdout
+    assert re.search(rf"read \d+ runs of experiment '{EXPERIMENT}'", result.stdout)
     return store / "reports"
 
 
@@ -226,6 +226,31 @@ def test_store_values_are_escaped(store, tmp_path):
     assert page.count("<script") == 1  # the page's own image check, allowed by its CSP hash
     text = (tmp_path / "reports" / "leaderboard.md").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in text and "<script>" not in text
+
+
+def test_diverged_and_unfinished_cells_are_reported(store, tmp_path):
+    from harness import report
+
+    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
+    mlflow = client(tmp_path)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    params = {"task": "adding", "length": "10", "metric": "mse", "direction": "min"}
+    for family, status in (("lstm", "FINISHED"), ("gru", "RUNNING")):
+        run_id = mlflow.create_run(experiment, tags={"harness.kind": "cell"}).info.run_id
+        for key, value in {**params, "family": family}.items():
+            mlflow.log_param(run_id, key, value)
+        mlflow.set_tag(run_id, "harness.status", "all trials diverged or failed")
+        for key, value in {"solved": 0, "baseline": 0.1667, "solved_bar": 0.01}.items():
+            mlflow.log_metric(run_id, key, value)
+        if status == "FINISHED":
+            mlflow.set_terminated(run_id, status)
+
+    written = report.build(report.open_store(uri(tmp_path)), EXPERIMENT, tmp_path / "out")
+    rows = {row[0]: row[1:] for row in md_rows(written.leaderboard.read_text(), "family")[1:]}
+    assert rows["lstm"] == ["diverged", "", "—"] and "gru" not in rows
+    assert "Unfinished cell runs (running or interrupted), left out: 1." in (
+        written.leaderboard.read_text()
+    )
 
 
 # -- errors --------------------------------------------------------------------------------------
