@@ -260,7 +260,7 @@ class Runner:
             seed_scores.append(seed_score)
         metrics["seed_mean"], metrics["seed_std"] = evaluation.spread(seed_scores)
         metrics["seed_count"] = len(seed_scores)
-        return {k: v for k, v in metrics.items()}
+        return metrics
 
     def _log_artifacts(self, run_id, tuner, model, hp) -> None:
         trials = [

@@ -179,9 +179,13 @@ def make_tuner(
     seed: int,
     directory: str,
     project_name: str,
-    **tracking,
+    **options,
 ) -> kt.Tuner:
-    """A tracked tuner of `kind` whose objective is the task's validation metric."""
+    """A tracked tuner of `kind` whose objective is the task's validation metric.
+
+    `options` go to TrackedTuner (tracker, experiment_id, parent_run_id, on_trial)
+    or on to Keras Tuner (e.g. hyperparameters, tune_new_entries).
+    """
     objective = kt.Objective(f"val_{task.metric.name}", direction=task.metric.direction)
     base = TUNER_CLASSES[kind]
     tuner_class = type(f"Tracked{base.__name__}", (TrackedTuner, base), {})
@@ -202,5 +206,5 @@ def make_tuner(
         task=task,
         length=length,
         **budget,
-        **tracking,
+        **options,
     )

@@ -64,7 +64,7 @@ def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(workdir, fault)
 @pytest.mark.slow
 def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    args = [a if a != "64" else "2048" for a in CELL]  # trials long enough to interrupt
+    args = [a if a != "64" else "4096" for a in CELL]  # trials long enough to interrupt
     process = subprocess.Popen(
         [*HARNESS, *args],
         cwd=workdir,
@@ -74,7 +74,7 @@ def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
         text=True,
     )
     client, deadline = None, time.time() + 120
-    while time.time() < deadline:  # wait for a trial that has logged an epoch
+    while time.time() < deadline:  # wait until a trial is running
         time.sleep(0.5)
         if not (workdir / "mlflow.db").exists():
             continue
