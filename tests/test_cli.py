@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import harness, write_suite
 
+RUN_GRU = ["run", "--task", "adding", "--length", "10", "--family", "gru"]
+
 
 def one_error_line(result) -> str:
     assert result.returncode == 2, result.stdout + result.stderr
@@ -112,13 +114,7 @@ def test_unreachable_tracking_server_fails_before_training(workdir):
     uri = f"http://127.0.0.1:{free_port()}"
     line = one_error_line(
         harness(
-            "run",
-            "--task",
-            "adding",
-            "--length",
-            "10",
-            "--family",
-            "gru",
+            *RUN_GRU,
             "--tracking-uri",
             uri,
             cwd=workdir,
@@ -142,13 +138,7 @@ def test_unwritable_store_and_workdir(workdir):
     assert "cannot be created" in line
     line = one_error_line(
         harness(
-            "run",
-            "--task",
-            "adding",
-            "--length",
-            "10",
-            "--family",
-            "gru",
+            *RUN_GRU,
             "--workdir",
             str(locked / "file" / "w"),
             cwd=workdir,
