@@ -292,6 +292,8 @@ def ui(
         host,
         "--port",
         str(port),
+        "--workers",
+        "1",  # one local user: starts in seconds rather than four processes' worth
     ]
     out.print(f"MLflow UI on http://{host}:{port} for {tracker.uri}", highlight=False)
     os.execv(sys.executable, command)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -169,3 +171,34 @@ def test_run_against_a_real_tracking_server(workdir, mlflow_server):
         runs[runs["tags.harness.kind"] == "cell"].iloc[0]["run_id"]
     )
     assert "best_model.keras" in {a.path for a in artifacts}
+
+
+def test_ui_serves_the_store_on_loopback(workdir):
+    port = free_port()
+    ui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "ui",
+            "--port",
+            str(port),
+            "--tracking-uri",
+            store_uri(workdir),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline, status = time.time() + 180, None  # slow to start on a loaded 2-core machine
+        while time.time() < deadline and status is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
