@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import os
 import platform
 from importlib import metadata
@@ -45,7 +46,8 @@ def load_frameworks() -> None:
     with _stderr_silenced():
         import keras  # noqa: F401
         import keras_tuner  # noqa: F401
-        import tensorflow  # noqa: F401  (Keras Tuner imports it during trials anyway)
+        if importlib.util.find_spec("tensorflow"):  # absent on GPU images; Keras Tuner then skips it
+            import tensorflow  # noqa: F401  (Keras Tuner imports it during trials anyway)
 
 
 def name() -> str:
