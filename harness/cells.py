@@ -58,6 +58,24 @@ def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds
     return Suite(suite.name, suite.description, tuple(cells), suite.source), cells
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard I/N` as (I, N), with 1 <= I <= N."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise UserError(f"--shard '{text}' is not I/N with 1 <= I <= N (e.g. 1/3, 2/3, 3/3)")
+    return int(index), int(count)
+
+
+def shard_cells(cells: list[Cell], index: int, count: int) -> list[Cell]:
+    """Shard `index` of `count`: every count-th cell in cell-key order, in suite order.
+
+    The split depends only on the cells' keys, so N machines given the same
+    suite and flags run each cell exactly once, with no scheduler.
+    """
+    mine = set(sorted(cell.key for cell in cells)[index - 1 :: count])
+    return [cell for cell in cells if cell.key in mine]
+
+
 @dataclass(frozen=True)
 class CellState:
     state: str  # "done", "partial", "not started"

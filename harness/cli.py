@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -183,9 +184,30 @@ def run(
     ] = None,
     tracking_uri: TrackingUri = None,
     workdir: Annotated[Path, typer.Option(help="Data cache and tuner folders.")] = DEFAULT_WORKDIR,
+    shard: Annotated[
+        str | None, typer.Option(help="Run only shard I of N of the cells (I/N, e.g. 2/3).")
+    ] = None,
+    chief: Annotated[
+        str | None,
+        typer.Option(
+            help="Distributed search: serve the oracle on HOST:PORT (with --worker: join it)."
+        ),
+    ] = None,
+    worker: Annotated[
+        str | None, typer.Option(help="Join the chief at --chief as this worker id.")
+    ] = None,
+    worker_timeout: Annotated[
+        float | None,
+        typer.Option(help="Chief: drop a worker silent this many seconds (default 60)."),
+    ] = None,
 ):
-    """Run a suite, or single cells given by flags: one Keras Tuner search per cell."""
-    from harness.cells import select_cells
+    """Run a suite, or single cells given by flags: one Keras Tuner search per cell.
+
+    With --chief/--worker, several processes share each cell's search (see
+    harness/distributed.py); with --shard, several machines share a suite's cells.
+    """
+    from harness.cells import parse_shard, select_cells, shard_cells
+    from harness.distributed import parse_cluster
 
     budget = {
         k: v
@@ -201,32 +223,44 @@ def run(
         }.items()
         if v is not None
     }
+    cluster = parse_cluster(chief, worker, worker_timeout)
     plan, cells = select_cells(suite, task, length, family, budget, seed, extra_seed, eval_length)
+    if shard is not None:
+        cells = shard_cells(cells, *parse_shard(shard))
     if experiment:
         plan = plan.__class__(experiment, plan.description, plan.cells, plan.source)
     _writable_dir(workdir, "working directory")
     backend.load_frameworks()
     from harness.progress import ConsoleProgress
     from harness.runner import Runner
-    from harness.tracking import Tracker
+    from harness.tracking import StoreUnavailable, Tracker
 
     tracker = Tracker(tracking_uri)
     tracker.check()
     progress = ConsoleProgress(out)
     try:
-        outcomes = Runner(tracker, workdir, progress).run(plan, cells)
+        outcomes = Runner(tracker, workdir, progress, cluster).run(plan, cells)
     except KeyboardInterrupt:
         progress.close()
         err.print(
             "interrupted: the current trial is marked KILLED; rerun the same command to resume"
         )
         raise typer.Exit(130) from None
+    except StoreUnavailable as error:
+        progress.close()
+        err.print(
+            f"error: tracking store '{tracker.uri}' unavailable after retries ({error}); "
+            "rerun the same command once it is back to resume",
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(1) from None
     table = Table("cell", "state", "test score", "solved", "trials", title=f"suite {plan.name}")
     for cell, outcome in zip(cells, outcomes, strict=True):
         table.add_row(
             f"{cell.task} L={cell.length} {cell.family}",
             outcome.state,
-            f"{outcome.test_score:.4g}",
+            "-" if math.isnan(outcome.test_score) else f"{outcome.test_score:.4g}",
             "yes" if outcome.solved else "no",
             str(outcome.trials),
         )
@@ -245,7 +279,11 @@ def status(
     ] = None,
     tracking_uri: TrackingUri = None,
 ):
-    """Show each cell of a suite: done, partial (k of n trials) or not started."""
+    """Show each cell of a suite: done, partial (k of n trials) or not started.
+
+    Read from the tracking store alone, so it shows the progress of every
+    machine and shard logging to it.
+    """
     from harness.cells import cell_states
     from harness.suites import load_suite
     from harness.tracking import Tracker
@@ -255,8 +293,11 @@ def status(
     tracker.check()
     table = Table("cell", "state", "trials", "test score", title=f"suite {plan.name}")
     counts: dict[str, int] = {}
+    trials_done = trials_planned = 0
     for cell, state in cell_states(tracker, experiment or plan.name, plan.cells):
         counts[state.state] = counts.get(state.state, 0) + 1
+        trials_done += state.trials_done
+        trials_planned += state.trials_planned
         table.add_row(
             f"{cell.task} L={cell.length} {cell.family}",
             state.state,
@@ -264,7 +305,8 @@ def status(
             "-" if state.test_score is None else f"{state.test_score:.4g}",
         )
     out.print(table)
-    out.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())), highlight=False)
+    cells_line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    out.print(f"{cells_line}; {trials_done} of {trials_planned} trials", highlight=False)
 
 
 @app.command()

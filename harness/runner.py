@@ -2,6 +2,8 @@
 
 A cell whose parent run is FINISHED is skipped; an unfinished one is reopened
 and its tuner reloads the completed trials from `WORKDIR/tuners/<cell key>`.
+In a distributed search (harness/distributed.py) the chief creates the parent
+runs, serves each cell's oracle and evaluates; a worker only runs trials.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import __version__, backend, data, faults
+from harness import __version__, backend, data, distributed, faults
+from harness.distributed import Cluster
 from harness.suites import Cell, Suite
-from harness.tracking import CELL_KEY, KIND, Tracker
+from harness.tracking import CELL_KEY, KIND, TRIAL_ID, StoreUnavailable, Tracker
 
 STATUS = "harness.status"
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +39,8 @@ class CellOutcome:
     """The headline numbers of a cell, for the progress display and the summary table."""
 
     key: str
-    state: str  # "done", "skipped" (finished before), "diverged" (no trial trained)
+    state: str  # "done", "skipped" (finished before), "diverged" (no trial trained),
+    # "searched" (a worker's share of a distributed search)
     test_score: float = float("nan")
     solved: bool = False
     trials: int = 0
@@ -87,18 +91,31 @@ def cell_params(cell: Cell, task) -> dict[str, str]:
 class Runner:
     """Runs the cells of a suite against one MLflow store and one working directory."""
 
-    def __init__(self, tracker: Tracker, workdir: Path, progress: Progress | None = None):
+    def __init__(
+        self,
+        tracker: Tracker,
+        workdir: Path,
+        progress: Progress | None = None,
+        cluster: Cluster | None = None,
+    ):
         self.tracker, self.workdir = tracker, workdir
         self.progress = progress or Progress()
+        self.cluster = cluster
 
     def run(self, suite: Suite, cells: list[Cell] | None = None) -> list[CellOutcome]:
         cells = list(suite.cells if cells is None else cells)
-        experiment_id = self.tracker.experiment_id(suite.name)
+        worker = self.cluster is not None and not self.cluster.is_chief
+        if self.cluster is not None:
+            distributed.configure(self.cluster)
+        experiment_id = None if worker else self.tracker.experiment_id(suite.name)
         self.progress.suite_start(suite, len(cells))
         outcomes = []
         for index, cell in enumerate(cells):
             self.progress.cell_start(index, cell)
-            outcome = self.run_cell(experiment_id, cell)
+            if worker:
+                outcome = self.run_worker_cell(suite.name, cell)
+            else:
+                outcome = self.run_cell(experiment_id, cell)
             self.progress.cell_end(index, cell, outcome)
             outcomes.append(outcome)
         return outcomes
@@ -129,12 +146,28 @@ class Runner:
             earlier_seconds = 0.0
         try:
             return self._search_and_evaluate(experiment_id, run_id, cell, earlier_seconds)
+        except StoreUnavailable:  # nothing more can be written; a rerun resumes
+            raise
         except BaseException:
             self.tracker.log(run_id, tags={STATUS: "interrupted"})
             self.tracker.finish(run_id, "KILLED")
             raise
 
-    def _search_and_evaluate(self, experiment_id, run_id, cell: Cell, earlier_seconds: float):
+    def run_worker_cell(self, experiment: str, cell: Cell) -> CellOutcome:
+        """A worker's share of a cell: trials from the chief until it has none left."""
+        label = f"{cell.task} L={cell.length} {cell.family}"
+        parent = distributed.wait_for_cell(self.tracker, experiment, cell.key, label)
+        if parent is None:
+            return CellOutcome(cell.key, "skipped")
+        tuner, splits, _ = self._tuner(parent.info.experiment_id, parent.info.run_id, cell)
+        started = time.perf_counter()
+        with distributed.Heartbeat(tuner):
+            self._search(tuner, cell, *splits[:2])
+        seconds = time.perf_counter() - started
+        return CellOutcome(cell.key, "searched", trials=len(tuner.records), seconds=seconds)
+
+    def _tuner(self, experiment_id, run_id, cell: Cell):
+        """The cell's tracked tuner, its (train, val, test) splits and its hypermodel."""
         import keras
 
         from harness.tuning import make_tuner
@@ -143,9 +176,14 @@ class Runner:
 
         task, budget = get_task(cell.task), cell.budget
         cache = self.workdir / "cache"
-        train = data.split(task, cell.length, budget.n_train, cell.seed, "train", cache)
-        val = data.split(task, cell.length, budget.n_val, cell.seed, "val", cache)
-        test = data.split(task, cell.length, budget.n_test, cell.seed, "test", cache)
+        splits = tuple(
+            data.split(task, cell.length, n, cell.seed, name, cache)
+            for name, n in (
+                ("train", budget.n_train),
+                ("val", budget.n_val),
+                ("test", budget.n_test),
+            )
+        )
         hypermodel = get_space(cell.family, task)
         keras.utils.set_random_seed(cell.seed)
         tuner = make_tuner(
@@ -164,14 +202,53 @@ class Runner:
             parent_run_id=run_id,
             on_trial=self.progress.trial,
         )
-        started = time.perf_counter()
+        return tuner, splits, hypermodel
+
+    @staticmethod
+    def _search(tuner, cell: Cell, train, val) -> None:
         tuner.search(
             *train,
             validation_data=val,
-            epochs=budget.epochs,
-            batch_size=budget.batch_size,
+            epochs=cell.budget.epochs,
+            batch_size=cell.budget.batch_size,
             verbose=0,
         )
+
+    def _serve(self, tuner, experiment_id: str, run_id: str) -> None:
+        """The chief's search: serve the oracle to the workers, closing lost trials' runs."""
+
+        def lost(event: distributed.Lost) -> None:
+            for run in self.tracker.trial_runs(experiment_id, run_id):
+                tags = run.data.tags
+                if tags.get(TRIAL_ID) == event.trial_id and run.info.status == "RUNNING":
+                    status = "error" if event.failed else "lost"
+                    self.tracker.log(
+                        run.info.run_id, tags={STATUS: status, "harness.reason": event.reason}
+                    )
+                    self.tracker.finish(run.info.run_id, "FAILED" if event.failed else "KILLED")
+            self.progress.trial(
+                "end",
+                trial_id=event.trial_id,
+                status="failed" if event.failed else "re-queued",
+                reason=event.reason,
+            )
+
+        tuner.oracle.verbose = 0
+        tuner.save()
+        self.tracker.log(run_id, tags={distributed.PHASE: "search"})
+        distributed.serve(tuner.oracle, self.cluster, lost)
+        self.tracker.log(run_id, tags={distributed.PHASE: "evaluation"})
+
+    def _search_and_evaluate(self, experiment_id, run_id, cell: Cell, earlier_seconds: float):
+        from tasks import get_task
+
+        task = get_task(cell.task)
+        tuner, (train, val, test), hypermodel = self._tuner(experiment_id, run_id, cell)
+        started = time.perf_counter()
+        if self.cluster is not None:
+            self._serve(tuner, experiment_id, run_id)
+        else:
+            self._search(tuner, cell, train, val)
         search_seconds = earlier_seconds + time.perf_counter() - started
 
         trial_runs = self.tracker.trial_runs(experiment_id, run_id)

@@ -8,8 +8,10 @@ working directory, with artifacts in `mlartifacts/` beside it.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +26,13 @@ CELL_KEY = "harness.cell_key"
 KIND = "harness.kind"
 TRIAL_ID = "harness.trial_id"
 PARENT = "mlflow.parentRunId"
-SCHEMES = ("sqlite:///PATH", "http://HOST:PORT", "https://HOST", "postgresql://...")
+SCHEMES = (
+    "sqlite:///PATH",
+    "http://HOST:PORT",
+    "https://HOST",
+    "postgresql://...",
+    "postgresql+psycopg2://...",
+)
 T = TypeVar("T")
 
 
@@ -41,8 +49,16 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _retry(call: Callable[[], T], attempts: int = 6) -> T:
-    """Retry a store call on transient failures (a locked SQLite file, a server restarting)."""
+class StoreUnavailable(Exception):
+    """The store stayed unreachable or locked through every retry; a rerun resumes."""
+
+
+def _retry(call: Callable[[], T], attempts: int = 8) -> T:
+    """Retry a store call on transient failures (a locked SQLite file, a server restarting).
+
+    Waits 0.2, 0.4, ... 12.8 s between attempts (about 25 s in all), on top of
+    MLflow's own HTTP retries (about 2 minutes per call to a server that is down).
+    """
     for attempt in range(attempts):
         try:
             return call()
@@ -51,8 +67,10 @@ def _retry(call: Callable[[], T], attempts: int = 6) -> T:
                 word in str(err).lower()
                 for word in ("database is locked", "connection", "max retries", "timed out", "503")
             )
-            if not transient or attempt == attempts - 1:
+            if not transient:
                 raise
+            if attempt == attempts - 1:
+                raise StoreUnavailable(_first_line(err)) from err
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -67,18 +85,45 @@ class Tracker:
 
         self.uri = resolve_uri(uri)
         if not self.uri.startswith(
-            ("sqlite:///", "http://", "https://", "postgresql://", "mysql://", "file:")
+            (
+                "sqlite:///",
+                "http://",
+                "https://",
+                "postgresql://",
+                "postgresql+psycopg2://",
+                "mysql://",
+                "file:",
+            )
         ):
             raise UserError(
                 f"tracking URI '{self.uri}' is not supported: accepted {', '.join(SCHEMES)}"
             )
         self._check_sqlite_folder()
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
+            if self.uri.startswith("sqlite:///"):
+                self.client = self._open_sqlite(MlflowClient)
+            else:
+                self.client = MlflowClient(tracking_uri=self.uri)
         except Exception as err:
             raise UserError(
                 f"tracking store '{self.uri}' cannot be used: {_first_line(err)}"
             ) from None
+
+    def _open_sqlite(self, client_class):
+        """Open a SQLite store under a file lock (tables created once) and switch it to WAL.
+
+        Several processes may open one new store at once; WAL lets readers go on
+        while one writes, and a writer that finds it locked retries (`_retry`).
+        """
+        path = Path(self.uri.removeprefix("sqlite:///"))
+        with open(path.with_name(path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            client = client_class(tracking_uri=self.uri)
+            client.search_experiments(max_results=1)  # creates or migrates the tables
+            with sqlite3.connect(path, timeout=30) as db:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+        return client
 
     def _check_sqlite_folder(self) -> None:
         if not self.uri.startswith("sqlite:///"):
@@ -126,7 +171,15 @@ class Tracker:
         if self.uri.startswith("sqlite:///"):
             root = Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts"
             location = (root / name).resolve().as_uri()
-        return _retry(lambda: self.client.create_experiment(name, artifact_location=location))
+        try:
+            return _retry(lambda: self.client.create_experiment(name, artifact_location=location))
+        except StoreUnavailable:
+            raise
+        except Exception:  # another process created it first
+            experiment = _retry(lambda: self.client.get_experiment_by_name(name))
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def runs(self, experiment_id: str, filter_string: str = "") -> list:
         """All active runs of an experiment that match `filter_string`, every page."""

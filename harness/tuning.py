@@ -4,11 +4,13 @@ Keras Tuner has no MLflow integration, so `TrackedTuner.run_trial` wraps the
 tuner's own: it opens the trial's child run, adds a `TrialWatch` callback (epoch
 metrics by step, divergence, early stop once the task is solved), and closes the
 run FINISHED, FAILED (tagged diverged or error, with the reason) or KILLED.
+In a distributed search a worker tags its trial runs with its id (`harness.worker`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -16,7 +18,8 @@ import keras
 import keras_tuner as kt
 
 from harness import faults
-from harness.tracking import KIND, PARENT, TRIAL_ID, Tracker
+from harness.distributed import WORKER
+from harness.tracking import KIND, PARENT, TRIAL_ID, StoreUnavailable, Tracker
 from tasks.base import Task
 
 TUNER_CLASSES = {
@@ -34,6 +37,10 @@ class TrialRecord:
     epoch_seconds: list[float] = field(default_factory=list)
     epochs_to_solve: int | None = None
     diverged: str | None = None
+
+
+class StoreLost(StoreUnavailable, kt.errors.FatalError):
+    """The store went away during a trial: ends the search (Keras Tuner re-raises it)."""
 
 
 class TrialWatch(keras.callbacks.Callback):
@@ -95,6 +102,7 @@ class TrackedTuner:
         self.on_trial = on_trial or (lambda event, **info: None)
         self.records: dict[str, TrialRecord] = {}
         self.best_objective: float | None = None
+        self.running_trial: str | None = None  # read by a worker's heartbeat
         super().__init__(*args, **kwargs)
 
     def _open_trial_run(self, trial) -> str | None:
@@ -105,23 +113,37 @@ class TrackedTuner:
             if old.data.tags.get(TRIAL_ID) == trial.trial_id:
                 self.tracker.delete(old.info.run_id)
         tags = {PARENT: self.parent_run_id, KIND: "trial", TRIAL_ID: trial.trial_id}
+        if os.environ.get("KERASTUNER_ORACLE_IP"):
+            tags[WORKER] = self.tuner_id
         run_id = self.tracker.start_run(self.experiment_id, f"trial {trial.trial_id}", tags)
         self.tracker.log(run_id, params=trial.hyperparameters.values)
         return run_id
 
     def run_trial(self, trial, *args, **kwargs):
+        self.running_trial = trial.trial_id
+        try:
+            return self._tracked_trial(trial, *args, **kwargs)
+        except StoreUnavailable as err:
+            raise StoreLost(str(err)) from err
+        finally:
+            self.running_trial = None
+
+    def _tracked_trial(self, trial, *args, **kwargs):
         run_id = self._open_trial_run(trial)
         watch = TrialWatch(self.tracker, run_id, self.task, self.length)
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), watch]
         self.on_trial("start", trial_id=trial.trial_id)
         started = time.perf_counter()
         try:
+            faults.point("trial_start")
             results = super().run_trial(trial, *args, **kwargs)
+        except StoreUnavailable:  # the run stays unfinished; a rerun replaces it
+            raise
         except KeyboardInterrupt:
             self._close(run_id, "KILLED", {"harness.status": "killed"})
             raise
         except Exception as err:
-            reason = f"{type(err).__name__}: {err}"[:500]
+            reason = f"{type(err).__name__}: {err}".strip()[:500]
             self._close(run_id, "FAILED", {"harness.status": "error", "harness.reason": reason})
             self.on_trial("end", trial_id=trial.trial_id, status="error", reason=reason)
             raise

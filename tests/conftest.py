@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 HARNESS = [sys.executable, "-m", "harness"]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def harness(
@@ -29,6 +35,128 @@ def harness(
     if check and result.returncode != 0:
         raise AssertionError(f"harness {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def start_harness(*args: str, cwd: Path, log: str, env: dict | None = None) -> subprocess.Popen:
+    """Start `harness ARGS` in `cwd` in the background; its output goes to `cwd/log`."""
+    full_env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO), **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    with open(cwd / log, "w") as out:
+        return subprocess.Popen(
+            [*HARNESS, *args], cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def finish(process: subprocess.Popen, cwd: Path, log: str, timeout: int = 600) -> str:
+    """Wait for a `start_harness` process; its output, and an error unless it exited 0."""
+    process.wait(timeout=timeout)
+    output = (cwd / log).read_text()
+    assert process.returncode == 0, f"{log} exited {process.returncode}:\n{output[-3000:]}"
+    return output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 that a test can stop and start again."""
+
+    def __init__(self, backend_uri: str, artifacts: Path):
+        self.backend_uri, self.artifacts = backend_uri, artifacts
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                self.backend_uri,
+                "--artifacts-destination",
+                str(self.artifacts),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise AssertionError(f"mlflow server on {self.backend_uri} did not start within 90 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite backend, stopped after the test."""
+    server = MlflowServer(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts")
+    server.start()
+    yield server.uri
+    server.stop()
+
+
+@pytest.fixture
+def postgres_uri():
+    """A PostgreSQL cluster of its own on 127.0.0.1 (initdb, pg_ctl): its database URI.
+
+    Fails, never skips, when PostgreSQL is not installed (.ci/run installs it).
+    """
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    assert found, "PostgreSQL is not installed: apt-get install postgresql (as .ci/run does)"
+    bindir = found[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="harness-pg-"))
+    as_postgres = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+
+    def pg(tool: str, *args: str) -> None:
+        subprocess.run(
+            [*as_postgres, str(bindir / tool), *args], check=True, capture_output=True, timeout=120
+        )
+
+    pg("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    pg(
+        "pg_ctl",
+        "-D",
+        str(folder / "data"),
+        "-l",
+        str(folder / "log"),
+        "-o",
+        options,
+        "-w",
+        "start",
+    )
+    try:
+        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        pg("pg_ctl", "-D", str(folder / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_suite(path: Path, name: str, blocks: list[dict], **budget) -> Path:

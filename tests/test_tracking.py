@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
-import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import all_runs, harness, store_uri
+from tests.conftest import all_runs, free_port, harness, store_uri
 
 CELL = [
     "--task",
@@ -112,52 +110,6 @@ def test_status_lists_done_partial_and_not_started(workdir):
     out = harness("status", "--suite", str(suite), cwd=workdir, check=True).stdout
     assert "adding L=8 gru" in out and "done" in out and "not started" in out
     assert "1 done, 1 not started" in out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite backend, stopped after the test."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        raise AssertionError("mlflow server did not start within 60 s")
-    yield uri
-    server.terminate()
-    server.wait(timeout=30)
 
 
 def test_run_against_a_real_tracking_server(workdir, mlflow_server):
