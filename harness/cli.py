@@ -377,3 +377,179 @@ def report(
         out.print(
             f"README.md: leaderboard {'updated' if changed else 'unchanged'}", highlight=False
         )
+
+
+# -- probes: gradient flow, the rotation oracle, cost scaling ------------------------------------
+
+probe_app = typer.Typer(
+    no_args_is_help=True,
+    help="Measure mechanisms (gradient flow, counting by rotation, cost) and record them in MLflow.",
+)
+app.add_typer(probe_app, name="probe")
+
+SuiteOption = Annotated[
+    str, typer.Option(help="Suite whose experiment the probe reads and writes (name or TOML).")
+]
+ExperimentOption = Annotated[
+    str | None, typer.Option(help="MLflow experiment (default: the suite's name).")
+]
+
+
+def _names(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists: --families lstm,gru."""
+    found = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    return list(dict.fromkeys(found)) if found else list(default)
+
+
+def _lengths(values: list[str] | None, default: tuple[int, ...]) -> list[int]:
+    lengths = []
+    for text in _names(values, tuple(map(str, default))):
+        try:
+            lengths.append(int(text))
+        except ValueError:
+            raise UserError(f"length '{text}' is not a whole number") from None
+    return sorted(set(lengths))
+
+
+def _probe_store(tracking_uri: str | None, suite: str, experiment: str | None):
+    from harness import report as reporting
+    from harness.tracking import Tracker
+
+    name = experiment or reporting.suite_experiment(suite)
+    tracker = Tracker(tracking_uri)
+    tracker.check()
+    return tracker, name
+
+
+@probe_app.command("gradients")
+@user_errors
+def probe_gradients(
+    task: Annotated[str, typer.Option(help="Task whose loss is differentiated.")] = "adding",
+    families: Annotated[
+        list[str] | None, typer.Option(help="Families (repeatable or comma-separated).")
+    ] = None,
+    lengths: Annotated[
+        list[str] | None, typer.Option(help="Lengths (repeatable or comma-separated).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples the norms are averaged over.")] = 128,
+    train_epochs: Annotated[
+        int, typer.Option(help="Epochs of the fallback training when the store has no cell.")
+    ] = 3,
+    suite: SuiteOption = "quick",
+    experiment: ExperimentOption = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Norm of d(loss at the last step)/d(x_t) by distance, at initialisation and after training."""
+    backend.load_frameworks()
+    from harness.probes import gradients
+
+    families = _names(families, gradients.FAMILIES)
+    lengths = _lengths(lengths, gradients.LENGTHS)
+    spec = gradients.check(task, families, lengths, batch_size)
+    if train_epochs < 1:
+        raise UserError(f"--train-epochs {train_epochs} must be at least 1")
+    tracker, name = _probe_store(tracking_uri, suite, experiment)
+
+    def show(curve):
+        out.print(
+            f"{curve.family} L={curve.length} {curve.stage}: decay per step {curve.decay:.4f}, "
+            f"first input / last {curve.first_input_ratio:.3g} ({curve.source})",
+            highlight=False,
+        )
+
+    curves = gradients.measure(
+        tracker, name, spec, families, lengths, batch_size, train_epochs, on_curve=show
+    )
+    run_id = gradients.record(tracker, name, spec, curves, batch_size)
+    out.print(f"probe run {run_id} in experiment '{name}' ({tracker.uri})", highlight=False)
+
+
+@probe_app.command("rotation")
+@user_errors
+def probe_rotation(
+    lengths: Annotated[
+        list[str] | None, typer.Option(help="Lengths (repeatable or comma-separated).")
+    ] = None,
+    examples: Annotated[int, typer.Option(help="Test sequences per length.")] = 128,
+    suite: SuiteOption = "quick",
+    experiment: ExperimentOption = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Score the hand-built rotation counter on `counting`; record it as family rotation_oracle."""
+    backend.load_frameworks()
+    from harness.probes import rotation
+
+    lengths = _lengths(lengths, rotation.LENGTHS)
+    rotation.check(lengths, examples)
+    tracker, name = _probe_store(tracking_uri, suite, experiment)
+    scores = rotation.evaluate(lengths, examples)
+    table = Table("length", "per-step accuracy", "sequence accuracy", title="rotation_oracle")
+    for length, score in scores.items():
+        table.add_row(str(length), f"{score['accuracy']:.4f}", f"{score['sequence_accuracy']:.4f}")
+    out.print(table)
+    rotation.record(tracker, name, scores, examples)
+    out.print(f"recorded as family rotation_oracle in experiment '{name}'", highlight=False)
+
+
+@probe_app.command("cost")
+@user_errors
+def probe_cost(
+    task: Annotated[str, typer.Option(help="Task the models are built for.")] = "adding",
+    families: Annotated[
+        list[str] | None, typer.Option(help="Families (repeatable or comma-separated).")
+    ] = None,
+    lengths: Annotated[
+        list[str] | None, typer.Option(help="Lengths (repeatable or comma-separated).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Batch size, fixed across lengths.")] = 16,
+    steps: Annotated[int, typer.Option(help="Timed training steps per length (median).")] = 3,
+    memory_cap_gb: Annotated[
+        float, typer.Option(help="Stop a family whose worker's resident memory passes this.")
+    ] = 8.0,
+    suite: SuiteOption = "quick",
+    experiment: ExperimentOption = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Time and peak memory per training step versus length; exponents and the crossover."""
+    backend.load_frameworks()
+    from harness.probes import cost
+
+    families = _names(families, cost.FAMILIES)
+    lengths = _lengths(lengths, cost.LENGTHS)
+    cost.check(task, families, lengths, batch_size, steps, memory_cap_gb)
+    tracker, name = _probe_store(tracking_uri, suite, experiment)
+
+    def show(family, line):
+        if "length" in line:
+            out.print(
+                f"{family} L={line['length']}: {line['seconds'] * 1000:.1f} ms/step, "
+                f"{line['memory_mb']:.1f} MiB",
+                highlight=False,
+            )
+        elif "oom" in line:
+            out.print(f"{family} L={line['oom']}: out of memory", highlight=False)
+
+    costs = []
+    for family in families:
+        try:
+            costs.append(
+                cost.run_family(task, family, lengths, batch_size, steps, memory_cap_gb, show)
+            )
+        except RuntimeError as error:
+            raise UserError(str(error)) from None
+    run_id, length, kind = cost.record(tracker, name, task, costs, batch_size, steps)
+    table = Table("family", "time exponent", "memory exponent", "out of memory at")
+    for c in costs:
+        table.add_row(
+            c.family,
+            f"{c.time_exponent:.2f}",
+            f"{c.memory_exponent:.2f}",
+            "-" if c.oom is None else f"L={c.oom}",
+        )
+    out.print(table)
+    out.print(
+        f"crossover ({cost.ATTENTION} slower than {cost.RECURRENT}): "
+        + (f"L={length:.0f} ({kind})" if length == length else kind),
+        highlight=False,
+    )
+    out.print(f"probe run {run_id} in experiment '{name}' ({tracker.uri})", highlight=False)

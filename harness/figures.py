@@ -301,3 +301,156 @@ def cost_vs_length(cells: pd.DataFrame, task: str) -> tuple[Figure | None, dict[
     ax.set_title(f"{text(task)}: cost versus length (slope = exponent of L)")
     ax.legend(fontsize=8)
     return fig, slopes
+
+
+# -- probes -------------------------------------------------------------------------------------
+
+
+def _family_colors(families) -> dict[str, str]:
+    return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(sorted(set(families)))}
+
+
+def gradient_flow(curves: pd.DataFrame) -> Figure:
+    """Gradient norm versus distance from the last step (log y), a panel per stage and length.
+
+    `curves` has columns family, length, stage, distance, norm.
+    """
+    palette = _family_colors(curves["family"])
+    stages = [s for s in ("init", "trained") if s in set(curves["stage"])]
+    lengths = sorted(curves["length"].unique())
+    fig, axes = _new(len(stages), len(lengths), width=4.4, height=3.2)
+    for r, stage in enumerate(stages):
+        for c, length in enumerate(lengths):
+            ax = axes[r, c]
+            rows = curves[(curves["stage"] == stage) & (curves["length"] == length)]
+            for family, group in rows.groupby("family", sort=True):
+                group = group.sort_values("distance")
+                ax.plot(
+                    group["distance"],
+                    group["norm"].where(group["norm"] > 0),
+                    color=palette[family],
+                    lw=1.3,
+                    label=text(family),
+                )
+            ax.set_yscale("log")
+            ax.set_title(f"L={length}, {'at initialisation' if stage == 'init' else 'trained'}")
+            ax.set_xlabel("distance from the last step (steps)")
+            if c == 0:
+                ax.set_ylabel("mean ||d loss / d x_t|| (log scale)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Gradient flow: d(loss at the last step) / d x_t")
+    return fig
+
+
+def rotation_vs_learned(cells: pd.DataFrame, oracle: str) -> Figure:
+    """Counting accuracy versus test length: the rotation oracle beside the learned models."""
+    rows = cells[cells["task"] == "counting"]
+    palette = _family_colors(rows["family"])
+    fig, axes = _new()
+    ax = axes[0, 0]
+    tested = []
+    for family, group in rows.groupby("family", sort=True):
+        if family == oracle:
+            group = group.sort_values("length")
+            ax.plot(
+                group["length"],
+                group["test_score"],
+                marker="s",
+                color=palette[family],
+                lw=2.2,
+                label=f"{text(family)} (weights set, not trained)",
+            )
+            tested += list(group["length"])
+            continue
+        labelled = False
+        for _, row in group.sort_values("length").iterrows():
+            longer = sorted(
+                (int(c.rsplit("_", 1)[1]), row[c])
+                for c in rows.columns
+                if c.startswith("test_score_len_") and pd.notna(row[c])
+            )
+            points = [(row["length"], row["test_score"]), *longer]
+            xs, ys = zip(*points, strict=True)
+            tested += list(xs)
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                ls="--",
+                color=palette[family],
+                label=None
+                if labelled
+                else f"{text(family)} (learned; first point: trained length)",
+            )
+            labelled = True
+    _baseline(ax, rows[rows["family"] == oracle] if (rows["family"] == oracle).any() else rows)
+    _length_axis(ax, tested, "test length (log scale)")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("per-step accuracy (higher is better)")
+    ax.set_title("counting mod 8: rotation oracle versus learned models")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def hindsight(cells: pd.DataFrame, bidirectional) -> Figure:
+    """first_token accuracy versus length: forward families solid, bidirectional dashed."""
+    rows = cells[cells["task"] == "first_token"]
+    palette = colors(cells)
+    fig, axes = _new()
+    ax = axes[0, 0]
+    for family, group in rows.groupby("family", sort=True):
+        group = group.sort_values("length")
+        both = bidirectional(family)
+        ax.plot(
+            group["length"],
+            group["test_score"],
+            marker="o",
+            ls="--" if both else "-",
+            color=palette[family],
+            label=f"{text(family)} ({'bidirectional' if both else 'forward'})",
+        )
+    _baseline(ax, rows)
+    _length_axis(ax, rows["length"], "sequence length (log scale)")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test accuracy (higher is better)")
+    ax.set_title("Hindsight: first_token, forward versus bidirectional")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def cost_scaling(
+    costs: pd.DataFrame,
+    slopes: dict[str, tuple[float, float]],
+    oom: dict[str, int],
+    crossover: float,
+    crossover_kind: str,
+) -> Figure:
+    """Seconds and MiB per training step versus length, log-log, a panel each.
+
+    `costs` has columns family, length, seconds, memory_mb; `slopes` maps a family to its
+    (time, memory) exponents; `oom` the first length that ran out of memory.
+    """
+    palette = _family_colors(costs["family"])
+    fig, axes = _new(1, 2, width=5.0, height=3.8)
+    panels = (("seconds", 0, "seconds per training step"), ("memory_mb", 1, "peak MiB per step"))
+    for column, index, label in panels:
+        ax = axes[0, index]
+        for family, group in costs.groupby("family", sort=True):
+            group = group[group[column] > 0].sort_values("length")
+            if group.empty:
+                continue
+            name = f"{text(family)} (slope {slopes[family][index]:.2f})"
+            if family in oom:
+                name += f", out of memory at {oom[family]}"
+            ax.plot(group["length"], group[column], marker="o", color=palette[family], label=name)
+        if np.isfinite(crossover):
+            ax.axvline(crossover, color="k", ls=":", lw=1.2)
+        _length_axis(ax, costs["length"], "sequence length (log scale)")
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{label} (log scale)")
+        ax.legend(fontsize=7)
+    title = "Cost versus length (slope = exponent of L)"
+    if np.isfinite(crossover):
+        title += f"; dotted: crossover at L={crossover:.0f} ({text(crossover_kind)})"
+    fig.suptitle(title)
+    return fig

@@ -44,7 +44,19 @@ CAPTIONS = {
     "a best score at the edge of a range, or few trials near it, means the budget was short.",
     "cost_vs_length": "Cost: seconds per epoch of the best model versus length per family, "
     "log-log; the fitted slope is the exponent of length.",
+    "gradient_flow": "Gradient flow: the mean norm of d(loss at the last step)/d(x_t) versus the "
+    "distance from the last step, log scale, at initialisation and after training.",
+    "rotation_oracle": "Counting mod 8: the hand-built rotation counter (weights set, not trained) "
+    "beside the learned models, each tested at its training length and at longer ones.",
+    "hindsight": "Hindsight: first_token accuracy versus length, forward families solid, "
+    "bidirectional dashed; dotted: the solved bar, dashed black: chance.",
+    "cost_scaling": "Cost scaling: seconds and peak memory per training step versus length, "
+    "log-log, fitted exponents in the legend; dotted: where attention becomes slower than an LSTM.",
 }
+PROBE_TAG = "harness.probe"
+SERIES = ("grad_norm/", "step_seconds/", "step_memory_mb/")
+"""Probe metrics whose history (one value per distance or length) the report reads."""
+ORACLE = "rotation_oracle"
 IMAGE_CHECK = (
     'window.addEventListener("load", function () {\n'
     "  var images = Array.prototype.slice.call(document.images);\n"
@@ -66,6 +78,18 @@ class Results:
     unfinished: int = 0  # parent runs not FINISHED (running, interrupted)
     superseded: int = 0  # older finished runs of the same task, length and family
     unreadable: int = 0  # parent runs without a usable task, length, family or direction
+    probes: dict[str, Probe] = field(default_factory=dict)  # the latest finished run per probe
+
+
+@dataclass
+class Probe:
+    """A probe's parent run: params, last metric values, and the histories of its series."""
+
+    name: str
+    run_id: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    series: dict[str, list[tuple[int, float]]]
 
 
 @dataclass
@@ -84,6 +108,16 @@ class Section:
     scores: Table
     costs: Table
     slopes: dict[str, float]
+    figures: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class ProbeSection:
+    """One probe's part of the report: a title, paragraphs, tables and figures."""
+
+    title: str
+    paragraphs: list[str]
+    tables: list[tuple[str, Table]]  # (caption, table)
     figures: list[tuple[str, str, bytes]] = field(default_factory=list)
 
 
@@ -144,7 +178,8 @@ def read_store(
         if not token:
             break
     results = _tables(experiment, runs)
-    if results.cells.empty:
+    results.probes = _probes(client, runs)
+    if results.cells.empty and not results.probes:
         raise UserError(
             f"experiment '{experiment}' in '{tracker.uri}' has no finished cells "
             f"({len(runs)} runs): {_experiments(tracker)}"
@@ -155,6 +190,27 @@ def read_store(
 def _experiments(tracker: Tracker) -> str:
     names = sorted(e.name for e in _retry(lambda: tracker.client.search_experiments()))
     return f"experiments are {', '.join(names)}" if names else "the store has no experiments"
+
+
+def _probes(client, runs: list) -> dict[str, Probe]:
+    """The latest finished probe run of each probe, with the histories of its series."""
+    latest = {}
+    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+        tags = run.data.tags
+        if tags.get(KIND) == "probe" and run.info.status == "FINISHED" and tags.get(PROBE_TAG):
+            latest[tags[PROBE_TAG]] = run
+    probes = {}
+    for name, run in sorted(latest.items()):
+        series = {}
+        for key in sorted(k for k in run.data.metrics if k.startswith(SERIES)):
+            history = _retry(
+                lambda key=key, run_id=run.info.run_id: client.get_metric_history(run_id, key)
+            )
+            series[key] = sorted({m.step: m.value for m in history}.items())
+        probes[name] = Probe(
+            name, run.info.run_id, dict(run.data.params), dict(run.data.metrics), series
+        )
+    return probes
 
 
 def _cell_row(run) -> dict | None:
@@ -307,6 +363,8 @@ def cost_table(rows: pd.DataFrame) -> Table:
 
 def machines(cells: pd.DataFrame) -> list[str]:
     """Which machine and backend produced the cells, with how many cells each."""
+    if cells.empty:
+        return []
     counts = cells.groupby(list(MACHINE)).size().sort_index()
     return [
         f"{device}; Keras {keras} on {backend} ({framework}): {n} cell{'s' * (n != 1)}"
@@ -348,6 +406,235 @@ def section(results: Results, task: str) -> Section:
     )
 
 
+# -- probe sections ----------------------------------------------------------------------------
+
+
+def is_bidirectional(family: str) -> bool:
+    """Families that wrap a backward pass: by the registry's naming, their names start with bi."""
+    return family.startswith("bi")
+
+
+def _split_key(key: str) -> list[str]:
+    return key.split("/")
+
+
+def gradient_section(probe: Probe) -> ProbeSection:
+    """Decay per step and the share of the signal reaching the first input, per family."""
+    from harness import figures
+
+    rows = []
+    for key, points in probe.series.items():
+        kind, *rest = _split_key(key)
+        if kind != "grad_norm" or len(rest) != 3:
+            continue
+        family, length, stage = rest[0], int(rest[1].removeprefix("L")), rest[2]
+        rows += [(family, length, stage, step, value) for step, value in points]
+    curves = pd.DataFrame(rows, columns=["family", "length", "stage", "distance", "norm"])
+    table = Table(
+        [
+            "family",
+            "length",
+            "decay per step, init",
+            "decay per step, trained",
+            "first input / last, init",
+            "first input / last, trained",
+        ],
+        [],
+    )
+    combos = curves[["family", "length"]].drop_duplicates().sort_values(["family", "length"])
+    for family, length in combos.itertuples(index=False):
+        name = f"{family}/L{length}"
+        table.rows.append(
+            [
+                family,
+                str(length),
+                _num(probe.metrics.get(f"decay_per_step/{name}/init", np.nan)),
+                _num(probe.metrics.get(f"decay_per_step/{name}/trained", np.nan)),
+                _num(probe.metrics.get(f"first_input_ratio/{name}/init", np.nan), 3),
+                _num(probe.metrics.get(f"first_input_ratio/{name}/trained", np.nan), 3),
+            ]
+        )
+    sources = sorted(
+        f"{k.removeprefix('source/')}: {v}"
+        for k, v in probe.params.items()
+        if k.startswith("source/")
+    )
+    paragraphs = [
+        f"Task {probe.params.get('task', '?')}, {probe.params.get('batch_size', '?')} examples. "
+        "The decay per step is exp(slope) of log-norm fitted against the distance from the last "
+        "step: a recurrence that keeps a fraction rho of the signal per step gives rho, and "
+        "rho^(L-1) reaches the first input. 'First input / last' is that fraction as measured.",
+        "Trained models: " + "; ".join(sources) + "." if sources else "",
+    ]
+    fig = figures.gradient_flow(curves) if not curves.empty else None
+    return ProbeSection(
+        "Gradient flow",
+        [p for p in paragraphs if p],
+        [("Decay of the gradient signal per step of distance:", table)],
+        [("probe_gradient_flow.png", "gradient_flow", figures.png(fig))] if fig else [],
+    )
+
+
+def rotation_section(cells: pd.DataFrame) -> ProbeSection:
+    """The rotation oracle's counting scores beside the learned models' at every tested length."""
+    from harness import figures
+
+    rows = cells[cells["task"] == "counting"]
+    longer = [c for c in rows.columns if c.startswith("test_score_len_")]
+    tested = sorted({*rows["length"], *(int(c.rsplit("_", 1)[1]) for c in longer)})
+    table = Table(["model", *(f"L={L}" for L in tested)], [])
+    for _, row in rows.sort_values(["family", "length"]).iterrows():
+        by_length = {row["length"]: row["test_score"]}
+        by_length.update({int(c.rsplit("_", 1)[1]): row[c] for c in longer if pd.notna(row[c])})
+        if row["family"] == ORACLE:
+            if row["length"] != rows.loc[rows["family"] == ORACLE, "length"].min():
+                continue
+            oracle = rows[rows["family"] == ORACLE]
+            by_length = dict(zip(oracle["length"], oracle["test_score"], strict=True))
+            name = f"{ORACLE} (weights set)"
+        else:
+            name = f"{row['family']} (trained at L={row['length']})"
+        table.rows.append([name, *(_num(by_length[L]) if L in by_length else "" for L in tested)])
+    oracle = rows[rows["family"] == ORACLE]
+    exact = bool((oracle["test_score"] == 1.0).all())
+    paragraphs = [
+        "A linear recurrence on a 2-D state rotated by 2π/8 on every 1 (and left alone on a 0) "
+        "counts mod 8; its angle is read out by a fixed Dense layer. Its per-step accuracy is "
+        + ("exactly 1 at every length tested" if exact else "below 1 somewhere: see the table")
+        + f" (longest: L={oracle['length'].max()}); learned models are tested at their training "
+        "length and at the suite's longer lengths.",
+    ]
+    fig = figures.rotation_vs_learned(cells, ORACLE)
+    return ProbeSection(
+        "Counting by rotation",
+        paragraphs,
+        [("Per-step accuracy on counting by test length:", table)],
+        [("probe_rotation_oracle.png", "rotation_oracle", figures.png(fig))],
+    )
+
+
+def hindsight_section(cells: pd.DataFrame) -> ProbeSection:
+    """first_token: the length at which each forward and bidirectional family stops solving it."""
+    from harness import figures
+
+    rows = cells[cells["task"] == "first_token"]
+    lengths = sorted(rows["length"].unique())
+    table = Table(
+        ["family", "direction", *(f"L={L}" for L in lengths), "longest solved", "stops solving at"],
+        [],
+    )
+    for family, group in rows.groupby("family", sort=True):
+        group = group.sort_values("length")
+        by_length = {row["length"]: row for _, row in group.iterrows()}
+        solved = group.loc[group["solved"] == 1, "length"]
+        failed = group.loc[group["solved"] != 1, "length"]
+        table.rows.append(
+            [
+                family,
+                "bidirectional" if is_bidirectional(family) else "forward",
+                *(score_text(by_length[L]) if L in by_length else "" for L in lengths),
+                f"L={solved.max()}" if len(solved) else "—",
+                f"L={failed.min()}" if len(failed) else f"solved through L={group['length'].max()}",
+            ]
+        )
+    paragraphs = [
+        "A forward RNN must carry the first token across all L steps; the backward pass of a "
+        "bidirectional one reads it one step before its end. 'Stops solving at' is the shortest "
+        "tested length whose best model misses the solved bar."
+    ]
+    fig = figures.hindsight(cells, is_bidirectional)
+    return ProbeSection(
+        "Hindsight: first_token",
+        paragraphs,
+        [("Accuracy by length, forward versus bidirectional:", table)],
+        [("probe_hindsight.png", "hindsight", figures.png(fig))],
+    )
+
+
+def cost_section(probe: Probe) -> ProbeSection:
+    """Time and memory per step by length, their exponents, and the attention/LSTM crossover."""
+    from harness import figures
+
+    rows = []
+    for key, points in probe.series.items():
+        kind, family = key.split("/", 1)
+        column = "seconds" if kind == "step_seconds" else "memory_mb"
+        rows += [(family, step, column, value) for step, value in points]
+    frame = pd.DataFrame(rows, columns=["family", "length", "column", "value"])
+    costs = (
+        frame.pivot_table(index=["family", "length"], columns="column", values="value")
+        .reindex(columns=["seconds", "memory_mb"])
+        .reset_index()
+        .sort_values(["family", "length"])
+    )
+    families = sorted(costs["family"].unique())
+    slopes = {
+        f: (
+            probe.metrics.get(f"time_exponent/{f}", np.nan),
+            probe.metrics.get(f"memory_exponent/{f}", np.nan),
+        )
+        for f in families
+    }
+    oom = {
+        f: int(probe.metrics[f"out_of_memory_length/{f}"])
+        for f in families
+        if f"out_of_memory_length/{f}" in probe.metrics
+    }
+    crossover = probe.metrics.get("crossover_length", np.nan)
+    kind = probe.params.get("crossover", "")
+    what, _, how = kind.partition(": ")
+    summary = Table(["family", "time exponent", "memory exponent", "out of memory at"], [])
+    for f in families:
+        summary.rows.append(
+            [f, _num(slopes[f][0], 3), _num(slopes[f][1], 3), f"L={oom[f]}" if f in oom else "—"]
+        )
+    lengths = sorted(costs["length"].unique())
+    detail = Table(["length", *(f"{f}: ms / MiB" for f in families)], [])
+    for length in lengths:
+        cells = []
+        for f in families:
+            match = costs[(costs["family"] == f) & (costs["length"] == length)]
+            if match.empty:
+                cells.append("out of memory" if oom.get(f) == length else "")
+            else:
+                seconds, memory = match.iloc[0]["seconds"], match.iloc[0]["memory_mb"]
+                cells.append(f"{_num(seconds * 1000, 3)} / {_num(memory, 3)}")
+        detail.rows.append([str(length), *cells])
+    paragraphs = [
+        f"Task {probe.params.get('task', '?')}, batch size {probe.params.get('batch_size', '?')}, "
+        f"the median of {probe.params.get('timed_steps', '?')} timed training steps after a "
+        "warm-up step. Exponents: slope of log(value) on log(length) over the longer half of "
+        f"the lengths. Memory: {probe.params.get('memory_method', '?')}.",
+        (
+            f"Crossover: {what} from L≈{crossover:.0f} ({how})."
+            if _finite(crossover)
+            else f"Crossover: {kind or 'not measured'}."
+        ),
+    ]
+    fig = figures.cost_scaling(costs, slopes, oom, crossover, how)
+    return ProbeSection(
+        "Cost scaling",
+        paragraphs,
+        [("Fitted exponents of length:", summary), ("Per training step:", detail)],
+        [("probe_cost_scaling.png", "cost_scaling", figures.png(fig))],
+    )
+
+
+def probe_sections(results: Results) -> list[ProbeSection]:
+    """A section per probe found in the store, and the studies read from cells."""
+    cells, parts = results.cells, []
+    if "gradients" in results.probes:
+        parts.append(gradient_section(results.probes["gradients"]))
+    if not cells.empty and ((cells["task"] == "counting") & (cells["family"] == ORACLE)).any():
+        parts.append(rotation_section(cells))
+    first = cells[cells["task"] == "first_token"] if not cells.empty else cells
+    if not first.empty and len({is_bidirectional(f) for f in first["family"]}) == 2:
+        parts.append(hindsight_section(cells))
+    if "cost" in results.probes:
+        parts.append(cost_section(results.probes["cost"]))
+    return parts
+
+
 # -- markdown and HTML ------------------------------------------------------------------------
 
 
@@ -384,7 +671,9 @@ def _notes(results: Results) -> list[str]:
     return [f"{what}: {n}." for what, n in counts.items() if n]
 
 
-def render_markdown(results: Results, sections: list[Section]) -> str:
+def render_markdown(
+    results: Results, sections: list[Section], probes: list[ProbeSection] = ()
+) -> str:
     lines = [
         f"# Leaderboard: {md(results.experiment)}",
         "",
@@ -411,6 +700,14 @@ def render_markdown(results: Results, sections: list[Section]) -> str:
         for name, kind, _ in part.figures:
             if kind == "score_vs_length":
                 lines += ["", f"![{md(part.task)}: test score versus length](figures/{name})"]
+    for part in probes:
+        lines += ["", f"## {md(part.title)}"]
+        for paragraph in part.paragraphs:
+            lines += ["", md(paragraph)]
+        for caption, table in part.tables:
+            lines += ["", md(caption), "", *_md_table(table)]
+        for name, kind, _ in part.figures:
+            lines += ["", f"![{md(part.title)}: {kind}](figures/{name})"]
     return "\n".join(lines) + "\n"
 
 
@@ -444,7 +741,16 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
-def render_html(results: Results, sections: list[Section]) -> str:
+def _html_figure(title: str, name: str, kind: str, data: bytes) -> str:
+    uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    return (
+        f'<figure><img src="{uri}" alt="{html.escape(title)}: {kind}" '
+        f'data-file="{html.escape(name)}">'
+        f"<figcaption>{html.escape(CAPTIONS[kind])}</figcaption></figure>"
+    )
+
+
+def render_html(results: Results, sections: list[Section], probes: list[ProbeSection] = ()) -> str:
     """One self-contained page: tables, and figures as data URIs; scripts limited by CSP."""
     digest = base64.b64encode(hashlib.sha256(IMAGE_CHECK.encode()).digest()).decode()
     policy = (
@@ -483,13 +789,13 @@ def render_html(results: Results, sections: list[Section]) -> str:
                 "<p>Seconds per epoch grow as length^slope: "
                 f"{html.escape(_slopes_line(part.slopes))}.</p>"
             )
-        for name, kind, data in part.figures:
-            uri = "data:image/png;base64," + base64.b64encode(data).decode()
-            parts.append(
-                f'<figure><img src="{uri}" alt="{task}: {kind}" '
-                f'data-file="{html.escape(name)}">'
-                f"<figcaption>{html.escape(CAPTIONS[kind])}</figcaption></figure>"
-            )
+        parts += [_html_figure(part.task, name, kind, data) for name, kind, data in part.figures]
+    for part in probes:
+        parts.append(f"<h2>{html.escape(part.title)}</h2>")
+        parts += [f"<p>{html.escape(paragraph)}</p>" for paragraph in part.paragraphs]
+        for caption, table in part.tables:
+            parts += [f"<p>{html.escape(caption)}</p>", _html_table(table)]
+        parts += [_html_figure(part.title, name, kind, data) for name, kind, data in part.figures]
     parts += [f"<script>{IMAGE_CHECK}</script>", "</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
@@ -515,18 +821,20 @@ def build(
     for task in sorted(results.cells["task"].unique()):
         progress(f"drawing the figures of task '{task}'")
         sections.append(section(results, task))
+    progress("drawing the probes' figures")
+    probes = probe_sections(results)
     folder = out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for part in sections:
+    for part in [*sections, *probes]:
         for name, _, data in part.figures:
             _write(folder / name, data)
             written.append(folder / name)
     for stale in sorted(set(folder.glob("*.png")) - set(written)):
         stale.unlink()
     leaderboard, page = out / "leaderboard.md", out / "index.html"
-    _write(leaderboard, render_markdown(results, sections).encode())
-    _write(page, render_html(results, sections).encode())
+    _write(leaderboard, render_markdown(results, sections, probes).encode())
+    _write(page, render_html(results, sections, probes).encode())
     return Written(leaderboard, page, written)
 
 

@@ -1,0 +1,187 @@
+"""The seed's constructive counter: count events mod N by rotating a 2-D state, scored on `counting`.
+
+The construction. The state is a unit vector h = (cos a, sin a) whose angle a holds
+the count: a = 2*pi*count/N. A 1 rotates it by 2*pi/N, a 0 leaves it:
+
+    h_t = h_{t-1} + x_t * (h_{t-1} R - h_{t-1}),   R = [[cos p, sin p], [-sin p, cos p]], p = 2*pi/N
+
+For x_t = 1 this is h_{t-1} R (a rotation by p), for x_t = 0 it is h_{t-1}; for a fixed
+input the recurrence is linear (no activation), and R is the recurrent matrix.
+A plain `keras.layers.SimpleRNN` cannot express it: it computes
+h_t = act(x_t W_in + h_{t-1} W_rec), where the input is *added*, so a fixed rotation
+W_rec would turn the state on every step, 0 or 1. The input has to select the
+rotation, so the cell multiplies (gates) the rotation by the input: a linear RNN
+with an input-dependent transition matrix (R on a 1, the identity on a 0), written
+as a small `keras.layers.RNN` cell with `keras.ops` (`GatedRotationCell`).
+
+The model: tokens -> Embedding(2, 1) with weights [0], [1] (the gate x_t) ->
+RNN(GatedRotationCell) from h_0 = (1, 0) -> Dense(N, softmax, no bias) whose
+column c is s * (cos(2*pi*c/N), sin(2*pi*c/N)). The logit of class c is
+s * |h| * cos(a - 2*pi*c/N), largest for the class whose angle is nearest to a:
+the Dense readout is atan2 followed by rounding, and it stays exact while the
+accumulated float32 rounding of the angle is below pi/N (about 1e-7 per step,
+so for lengths far beyond 10^6 steps). Every weight is set, none is learned.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from harness.probes import PROBE
+from harness.tracking import CELL_KEY, KIND, Tracker
+
+FAMILY = "rotation_oracle"
+TASK = "counting"
+LENGTHS = (10, 50, 100, 1000, 10_000)
+EXAMPLES = 128
+SEED = 2024
+SHARPNESS = 50.0
+MAX_ELEMENTS = 50_000_000  # examples x length of one evaluation
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class GatedRotationCell(layers.Layer):
+    """h_t = h_{t-1} + x_t (h_{t-1} R - h_{t-1}): rotate the 2-D state by R on a 1, keep it on a 0."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.state_size = 2
+        self.output_size = 2
+
+    def build(self, input_shape):
+        self.rotation = self.add_weight(
+            shape=(2, 2), initializer="identity", trainable=False, name="rotation"
+        )
+
+    def call(self, inputs, states):
+        h = states[0] if isinstance(states, list | tuple) else states
+        rotated = ops.matmul(h, self.rotation)
+        new = h + inputs[:, :1] * (rotated - h)
+        return new, [new]
+
+    def get_initial_state(self, batch_size=None):
+        ones = ops.ones((batch_size, 1), dtype=self.compute_dtype)
+        return [ops.concatenate([ones, ops.zeros_like(ones)], axis=-1)]
+
+
+def rotation_matrix(modulus: int) -> np.ndarray:
+    """R such that (cos a, sin a) R = (cos(a + 2 pi/N), sin(a + 2 pi/N)) for row vectors."""
+    p = 2 * math.pi / modulus
+    return np.array([[math.cos(p), math.sin(p)], [-math.sin(p), math.cos(p)]], dtype="float32")
+
+
+def readout_matrix(modulus: int, sharpness: float = SHARPNESS) -> np.ndarray:
+    """Column c is sharpness * (cos(2 pi c/N), sin(2 pi c/N)): the nearest angle wins."""
+    angles = 2 * math.pi * np.arange(modulus) / modulus
+    return (sharpness * np.stack([np.cos(angles), np.sin(angles)])).astype("float32")
+
+
+def build_oracle(modulus: int) -> keras.Model:
+    """The counting-mod-N model with every weight set (nothing trained)."""
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    gate = layers.Embedding(2, 1, trainable=False, name="gate")
+    rnn = layers.RNN(GatedRotationCell(name="rotation_cell"), return_sequences=True, name="rotate")
+    readout = layers.Dense(
+        modulus, activation="softmax", use_bias=False, trainable=False, name="angle_readout"
+    )
+    model = keras.Model(tokens, readout(rnn(gate(tokens))), name=FAMILY)
+    gate.set_weights([np.array([[0.0], [1.0]], dtype="float32")])
+    rnn.cell.set_weights([rotation_matrix(modulus)])
+    readout.set_weights([readout_matrix(modulus)])
+    return model
+
+
+def evaluate(lengths, examples: int = EXAMPLES, seed: int = SEED) -> dict[int, dict[str, float]]:
+    """The oracle's counting scores (accuracy, sequence_accuracy) at each length."""
+    from tasks import get_task
+
+    task = get_task(TASK)
+    model = build_oracle(task.output.classes)
+    scores = {}
+    for length in lengths:
+        x, y = task.generate(examples, length, seed + length)
+        probs = np.asarray(model.predict(x, batch_size=examples, verbose=0))
+        scores[length] = task.scores(y, probs)
+    return scores
+
+
+def check(lengths, examples: int) -> None:
+    from harness.errors import UserError
+    from tasks import get_task
+
+    task = get_task(TASK)
+    if not lengths:
+        raise UserError("give at least one --lengths value")
+    for length in lengths:
+        task.check_length(length)
+    if examples < 1 or examples * max(lengths) > MAX_ELEMENTS:
+        raise UserError(
+            f"--examples {examples} is out of range at length {max(lengths)}: accepted 1 <= "
+            f"examples and examples x length <= {MAX_ELEMENTS:,}"
+        )
+
+
+def record(
+    tracker: Tracker, experiment: str, scores: dict[int, dict[str, float]], examples: int
+) -> list[str]:
+    """One cell-like parent run per length (family rotation_oracle), replacing earlier ones.
+
+    Each run carries what the report's leaderboard reads from a cell: task, length,
+    family, metric and direction as params; test_score, solved, baseline, solved_bar
+    and test_score_len_<L> at every longer length as metrics.
+    """
+    from harness.runner import STATUS, environment_tags
+    from tasks import get_task
+
+    task = get_task(TASK)
+    model = build_oracle(task.output.classes)
+    experiment_id = tracker.experiment_id(experiment)
+    lengths = sorted(scores)
+    run_ids = []
+    for length in lengths:
+        key = f"{TASK}-L{length}-{FAMILY}"
+        earlier = [
+            r.info.run_id
+            for r in tracker.runs(experiment_id, f"tags.`{CELL_KEY}` = '{key}'")
+            if r.data.tags.get(KIND) == "cell"
+        ]
+        tags = {CELL_KEY: key, KIND: "cell", PROBE: "rotation", STATUS: "finished"}
+        run_id = tracker.start_run(
+            experiment_id, f"{TASK} L={length} {FAMILY}", {**tags, **environment_tags()}
+        )
+        score = scores[length][task.metric.name]
+        metrics = {
+            "test_score": score,
+            "test_accuracy": score,
+            "test_sequence_accuracy": scores[length]["sequence_accuracy"],
+            "solved": int(task.is_solved(score, length)),
+            "baseline": task.baseline(length),
+            "solved_bar": task.solved_bar(length),
+            "parameters": model.count_params(),
+            "seed_count": 1,
+            "trials_completed": 0,
+            "trials_diverged": 0,
+        }
+        for longer in lengths:
+            if longer > length:
+                metrics[f"test_score_len_{longer}"] = scores[longer][task.metric.name]
+        params = {
+            "task": TASK,
+            "length": length,
+            "family": FAMILY,
+            "metric": task.metric.name,
+            "direction": task.metric.direction,
+            "examples": examples,
+            "seed": SEED + length,
+            "construction": "gated 2-D rotation by 2*pi/N, angle read out by a fixed Dense",
+        }
+        tracker.log(run_id, params=params, metrics=metrics)
+        tracker.finish(run_id, "FINISHED")
+        for old in earlier:
+            tracker.delete(old)
+        run_ids.append(run_id)
+    return run_ids
