@@ -106,6 +106,7 @@ def configure(cluster: Cluster) -> None:
 
 def _servicer_class():
     """OracleServicer that notes who spoke when; imported late (protobuf versions)."""
+    from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
     from keras_tuner.src.engine.trial import TrialStatus
 
@@ -124,16 +125,12 @@ def _servicer_class():
             trial = self.oracle.create_trial(request.tuner_id)
             if trial.status == TrialStatus.STOPPED and self.oracle.ongoing_trials:
                 trial.status = TrialStatus.IDLE  # stay: another worker's trial may come back
+                self.oracle.tuner_ids.add(request.tuner_id)  # and the chief waits for you
             if trial.status == TrialStatus.IDLE:
-                time.sleep(1.0)  # the worker asks again at once
+                time.sleep(1.0)  # a worker told IDLE asks again at once: pace it
             elif trial.status == TrialStatus.STOPPED:
                 self.stop_triggered = True
-            return self._response("CreateTrialResponse", trial)
-
-        def _response(self, name, trial):
-            from keras_tuner.src import protos
-
-            return getattr(protos.get_service(), name)(trial=trial.to_proto())
+            return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
 
         def UpdateTrial(self, request, context):
             self.hear_trial(request.trial_id)

@@ -108,6 +108,7 @@ def test_a_silent_workers_trial_is_rerun_then_failed_and_the_search_ends(tmp_pat
     complete(servicer, "1")
     # w1 waits (IDLE) while w0 still holds trial 0, instead of leaving
     assert ask(servicer, "w1")[1] == TrialStatus.IDLE and not servicer.stop_triggered
+    assert "w1" in oracle.tuner_ids  # so the chief waits to tell w1 to stop
     # a restarted w0 takes its own trial back
     assert ask(servicer, "w0") == ("0", TrialStatus.RUNNING)
     losses: dict = {}
