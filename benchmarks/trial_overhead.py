@@ -33,17 +33,33 @@ from tasks import get_task  # noqa: E402
 
 def fixed_defaults(hypermodel) -> kt.HyperParameters:
     """The family's default hyperparameters, declared so a tuner cannot change them."""
-    hp = kt.HyperParameters()
-    hypermodel.build(hp)
-    return hp
+    defaults = kt.HyperParameters()
+    hypermodel.build(defaults)
+    fixed = kt.HyperParameters()
+    for name, value in defaults.values.items():
+        fixed.Fixed(name, value)
+    return fixed
 
 
-def bare_fit(hypermodel, hp, train, val, epochs, batch_size) -> float:
+class Clock:
+    """Wall-clock and process CPU seconds (all threads) of a block: CPU time is the figure
+    that stays comparable when other jobs share the machine."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def bare_fit(hypermodel, hp, train, val, epochs, batch_size) -> Clock:
     keras.backend.clear_session()
-    started = time.perf_counter()
-    model = hypermodel.build(hp)
-    model.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0)
-    return time.perf_counter() - started
+    with Clock() as clock:
+        model = hypermodel.build(hp)
+        model.fit(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0)
+    return clock
 
 
 def harness_trial(hypermodel, hp, task, length, train, val, epochs, batch_size, folder, index):
@@ -67,9 +83,9 @@ def harness_trial(hypermodel, hp, task, length, train, val, epochs, batch_size, 
         hyperparameters=hp,
         tune_new_entries=False,
     )
-    started = time.perf_counter()
-    tuner.search(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0)
-    return time.perf_counter() - started
+    with Clock() as clock:
+        tuner.search(*train, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0)
+    return clock
 
 
 def memory_over_trials(hypermodel, task, length, train, val, folder, trials=20) -> list[float]:
@@ -120,9 +136,17 @@ def main() -> None:
                     hypermodel, hp, task, args.length, train, val, args.epochs, 64, folder, i
                 )
             )
-            print(f"  repeat {i + 1}: bare fit {bare[-1]:.2f} s, harness trial {tuned[-1]:.2f} s")
-        b, h = statistics.median(bare), statistics.median(tuned)
-        print(f"median bare model.fit {b:.2f} s, harness trial {h:.2f} s, ratio {h / b:.3f}")
+            print(
+                f"  repeat {i + 1}: bare fit {bare[-1].wall:.2f} s wall / {bare[-1].cpu:.2f} s CPU, "
+                f"harness trial {tuned[-1].wall:.2f} s wall / {tuned[-1].cpu:.2f} s CPU"
+            )
+        for kind in ("wall", "cpu"):
+            b = statistics.median(getattr(c, kind) for c in bare)
+            h = statistics.median(getattr(c, kind) for c in tuned)
+            print(
+                f"median {kind}: bare model.fit {b:.2f} s, harness trial {h:.2f} s, "
+                f"ratio {h / b:.3f}"
+            )
 
         rss = memory_over_trials(
             hypermodel,
