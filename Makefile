@@ -5,10 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUITE ?= quick
-WORKERS ?= 2
 export KERAS_BACKEND ?= jax
 
-.PHONY: install test test-slow lint leaderboard report ui distributed-demo clean
+.PHONY: install test test-slow lint leaderboard report probes ui clean
 
 install: $(VENV)/.installed
 
@@ -39,8 +38,10 @@ report: install
 ui: install
 	$(BIN)/harness ui
 
-distributed-demo: install  # a local mlflow server, a chief and $(WORKERS) workers on 127.0.0.1
-	scripts/distributed_demo.sh $(WORKERS)
+probes: install  # gradient flow, the rotation oracle, cost scaling (a few minutes on 2 CPU cores)
+	$(BIN)/harness probe rotation --suite $(SUITE)
+	$(BIN)/harness probe gradients --suite $(SUITE)
+	$(BIN)/harness probe cost --suite $(SUITE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis data/ *.egg-info

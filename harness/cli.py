@@ -489,6 +489,12 @@ def probe_rotation(
     out.print(table)
     rotation.record(tracker, name, scores, examples)
     out.print(f"recorded as family rotation_oracle in experiment '{name}'", highlight=False)
+    found = rotation.learned(tracker, name, lengths, examples)
+    for (family, trained), by_length in sorted(found.items()):
+        accuracies = ", ".join(f"L={L} {a:.4f}" for L, a in by_length.items())
+        out.print(f"learned {family} (trained at L={trained}): {accuracies}", highlight=False)
+    run_id = rotation.record_comparison(tracker, name, scores, found, examples)
+    out.print(f"probe run {run_id}: the oracle beside {len(found)} learned models", highlight=False)
 
 
 @probe_app.command("cost")

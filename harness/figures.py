@@ -342,8 +342,11 @@ def gradient_flow(curves: pd.DataFrame) -> Figure:
     return fig
 
 
-def rotation_vs_learned(cells: pd.DataFrame, oracle: str) -> Figure:
-    """Counting accuracy versus test length: the rotation oracle beside the learned models."""
+def rotation_vs_learned(cells: pd.DataFrame, oracle: str, extra: dict | None = None) -> Figure:
+    """Counting accuracy versus test length: the rotation oracle beside the learned models.
+
+    `extra` maps (family, training length) to more {test length: accuracy} of a learned model.
+    """
     rows = cells[cells["task"] == "counting"]
     palette = _family_colors(rows["family"])
     fig, axes = _new()
@@ -358,6 +361,7 @@ def rotation_vs_learned(cells: pd.DataFrame, oracle: str) -> Figure:
                 marker="s",
                 color=palette[family],
                 lw=2.2,
+                zorder=1,
                 label=f"{text(family)} (weights set, not trained)",
             )
             tested += list(group["length"])
@@ -369,7 +373,9 @@ def rotation_vs_learned(cells: pd.DataFrame, oracle: str) -> Figure:
                 for c in rows.columns
                 if c.startswith("test_score_len_") and pd.notna(row[c])
             )
-            points = [(row["length"], row["test_score"]), *longer]
+            more = (extra or {}).get((family, row["length"]), {})
+            points = dict([*sorted(more.items()), *longer, (row["length"], row["test_score"])])
+            points = sorted((L, v) for L, v in points.items() if L >= row["length"])
             xs, ys = zip(*points, strict=True)
             tested += list(xs)
             ax.plot(
@@ -378,6 +384,7 @@ def rotation_vs_learned(cells: pd.DataFrame, oracle: str) -> Figure:
                 marker="o",
                 ls="--",
                 color=palette[family],
+                zorder=3,
                 label=None
                 if labelled
                 else f"{text(family)} (learned; first point: trained length)",
@@ -451,6 +458,6 @@ def cost_scaling(
         ax.legend(fontsize=7)
     title = "Cost versus length (slope = exponent of L)"
     if np.isfinite(crossover):
-        title += f"; dotted: crossover at L={crossover:.0f} ({text(crossover_kind)})"
+        title += f"\ndotted: attention slower than an LSTM from L={crossover:.0f} ({text(crossover_kind)})"
     fig.suptitle(title)
     return fig

@@ -54,7 +54,7 @@ CAPTIONS = {
     "log-log, fitted exponents in the legend; dotted: where attention becomes slower than an LSTM.",
 }
 PROBE_TAG = "harness.probe"
-SERIES = ("grad_norm/", "step_seconds/", "step_memory_mb/")
+SERIES = ("grad_norm/", "step_seconds/", "step_memory_mb/", "test_accuracy/")
 """Probe metrics whose history (one value per distance or length) the report reads."""
 ORACLE = "rotation_oracle"
 IMAGE_CHECK = (
@@ -475,15 +475,31 @@ def gradient_section(probe: Probe) -> ProbeSection:
     )
 
 
-def rotation_section(cells: pd.DataFrame) -> ProbeSection:
-    """The rotation oracle's counting scores beside the learned models' at every tested length."""
+def rotation_section(cells: pd.DataFrame, probe: Probe | None = None) -> ProbeSection:
+    """The rotation oracle's counting scores beside the learned models' at every tested length.
+
+    With the rotation probe's run, the learned models' scores at the oracle's lengths
+    (same test data) fill in the lengths the suite did not test them at.
+    """
     from harness import figures
 
     rows = cells[cells["task"] == "counting"]
-    longer = [c for c in rows.columns if c.startswith("test_score_len_")]
-    tested = sorted({*rows["length"], *(int(c.rsplit("_", 1)[1]) for c in longer)})
+    longer = [c for c in rows.columns if c.startswith("test_score_len_") and rows[c].notna().any()]
+    extra = {}  # (family, training length) -> {test length: accuracy}, from the probe
+    for key, points in (probe.series if probe else {}).items():
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == "test_accuracy":
+            extra[(parts[1], int(parts[2].removeprefix("L")))] = dict(points)
+    tested = sorted(
+        {
+            *rows["length"],
+            *(int(c.rsplit("_", 1)[1]) for c in longer),
+            *(L for points in extra.values() for L in points),
+        }
+    )
     table = Table(["model", *(f"L={L}" for L in tested)], [])
-    for _, row in rows.sort_values(["family", "length"]).iterrows():
+    ordered = rows.assign(learned=rows["family"] != ORACLE)
+    for _, row in ordered.sort_values(["learned", "family", "length"]).iterrows():
         by_length = {row["length"]: row["test_score"]}
         by_length.update({int(c.rsplit("_", 1)[1]): row[c] for c in longer if pd.notna(row[c])})
         if row["family"] == ORACLE:
@@ -494,6 +510,8 @@ def rotation_section(cells: pd.DataFrame) -> ProbeSection:
             name = f"{ORACLE} (weights set)"
         else:
             name = f"{row['family']} (trained at L={row['length']})"
+            for length, score in extra.get((row["family"], row["length"]), {}).items():
+                by_length.setdefault(length, score)
         table.rows.append([name, *(_num(by_length[L]) if L in by_length else "" for L in tested)])
     oracle = rows[rows["family"] == ORACLE]
     exact = bool((oracle["test_score"] == 1.0).all())
@@ -501,10 +519,11 @@ def rotation_section(cells: pd.DataFrame) -> ProbeSection:
         "A linear recurrence on a 2-D state rotated by 2π/8 on every 1 (and left alone on a 0) "
         "counts mod 8; its angle is read out by a fixed Dense layer. Its per-step accuracy is "
         + ("exactly 1 at every length tested" if exact else "below 1 somewhere: see the table")
-        + f" (longest: L={oracle['length'].max()}); learned models are tested at their training "
-        "length and at the suite's longer lengths.",
+        + f" (longest: L={oracle['length'].max()}). Learned models: their test score at the "
+        "training length and the suite's longer lengths, and, from `harness probe rotation`, "
+        "their per-step accuracy on the oracle's test sequences.",
     ]
-    fig = figures.rotation_vs_learned(cells, ORACLE)
+    fig = figures.rotation_vs_learned(cells, ORACLE, extra)
     return ProbeSection(
         "Counting by rotation",
         paragraphs,
@@ -549,6 +568,13 @@ def hindsight_section(cells: pd.DataFrame) -> ProbeSection:
         [("Accuracy by length, forward versus bidirectional:", table)],
         [("probe_hindsight.png", "hindsight", figures.png(fig))],
     )
+
+
+def _amount(value) -> str:
+    """Three significant digits, whole numbers with thousands separators from 100 up."""
+    if not _finite(value):
+        return "—"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def cost_section(probe: Probe) -> ProbeSection:
@@ -598,7 +624,7 @@ def cost_section(probe: Probe) -> ProbeSection:
                 cells.append("out of memory" if oom.get(f) == length else "")
             else:
                 seconds, memory = match.iloc[0]["seconds"], match.iloc[0]["memory_mb"]
-                cells.append(f"{_num(seconds * 1000, 3)} / {_num(memory, 3)}")
+                cells.append(f"{_amount(seconds * 1000)} / {_amount(memory)}")
         detail.rows.append([str(length), *cells])
     paragraphs = [
         f"Task {probe.params.get('task', '?')}, batch size {probe.params.get('batch_size', '?')}, "
@@ -626,7 +652,7 @@ def probe_sections(results: Results) -> list[ProbeSection]:
     if "gradients" in results.probes:
         parts.append(gradient_section(results.probes["gradients"]))
     if not cells.empty and ((cells["task"] == "counting") & (cells["family"] == ORACLE)).any():
-        parts.append(rotation_section(cells))
+        parts.append(rotation_section(cells, results.probes.get("rotation")))
     first = cells[cells["task"] == "first_token"] if not cells.empty else cells
     if not first.empty and len({is_bidirectional(f) for f in first["family"]}) == 2:
         parts.append(hindsight_section(cells))

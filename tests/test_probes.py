@@ -195,6 +195,25 @@ def store(tmp_path_factory) -> Path:
     """Every probe command on a fresh store (every family: the slow tests above)."""
     folder = tmp_path_factory.mktemp("probes")
     commands = [
+        (
+            "run",
+            "--task",
+            "counting",
+            "--length",
+            "10",
+            "--family",
+            "gru",
+            "--max-trials",
+            "1",
+            "--epochs",
+            "1",
+            "--n-train",
+            "64",
+            "--n-val",
+            "32",
+            "--n-test",
+            "32",
+        ),
         ("probe", "rotation", "--lengths", "10,20", "--examples", "16"),
         (
             "probe",
@@ -235,7 +254,7 @@ def runs_of(folder: Path, kind: str) -> list:
 
 def test_probes_are_recorded_in_mlflow(store):
     probes = {r.data.tags["harness.probe"]: r for r in runs_of(store, "probe")}
-    assert set(probes) == {"gradients", "cost"}
+    assert set(probes) == {"gradients", "cost", "rotation"}
     assert {r.info.status for r in probes.values()} == {"FINISHED"}
     mlflow = client(store)
     grads = probes["gradients"]
@@ -247,7 +266,13 @@ def test_probes_are_recorded_in_mlflow(store):
         history = mlflow.get_metric_history(costs.info.run_id, f"step_seconds/{family}")
         assert sorted(m.step for m in history) == [8, 16], family
         assert math.isfinite(costs.data.metrics[f"time_exponent/{family}"])
-    oracle = runs_of(store, "cell")
+    rotation_run = probes["rotation"].info.run_id
+    for key in ("test_accuracy/oracle", "test_accuracy/gru/L10"):
+        history = mlflow.get_metric_history(rotation_run, key)
+        assert sorted(m.step for m in history) == [10, 20], key
+    oracle_scores = mlflow.get_metric_history(rotation_run, "test_accuracy/oracle")
+    assert {m.value for m in oracle_scores} == {1.0}
+    oracle = [r for r in runs_of(store, "cell") if r.data.params["family"] == "rotation_oracle"]
     assert sorted(int(r.data.params["length"]) for r in oracle) == [10, 20]
     for run in oracle:
         assert run.data.params["family"] == "rotation_oracle"
@@ -263,7 +288,10 @@ def test_rerunning_the_rotation_probe_replaces_its_cells(store, tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    lengths = sorted(int(r.data.params["length"]) for r in runs_of(tmp_path, "cell"))
+    cells = runs_of(tmp_path, "cell")
+    lengths = sorted(
+        int(r.data.params["length"]) for r in cells if r.data.params["family"] != "gru"
+    )
     assert lengths == [10, 20]
 
 
@@ -289,6 +317,11 @@ def report(store) -> Path:
     result = harness("report", "--experiment", EXPERIMENT, "--out", "reports", cwd=store)
     assert result.returncode == 0, result.stdout + result.stderr
     return store / "reports"
+
+
+def history_of(folder: Path, probe: str, key: str) -> list:
+    run = next(r for r in runs_of(folder, "probe") if r.data.tags["harness.probe"] == probe)
+    return client(folder).get_metric_history(run.info.run_id, key)
 
 
 def section_text(text: str, title: str) -> str:
@@ -319,13 +352,21 @@ def test_report_has_a_section_per_probe(store, report):
         assert row[5] == f"{grads[f'first_input_ratio/{name}/trained']:.3g}"
 
     rows = md_rows(section_text(text, "Counting by rotation"), "model")
-    assert rows[0] == ["model", "L=10", "L=20"] and rows[1] == [
-        "rotation_oracle (weights set)",
-        "1",
-        "1",
+    assert rows[0] == ["model", "L=10", "L=20"]
+    assert rows[1] == ["rotation_oracle (weights set)", "1", "1"]
+    learned = {m.step: m.value for m in history_of(store, "rotation", "test_accuracy/gru/L10")}
+    gru_cell = next(
+        r
+        for r in runs_of(store, "cell")
+        if r.data.params["family"] == "gru" and r.data.params["task"] == "counting"
+    )
+    assert rows[2] == [
+        "gru (trained at L=10)",
+        f"{gru_cell.data.metrics['test_score']:.4g}",
+        f"{learned[20]:.4g}",
     ]
     counting = md_rows(section_text(text, "counting"), "family")
-    assert counting[1] == ["rotation_oracle", "1 ✓", "1 ✓", "L=20"]
+    assert counting[2] == ["rotation_oracle", "1 ✓", "1 ✓", "L=20"]
 
     rows = md_rows(section_text(text, "Hindsight: first_token"), "family")
     assert rows[1:] == [

@@ -69,3 +69,35 @@ def log_series(tracker: Tracker, run_id: str, series: dict[str, dict[int, float]
     for start in range(0, len(points), BATCH):
         chunk = points[start : start + BATCH]
         _retry(lambda chunk=chunk: tracker.client.log_batch(run_id, metrics=chunk))
+
+
+def best_model(tracker: Tracker, run_id: str):
+    """The `best_model.keras` artifact of a cell run, loaded; None when it has none."""
+    import tempfile
+    import warnings
+
+    import keras
+
+    import search_spaces  # noqa: F401  (registers the custom objects the models need)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = tracker.client.download_artifacts(run_id, "best_model.keras", tmp)
+        except Exception:  # a cell whose search diverged has no model artifact
+            return None
+        with warnings.catch_warnings():  # the artifact keeps no optimizer state worth loading
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return keras.saving.load_model(path)
+
+
+def finished_cells(tracker: Tracker, experiment: str, task: str) -> list:
+    """The latest finished cell run of each (length, family) of `task`, oldest first."""
+    experiment_id = tracker.experiment_id(experiment, create=False)
+    if experiment_id is None:
+        return []
+    runs = tracker.runs(experiment_id, f"params.task = '{task}'")
+    runs = [r for r in runs if r.data.tags.get(KIND) == "cell" and r.info.status == "FINISHED"]
+    latest = {}
+    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+        latest[(run.data.params.get("length"), run.data.params.get("family"))] = run
+    return sorted(latest.values(), key=lambda r: (r.info.start_time, r.info.run_id))

@@ -19,15 +19,14 @@ one, else the default model trained here for a few epochs (the source is recorde
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from harness import backend
 from harness.errors import UserError, unknown
-from harness.probes import log_series, loglinear_fit, start_probe
-from harness.tracking import KIND, Tracker
+from harness.probes import best_model, finished_cells, log_series, loglinear_fit, start_probe
+from harness.tracking import Tracker
 
 TASK = "adding"
 FAMILIES = ("simple_rnn", "lstm", "gru", "bilstm", "bigru", "transformer")
@@ -109,26 +108,12 @@ def default_model(family: str, task, seed: int = SEED):
 
 def stored_model(tracker: Tracker, experiment: str, task: str, length: int, family: str):
     """(model, source) from the latest finished cell in the store, or (None, "")."""
-    import keras
-
-    import search_spaces  # noqa: F401  (registers the custom objects the model needs)
-
-    experiment_id = tracker.experiment_id(experiment, create=False)
-    if experiment_id is None:
-        return None, ""
-    runs = tracker.runs(
-        experiment_id,
-        f"params.task = '{task}' and params.family = '{family}' and params.length = '{length}'",
-    )
-    runs = [r for r in runs if r.data.tags.get(KIND) == "cell" and r.info.status == "FINISHED"]
-    for run in sorted(runs, key=lambda r: r.info.start_time, reverse=True):
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = tracker.client.download_artifacts(run.info.run_id, "best_model.keras", tmp)
-            except Exception:  # a cell whose search diverged has no model artifact
-                continue
-            model = keras.saving.load_model(path)
-        return model, f"best model of cell run {run.info.run_id}"
+    for run in reversed(finished_cells(tracker, experiment, task)):
+        if run.data.params.get("family") != family or run.data.params.get("length") != str(length):
+            continue
+        model = best_model(tracker, run.info.run_id)
+        if model is not None:
+            return model, f"best model of cell run {run.info.run_id}"
     return None, ""
 
 

@@ -185,3 +185,56 @@ def record(
             tracker.delete(old)
         run_ids.append(run_id)
     return run_ids
+
+
+def learned(
+    tracker: Tracker, experiment: str, lengths, examples: int = EXAMPLES, seed: int = SEED
+) -> dict[tuple[str, int], dict[int, float]]:
+    """The store's learned counting models (best model of each cell) on the oracle's test data.
+
+    Keyed by (family, training length): per-step accuracy at every length of `lengths`.
+    """
+    from harness.probes import best_model, finished_cells
+    from tasks import get_task
+
+    task = get_task(TASK)
+    found = {}
+    for run in finished_cells(tracker, experiment, TASK):
+        family, length = run.data.params.get("family"), int(run.data.params.get("length", 0))
+        if family == FAMILY:
+            continue
+        model = best_model(tracker, run.info.run_id)
+        if model is None:
+            continue
+        scores = {}
+        for test_length in lengths:
+            x, y = task.generate(examples, test_length, seed + test_length)
+            probs = np.asarray(model.predict(x, batch_size=examples, verbose=0))
+            scores[test_length] = task.scores(y, probs)[task.metric.name]
+        found[(family, length)] = scores
+    return found
+
+
+def record_comparison(
+    tracker: Tracker,
+    experiment: str,
+    scores: dict[int, dict[str, float]],
+    found: dict[tuple[str, int], dict[int, float]],
+    examples: int,
+) -> str:
+    """A probe run: the oracle's and each learned model's accuracy by test length (step)."""
+    from harness.probes import log_series, start_probe
+
+    params = {
+        "task": TASK,
+        "lengths": ",".join(str(L) for L in sorted(scores)),
+        "examples": examples,
+        "learned": ",".join(f"{family}/L{length}" for family, length in sorted(found)) or "none",
+    }
+    run_id = start_probe(tracker, experiment, "rotation", params)
+    series = {"test_accuracy/oracle": {L: s["accuracy"] for L, s in scores.items()}}
+    for (family, length), by_length in sorted(found.items()):
+        series[f"test_accuracy/{family}/L{length}"] = by_length
+    log_series(tracker, run_id, series)
+    tracker.finish(run_id)
+    return run_id
