@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUITE ?= quick
+WORKERS ?= 2
 export KERAS_BACKEND ?= jax
 
-.PHONY: install test test-slow lint leaderboard report probes ui clean
+.PHONY: install test test-slow lint leaderboard report probes ui distributed-demo clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +43,9 @@ probes: install  # gradient flow, the rotation oracle, cost scaling (a few minut
 	$(BIN)/harness probe rotation --suite $(SUITE)
 	$(BIN)/harness probe gradients --suite $(SUITE)
 	$(BIN)/harness probe cost --suite $(SUITE)
+
+distributed-demo: install  # a local mlflow server, a chief and $(WORKERS) workers on 127.0.0.1
+	scripts/distributed_demo.sh $(WORKERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis data/ *.egg-info
