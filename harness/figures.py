@@ -455,7 +455,7 @@ def cost_scaling(
         _length_axis(ax, costs["length"], "sequence length (log scale)")
         ax.set_yscale("log")
         ax.set_ylabel(f"{label} (log scale)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")
     title = "Cost versus length (slope = exponent of L)"
     if np.isfinite(crossover):
         title += f"\ndotted: attention slower than an LSTM from L={crossover:.0f} ({text(crossover_kind)})"
