@@ -90,6 +90,7 @@ class Probe:
     params: dict[str, str]
     metrics: dict[str, float]
     series: dict[str, list[tuple[int, float]]]
+    machine: str = ""  # device, Keras, backend and framework from the run's tags
 
 
 @dataclass
@@ -207,8 +208,12 @@ def _probes(client, runs: list) -> dict[str, Probe]:
                 lambda key=key, run_id=run.info.run_id: client.get_metric_history(run_id, key)
             )
             series[key] = sorted({m.step: m.value for m in history}.items())
+        tags = {k: run.data.tags.get(f"harness.{k}", "unknown") for k in MACHINE}
+        machine = (
+            f"{tags['device']}; Keras {tags['keras']} on {tags['backend']} ({tags['framework']})"
+        )
         probes[name] = Probe(
-            name, run.info.run_id, dict(run.data.params), dict(run.data.metrics), series
+            name, run.info.run_id, dict(run.data.params), dict(run.data.metrics), series, machine
         )
     return probes
 
@@ -463,7 +468,8 @@ def gradient_section(probe: Probe) -> ProbeSection:
         f"Task {probe.params.get('task', '?')}, {probe.params.get('batch_size', '?')} examples. "
         "The decay per step is exp(slope) of log-norm fitted against the distance from the last "
         "step: a recurrence that keeps a fraction rho of the signal per step gives rho, and "
-        "rho^(L-1) reaches the first input. 'First input / last' is that fraction as measured.",
+        "rho^(L-1) reaches the first input. 'First input / last' is that fraction as measured. "
+        f"Machine: {probe.machine}.",
         "Trained models: " + "; ".join(sources) + "." if sources else "",
     ]
     fig = figures.gradient_flow(curves) if not curves.empty else None
@@ -630,7 +636,8 @@ def cost_section(probe: Probe) -> ProbeSection:
         f"Task {probe.params.get('task', '?')}, batch size {probe.params.get('batch_size', '?')}, "
         f"the median of {probe.params.get('timed_steps', '?')} timed training steps after a "
         "warm-up step. Exponents: slope of log(value) on log(length) over the longer half of "
-        f"the lengths. Memory: {probe.params.get('memory_method', '?')}.",
+        f"the lengths. Memory: {probe.params.get('memory_method', '?')}. "
+        f"Machine: {probe.machine}.",
         (
             f"Crossover: {what} from L≈{crossover:.0f} ({how})."
             if _finite(crossover)
