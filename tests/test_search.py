@@ -40,25 +40,11 @@ def run_matrix(folder, backend: str, blocks: list[dict]) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_every_family_and_output_kind_jax(workdir):
-    blocks = [
-        {"tasks": ["adding"], "lengths": [8], "families": FAMILIES, "eval_lengths": [16]},
-        {
-            "tasks": ["first_token", "assoc_recall"],
-            "lengths": [8],
-            "families": ["gru", "transformer"],
-        },
-    ]
-    run_matrix(workdir, "jax", blocks)
-    expected = {("adding", f) for f in FAMILIES}
-    expected |= {(t, f) for t in ("first_token", "assoc_recall") for f in ("gru", "transformer")}
-    check_searched(workdir, "matrix", expected, trials=2)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_full_matrix_on_each_backend(workdir, backend):
-    run_matrix(workdir, backend, [{"tasks": KIND_TASKS, "lengths": [8], "families": FAMILIES}])
+    block = {"tasks": KIND_TASKS, "lengths": [8], "families": FAMILIES, "eval_lengths": [16]}
+    run_matrix(workdir, backend, [block])
     check_searched(workdir, "matrix", {(t, f) for t in KIND_TASKS for f in FAMILIES}, trials=2)
 
 
