@@ -421,16 +421,20 @@ def _probe_store(tracking_uri: str | None, suite: str, experiment: str | None):
     return tracker, name
 
 
+FamiliesOption = Annotated[
+    list[str] | None, typer.Option(help="Families (repeatable or comma-separated).")
+]
+LengthsOption = Annotated[
+    list[str] | None, typer.Option(help="Lengths (repeatable or comma-separated).")
+]
+
+
 @probe_app.command("gradients")
 @user_errors
 def probe_gradients(
     task: Annotated[str, typer.Option(help="Task whose loss is differentiated.")] = "adding",
-    families: Annotated[
-        list[str] | None, typer.Option(help="Families (repeatable or comma-separated).")
-    ] = None,
-    lengths: Annotated[
-        list[str] | None, typer.Option(help="Lengths (repeatable or comma-separated).")
-    ] = None,
+    families: FamiliesOption = None,
+    lengths: LengthsOption = None,
     batch_size: Annotated[int, typer.Option(help="Examples the norms are averaged over.")] = 128,
     train_epochs: Annotated[
         int, typer.Option(help="Epochs of the fallback training when the store has no cell.")
@@ -467,9 +471,7 @@ def probe_gradients(
 @probe_app.command("rotation")
 @user_errors
 def probe_rotation(
-    lengths: Annotated[
-        list[str] | None, typer.Option(help="Lengths (repeatable or comma-separated).")
-    ] = None,
+    lengths: LengthsOption = None,
     examples: Annotated[int, typer.Option(help="Test sequences per length.")] = 128,
     suite: SuiteOption = "quick",
     experiment: ExperimentOption = None,
@@ -501,12 +503,8 @@ def probe_rotation(
 @user_errors
 def probe_cost(
     task: Annotated[str, typer.Option(help="Task the models are built for.")] = "adding",
-    families: Annotated[
-        list[str] | None, typer.Option(help="Families (repeatable or comma-separated).")
-    ] = None,
-    lengths: Annotated[
-        list[str] | None, typer.Option(help="Lengths (repeatable or comma-separated).")
-    ] = None,
+    families: FamiliesOption = None,
+    lengths: LengthsOption = None,
     batch_size: Annotated[int, typer.Option(help="Batch size, fixed across lengths.")] = 16,
     steps: Annotated[int, typer.Option(help="Timed training steps per length (median).")] = 3,
     memory_cap_gb: Annotated[

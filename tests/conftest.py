@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 HARNESS = [sys.executable, "-m", "harness"]
+# The data sizes of every tiny real search in the tests.
+TINY_DATA = ["--n-train", "64", "--n-val", "32", "--n-test", "32", "--batch-size", "32"]
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -10,7 +10,15 @@ from keras_tuner.src import protos
 from keras_tuner.src.engine.trial import TrialStatus
 
 from harness import distributed
-from tests.conftest import all_runs, finish, free_port, harness, start_harness, write_suite
+from tests.conftest import (
+    TINY_DATA,
+    all_runs,
+    finish,
+    free_port,
+    harness,
+    start_harness,
+    write_suite,
+)
 from tests.test_cli import one_error_line
 
 CELL = [
@@ -22,14 +30,7 @@ CELL = [
     "gru",
     "--epochs",
     "1",
-    "--n-train",
-    "64",
-    "--n-val",
-    "32",
-    "--n-test",
-    "32",
-    "--batch-size",
-    "32",
+    *TINY_DATA,
 ]
 
 

@@ -22,6 +22,7 @@ backend.configure()
 from harness.probes import cost, gradients, loglog_fit, rotation  # noqa: E402
 from search_spaces import REGISTRY  # noqa: E402
 from tasks import get_task  # noqa: E402
+from tests.conftest import TINY_DATA  # noqa: E402
 from tests.test_report import client, harness, md_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -207,12 +208,7 @@ def store(tmp_path_factory) -> Path:
             "1",
             "--epochs",
             "1",
-            "--n-train",
-            "64",
-            "--n-val",
-            "32",
-            "--n-test",
-            "32",
+            *TINY_DATA,
         ),
         ("probe", "rotation", "--lengths", "10,20", "--examples", "16"),
         (

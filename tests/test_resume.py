@@ -10,7 +10,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import HARNESS, all_runs, harness, store_uri
+from tests.conftest import HARNESS, TINY_DATA, all_runs, harness, store_uri
 
 TRIALS = 3
 CELL = [
@@ -25,14 +25,7 @@ CELL = [
     str(TRIALS),
     "--epochs",
     "2",
-    "--n-train",
-    "64",
-    "--n-val",
-    "32",
-    "--n-test",
-    "32",
-    "--batch-size",
-    "32",
+    *TINY_DATA,
     "--experiment",
     "resume",
 ]

@@ -12,7 +12,7 @@ import urllib.request
 
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import all_runs, free_port, harness, store_uri
+from tests.conftest import TINY_DATA, all_runs, free_port, harness, store_uri
 
 CELL = [
     "--task",
@@ -25,14 +25,7 @@ CELL = [
     "2",
     "--epochs",
     "2",
-    "--n-train",
-    "64",
-    "--n-val",
-    "32",
-    "--n-test",
-    "32",
-    "--batch-size",
-    "32",
+    *TINY_DATA,
 ]
 
 
