@@ -231,6 +231,7 @@ def run(
         plan = plan.__class__(experiment, plan.description, plan.cells, plan.source)
     _writable_dir(workdir, "working directory")
     backend.load_frameworks()
+    from harness import interrupts
     from harness.progress import ConsoleProgress
     from harness.runner import Runner
     from harness.tracking import StoreUnavailable, Tracker
@@ -238,6 +239,7 @@ def run(
     tracker = Tracker(tracking_uri)
     tracker.check()
     progress = ConsoleProgress(out)
+    interrupts.install()
     try:
         outcomes = Runner(tracker, workdir, progress, cluster).run(plan, cells)
     except KeyboardInterrupt:

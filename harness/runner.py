@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import __version__, backend, data, distributed, faults
+from harness import __version__, backend, data, distributed, faults, interrupts
 from harness.distributed import Cluster
 from harness.suites import Cell, Suite
 from harness.tracking import CELL_KEY, KIND, TRIAL_ID, StoreUnavailable, Tracker
@@ -111,6 +111,7 @@ class Runner:
         self.progress.suite_start(suite, len(cells))
         outcomes = []
         for index, cell in enumerate(cells):
+            interrupts.check()
             self.progress.cell_start(index, cell)
             if worker:
                 outcome = self.run_worker_cell(suite.name, cell)
@@ -306,6 +307,7 @@ class Runner:
         )
 
     def _evaluate(self, task, cell: Cell, model, hp, hypermodel, train, val, test) -> dict:
+        interrupts.check()
         from harness import evaluation
 
         budget, cache = cell.budget, self.workdir / "cache"

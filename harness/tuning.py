@@ -18,7 +18,7 @@ import keras
 import keras_tuner as kt
 from keras_tuner.src.engine import tuner_utils
 
-from harness import faults
+from harness import faults, interrupts
 from harness.distributed import WORKER
 from harness.tracking import KIND, PARENT, TRIAL_ID, StoreUnavailable, Tracker
 from tasks.base import Task
@@ -61,6 +61,9 @@ class TrialWatch(keras.callbacks.Callback):
     def __deepcopy__(self, memo):  # Keras Tuner deep-copies callbacks per execution
         return self
 
+    def on_train_begin(self, logs=None):
+        interrupts.check()
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
 
@@ -72,6 +75,7 @@ class TrialWatch(keras.callbacks.Callback):
             finite = {k: v for k, v in logs.items() if math.isfinite(float(v))}
             self.tracker.log(self.run_id, metrics=finite, step=epoch)
             faults.point("epoch")
+        interrupts.check()
         loss = float(logs.get("loss", math.nan))
         if not math.isfinite(loss):
             self.record.diverged = f"training loss became {loss} at epoch {epoch + 1}"

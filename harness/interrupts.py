@@ -1,0 +1,30 @@
+"""Ctrl-C, taken at safe points: the first SIGINT is noted and raised as KeyboardInterrupt
+at the next epoch boundary or step of the runner; a second one raises at once.
+
+Raised wherever the signal lands, a KeyboardInterrupt can fall inside a garbage-collection
+callback (SQLAlchemy's, say), where Python ignores it and the search would go on.
+"""
+
+from __future__ import annotations
+
+import signal
+
+_requested = False
+
+
+def _note(signum, frame) -> None:
+    global _requested
+    if _requested:
+        raise KeyboardInterrupt
+    _requested = True
+
+
+def install() -> None:
+    """Take SIGINT through `check()` from now on (the CLI's `run` does this)."""
+    signal.signal(signal.SIGINT, _note)
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt here if Ctrl-C was pressed since `install()`."""
+    if _requested:
+        raise KeyboardInterrupt
