@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
-import sqlite3
 import subprocess
+import threading
 import time
 
 import pytest
@@ -54,37 +55,50 @@ def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(workdir, fault)
     check_complete(workdir)
 
 
-def running_runs(db) -> int:
-    """RUNNING runs in the store, read with sqlite3 alone: an MLflow client opened here
-    while the harness creates the schema would race it on the migrations."""
-    if not db.exists():  # connecting would create it
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as connection:  # reads only
-            return connection.execute(
-                "SELECT count(*) FROM runs WHERE status = 'RUNNING'"
-            ).fetchone()[0]
-    except sqlite3.Error:
-        return 0
+def wait_for_line(process: subprocess.Popen, text: str, timeout: float) -> list[str]:
+    """Read the harness's stdout until a line containing `text`; the lines read so far.
+
+    The harness's own progress says when a trial runs, so the test need not poll the
+    store while the harness writes to it."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        if line is None:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"no {text!r} from the harness; it printed:\n{''.join(seen)}")
 
 
 @pytest.mark.slow
 def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     args = [a if a != "64" else "4096" for a in CELL]  # trials long enough to interrupt
-    process = subprocess.Popen(
-        [*HARNESS, *args],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and running_runs(workdir / "mlflow.db") < 2:
-        time.sleep(0.5)  # wait until the cell's run and a trial's run are RUNNING
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    with open(workdir / "stderr.txt", "w") as stderr_file:
+        process = subprocess.Popen(
+            [*HARNESS, *args],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            text=True,
+        )
+        wait_for_line(process, "trial 0 running", timeout=300)  # the search is under way
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    stderr = (workdir / "stderr.txt").read_text()
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     runs = all_runs(store_uri(workdir), "resume")
