@@ -2,6 +2,8 @@
 
 A cell whose parent run is FINISHED is skipped; an unfinished one is reopened
 and its tuner reloads the completed trials from `WORKDIR/tuners/<cell key>`.
+The store decides: a cell it has no run of (a new store, say) starts afresh,
+over any tuner state left in the working directory.
 In a distributed search (harness/distributed.py) the chief creates the parent
 runs, serves each cell's oracle and evaluates; a worker only runs trials.
 """
@@ -9,6 +11,7 @@ runs, serves each cell's oracle and evaluates; a worker only runs trials.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -137,6 +140,7 @@ class Runner:
             self.tracker.reopen(run_id)
             earlier_seconds = existing.data.metrics.get("search_seconds", 0.0)
         else:
+            shutil.rmtree(self._tuner_dir(cell), ignore_errors=True)  # trials nobody recorded
             tags = {CELL_KEY: cell.key, KIND: "cell", **environment_tags()}
             run_id = self.tracker.start_run(
                 experiment_id, f"{cell.task} L={cell.length} {cell.family}", tags
@@ -167,6 +171,9 @@ class Runner:
         seconds = time.perf_counter() - started
         return CellOutcome(cell.key, "searched", trials=len(tuner.records), seconds=seconds)
 
+    def _tuner_dir(self, cell: Cell) -> Path:
+        return self.workdir / "tuners" / cell.key
+
     def _tuner(self, experiment_id, run_id, cell: Cell):
         """The cell's tracked tuner, its (train, val, test) splits and its hypermodel."""
         import keras
@@ -196,7 +203,7 @@ class Runner:
             budget.epochs,
             budget.executions_per_trial,
             cell.seed,
-            str(self.workdir / "tuners"),
+            str(self._tuner_dir(cell).parent),
             cell.key,
             tracker=self.tracker,
             experiment_id=experiment_id,

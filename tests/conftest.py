@@ -49,6 +49,19 @@ def start_harness(*args: str, cwd: Path, log: str, env: dict | None = None) -> s
         )
 
 
+def wait_for_output(process: subprocess.Popen, log: Path, text: str, timeout: float) -> None:
+    """Wait until a `start_harness` process's output holds `text` (the harness's own
+    progress says when a trial runs, so nothing need poll the store it writes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if text in log.read_text():
+            return
+        time.sleep(0.2)
+    output = log.read_text()
+    if text not in output:
+        raise AssertionError(f"no {text!r} from the harness; its output:\n{output[-3000:]}")
+
+
 def finish(process: subprocess.Popen, cwd: Path, log: str, timeout: int = 600) -> str:
     """Wait for a `start_harness` process; its output, and an error unless it exited 0."""
     process.wait(timeout=timeout)
@@ -186,7 +199,10 @@ def store_uri(folder: Path) -> str:
 
 
 def all_runs(uri: str, experiment: str):
-    """Every run of `experiment` as a pandas frame (params, metrics, tags as columns)."""
+    """Every run of `experiment` as a pandas frame (params, metrics, tags as columns).
+
+    mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI in this process: the helpers
+    that start the harness drop it, or a later harness would log to this store."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
-import subprocess
-import threading
-import time
 
 import pytest
 
-from tests.conftest import HARNESS, TINY_DATA, all_runs, harness, store_uri
+from tests.conftest import (
+    TINY_DATA,
+    all_runs,
+    harness,
+    start_harness,
+    store_uri,
+    wait_for_output,
+)
 
 TRIALS = 3
 CELL = [
@@ -44,6 +46,15 @@ def check_complete(folder) -> None:
     assert parents.iloc[0]["metrics.trials_completed"] == TRIALS
 
 
+def test_a_new_store_starts_the_search_afresh_over_old_tuner_state(workdir):
+    harness(*CELL, cwd=workdir, check=True)
+    for name in ("mlflow.db", "mlflow.db-wal", "mlflow.db-shm"):
+        (workdir / name).unlink(missing_ok=True)
+    rerun = harness(*CELL, cwd=workdir, check=True)  # the tuner state in workdir is stale
+    assert "done" in rerun.stdout and "diverged" not in rerun.stdout, rerun.stdout
+    check_complete(workdir)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["epoch:1", "epoch:3", "trial:1", "trial:2", "evaluation"])
 def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(workdir, fault):
@@ -55,52 +66,16 @@ def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(workdir, fault)
     check_complete(workdir)
 
 
-def wait_for_line(process: subprocess.Popen, text: str, timeout: float) -> list[str]:
-    """Read the harness's stdout until a line containing `text`; the lines read so far.
-
-    The harness's own progress says when a trial runs, so the test need not poll the
-    store while the harness writes to it."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        if line is None:
-            break
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"no {text!r} from the harness; it printed:\n{''.join(seen)}")
-
-
 @pytest.mark.slow
 def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
     args = [a if a != "64" else "4096" for a in CELL]  # trials long enough to interrupt
-    with open(workdir / "stderr.txt", "w") as stderr_file:
-        process = subprocess.Popen(
-            [*HARNESS, *args],
-            cwd=workdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr_file,
-            text=True,
-        )
-        wait_for_line(process, "trial 0 running", timeout=300)  # the search is under way
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=120)
-    stderr = (workdir / "stderr.txt").read_text()
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    process = start_harness(*args, cwd=workdir, log="run.log")
+    wait_for_output(process, workdir / "run.log", "trial 0 running", timeout=300)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=120)
+    output = (workdir / "run.log").read_text()
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
     runs = all_runs(store_uri(workdir), "resume")
     parent = runs[runs["tags.harness.kind"] == "cell"].iloc[0]
     assert parent["status"] == "KILLED"
