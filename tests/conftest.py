@@ -17,6 +17,18 @@ import pytest
 HARNESS = [sys.executable, "-m", "harness"]
 # The data sizes of every tiny real search in the tests.
 TINY_DATA = ["--n-train", "64", "--n-val", "32", "--n-test", "32", "--batch-size", "32"]
+
+
+def tiny_cell(
+    family: str = "gru", epochs: int = 2, max_trials: int | None = None, n_train: int = 64
+) -> list[str]:
+    """`harness run` flags for one tiny cell: adding at L=8 on TINY_DATA sizes."""
+    flags = ["--task", "adding", "--length", "8", "--family", family, "--epochs", str(epochs)]
+    if max_trials is not None:
+        flags += ["--max-trials", str(max_trials)]
+    return [*flags, *TINY_DATA, "--n-train", str(n_train)]
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 

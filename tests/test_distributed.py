@@ -11,27 +11,17 @@ from keras_tuner.src.engine.trial import TrialStatus
 
 from harness import distributed
 from tests.conftest import (
-    TINY_DATA,
     all_runs,
     finish,
     free_port,
     harness,
     start_harness,
+    tiny_cell,
     write_suite,
 )
 from tests.test_cli import one_error_line
 
-CELL = [
-    "--task",
-    "adding",
-    "--length",
-    "8",
-    "--family",
-    "gru",
-    "--epochs",
-    "1",
-    *TINY_DATA,
-]
+CELL = tiny_cell(epochs=1)
 
 
 @pytest.mark.parametrize(

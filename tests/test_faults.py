@@ -18,6 +18,7 @@ from tests.conftest import (
     harness,
     start_harness,
     store_uri,
+    tiny_cell,
 )
 from tests.test_distributed import CELL
 
@@ -158,7 +159,7 @@ def test_four_processes_log_to_one_sqlite_store_without_losing_a_run(workdir):
     processes = [
         start_harness(
             "run",
-            *[a if a != "gru" else family for a in CELL],
+            *tiny_cell(family, epochs=1),
             "--max-trials",
             "2",
             "--experiment",

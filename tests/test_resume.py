@@ -7,31 +7,16 @@ import signal
 import pytest
 
 from tests.conftest import (
-    TINY_DATA,
     all_runs,
     harness,
     start_harness,
     store_uri,
+    tiny_cell,
     wait_for_output,
 )
 
 TRIALS = 3
-CELL = [
-    "run",
-    "--task",
-    "adding",
-    "--length",
-    "8",
-    "--family",
-    "gru",
-    "--max-trials",
-    str(TRIALS),
-    "--epochs",
-    "2",
-    *TINY_DATA,
-    "--experiment",
-    "resume",
-]
+CELL = ["run", *tiny_cell(max_trials=TRIALS), "--experiment", "resume"]
 
 
 def check_complete(folder) -> None:
@@ -68,7 +53,7 @@ def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(workdir, fault)
 
 @pytest.mark.slow
 def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
-    args = [a if a != "64" else "4096" for a in CELL]  # trials long enough to interrupt
+    args = ["run", *tiny_cell(max_trials=TRIALS, n_train=4096), "--experiment", "resume"]
     process = start_harness(*args, cwd=workdir, log="run.log")
     wait_for_output(process, workdir / "run.log", "trial 0 running", timeout=300)
     process.send_signal(signal.SIGINT)

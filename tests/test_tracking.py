@@ -12,21 +12,9 @@ import urllib.request
 
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import TINY_DATA, all_runs, free_port, harness, store_uri
+from tests.conftest import all_runs, free_port, harness, store_uri, tiny_cell
 
-CELL = [
-    "--task",
-    "adding",
-    "--length",
-    "8",
-    "--family",
-    "gru",
-    "--max-trials",
-    "2",
-    "--epochs",
-    "2",
-    *TINY_DATA,
-]
+CELL = tiny_cell(max_trials=2)
 
 
 def test_run_tree_and_resume(workdir):
