@@ -136,12 +136,18 @@ class MlflowServer:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
+def restartable_server(tmp_path):
     """A real `mlflow server` on 127.0.0.1 with a SQLite backend, stopped after the test."""
     server = MlflowServer(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts")
     server.start()
-    yield server.uri
+    yield server
     server.stop()
+
+
+@pytest.fixture
+def mlflow_server(restartable_server):
+    """The URI of a `restartable_server` the test does not stop."""
+    return restartable_server.uri
 
 
 @pytest.fixture

@@ -94,45 +94,37 @@ def check_metrics_arrived(uri: str, children) -> None:
 
 
 @pytest.mark.slow
-def test_a_restarted_tracking_server_loses_no_metric(workdir):
-    server = MlflowServer(f"sqlite:///{workdir / 'server.db'}", workdir / "artifacts")
-    server.start()
-    try:
-        args = ["run", *CELL, "--max-trials", "2", "--epochs", "3", "--experiment", "restart"]
-        run = start_harness(*args, "--tracking-uri", server.uri, cwd=workdir, log="run.log")
-        wait_for_trial_metrics(server.uri, "restart")
-        server.stop()
-        time.sleep(5)
-        server.start()  # same port, same store: the harness's retries reach it again
-        finish(run, workdir, "run.log")
-        _, children = check_each_trial_once(server.uri, "restart", 2)
-        check_metrics_arrived(server.uri, children)
-    finally:
-        server.stop()
+def test_a_restarted_tracking_server_loses_no_metric(workdir, restartable_server):
+    server = restartable_server
+    args = ["run", *CELL, "--max-trials", "2", "--epochs", "3", "--experiment", "restart"]
+    run = start_harness(*args, "--tracking-uri", server.uri, cwd=workdir, log="run.log")
+    wait_for_trial_metrics(server.uri, "restart")
+    server.stop()
+    time.sleep(5)
+    server.start()  # same port, same store: the harness's retries reach it again
+    finish(run, workdir, "run.log")
+    _, children = check_each_trial_once(server.uri, "restart", 2)
+    check_metrics_arrived(server.uri, children)
 
 
 @pytest.mark.slow
-def test_a_lasting_outage_fails_with_one_line_and_the_rerun_resumes(workdir):
-    server = MlflowServer(f"sqlite:///{workdir / 'server.db'}", workdir / "artifacts")
+def test_a_lasting_outage_fails_with_one_line_and_the_rerun_resumes(workdir, restartable_server):
+    server = restartable_server
+    args = ["run", *CELL, "--max-trials", "2", "--epochs", "3", "--experiment", "outage"]
+    args += ["--tracking-uri", server.uri]
+    no_http_retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # only the harness's own
+    run = start_harness(*args, cwd=workdir, log="run.log", env=no_http_retries)
+    wait_for_trial_metrics(server.uri, "outage")
+    server.stop()
+    run.wait(timeout=300)
+    output = (workdir / "run.log").read_text()
+    assert run.returncode == 1, output[-3000:]
+    assert "unavailable after retries" in output and "rerun the same command" in output
+    assert "Traceback" not in output
     server.start()
-    try:
-        args = ["run", *CELL, "--max-trials", "2", "--epochs", "3", "--experiment", "outage"]
-        args += ["--tracking-uri", server.uri]
-        no_http_retries = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # only the harness's own
-        run = start_harness(*args, cwd=workdir, log="run.log", env=no_http_retries)
-        wait_for_trial_metrics(server.uri, "outage")
-        server.stop()
-        run.wait(timeout=300)
-        output = (workdir / "run.log").read_text()
-        assert run.returncode == 1, output[-3000:]
-        assert "unavailable after retries" in output and "rerun the same command" in output
-        assert "Traceback" not in output
-        server.start()
-        harness(*args, cwd=workdir, check=True)
-        _, children = check_each_trial_once(server.uri, "outage", 2)
-        check_metrics_arrived(server.uri, children)
-    finally:
-        server.stop()
+    harness(*args, cwd=workdir, check=True)
+    _, children = check_each_trial_once(server.uri, "outage", 2)
+    check_metrics_arrived(server.uri, children)
 
 
 @pytest.mark.slow
