@@ -56,7 +56,7 @@ def measure(families: list[str], lengths: list[int]) -> dict:
     task, results = get_task("adding"), {}
     for length in lengths:
         n = EXAMPLES.get(length, 512)
-        x, y = task.generate(n, length, 0)
+        x, y = task.generate(n, length, 0, "train")
         for family in families:
             keras.backend.clear_session()
             model = get_space(family, task).build(kt.HyperParameters())

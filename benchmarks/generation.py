@@ -63,7 +63,7 @@ def per_task(repeats: int) -> None:
     for name, task in REGISTRY.items():
         n = EXAMPLES.get(name, DEFAULT_EXAMPLES)
         steps = task.sequence_steps(LENGTH)
-        best = min(seconds(lambda: task.generate(n, LENGTH, 0)) for _ in range(repeats))  # noqa: B023
+        best = min(seconds(lambda: task.generate(n, LENGTH, 0, "train")) for _ in range(repeats))  # noqa: B023
         print(f"{name:<14}{n:>8}{steps:>8}{best:>10.3f}{n * steps / best:>14.3e}")
 
 
@@ -71,11 +71,11 @@ def headline(repeats: int) -> None:
     adding = REGISTRY["adding"]
     n, steps = HEADLINE_N, LENGTH
     print(f"\nadding at n={n:,} x T={steps:,} ({n * steps * 8 / 1e6:.0f} MB of x)")
-    cold = seconds(lambda: adding.generate(n, steps, 0))
+    cold = seconds(lambda: adding.generate(n, steps, 0, "train"))
     times: dict[str, list[float]] = {"plain numpy (reference)": [], "tasks.adding": []}
     for _ in range(repeats):
         times["plain numpy (reference)"].append(seconds(lambda: plain_adding(n, steps, 0)))
-        times["tasks.adding"].append(seconds(lambda: adding.generate(n, steps, 0)))
+        times["tasks.adding"].append(seconds(lambda: adding.generate(n, steps, 0, "train")))
     print(f"{'':<26}{'best s':>9}{'median s':>10}{'steps/s':>12}   all runs")
     for label, runs in times.items():
         best, median = min(runs), statistics.median(runs)

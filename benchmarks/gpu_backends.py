@@ -129,7 +129,7 @@ def measure_keras(args, result_file: str) -> None:
     )
     task = get_task(TASK)
     for length in args.lengths:
-        x, y = task.generate(args.examples, length, 0)
+        x, y = task.generate(args.examples, length, 0, "train")
         for family in args.families:
             variants = args.variants if family == "transformer" else [MAIN]
             for variant in variants:
@@ -260,7 +260,7 @@ def measure_bare(args, result_file: str) -> None:
     )
     task = get_task(TASK)
     for length in args.lengths:
-        x_np, y_np = task.generate(args.examples, length, 0)
+        x_np, y_np = task.generate(args.examples, length, 0, "train")
         for family in [f for f in args.families if f in RECURRENT]:
             row = {"backend": "bare", "family": family, "variant": MAIN, "length": length}
             row |= {"dtype_policy": "float32", "flash_attention": None}

@@ -119,8 +119,8 @@ def main() -> None:
     args = parser.parse_args()
 
     task = get_task(args.task)
-    train = task.generate(args.n_train, args.length, 0)
-    val = task.generate(1024, args.length, 1)
+    train = task.generate(args.n_train, args.length, 0, "train")
+    val = task.generate(1024, args.length, 0, "val")
     hypermodel = get_space(args.family, task)
     hp = fixed_defaults(hypermodel)
     print(f"backend {backend.name()} on {backend.device()}")

@@ -105,38 +105,129 @@ def device() -> str:
     return f"{model} ({os.cpu_count()} cores)"
 
 
-def fused_rnn_kernel(model) -> str:
-    """Whether the model's LSTM/GRU layers run on a fused (cuDNN) kernel: yes, no, or n/a.
+def _recurrent_layers(model) -> list:
+    """The model's LSTM and GRU layers, both directions of a Bidirectional included."""
+    import keras
 
-    Keras takes the fused path only on a GPU, with tanh/sigmoid activations, no
-    recurrent dropout, unroll off and bias on; on JAX only LSTM has one (GRU is a
-    lax.scan), and GRU needs reset_after=True.
+    found = []
+    for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 (nested layers)
+        if isinstance(layer, keras.layers.Bidirectional):
+            found += [layer.forward_layer, layer.backward_layer]
+        elif isinstance(layer, keras.layers.LSTM | keras.layers.GRU):
+            found.append(layer)
+    return [layer for layer in found if isinstance(layer, keras.layers.LSTM | keras.layers.GRU)]
+
+
+CUDNN_RNN_CALL = "cudnn_rnn"
+"""The custom call jax.experimental.rnn (Keras' JAX LSTM on a GPU) lowers to."""
+
+
+def holds_cudnn_rnn(lowered_text: str) -> bool:
+    """Whether a lowered JAX computation calls cuDNN's RNN kernel."""
+    return CUDNN_RNN_CALL in lowered_text
+
+
+def observe_fused_rnn(model, x, y) -> str:
+    """Whether a training step of `model` on (x, y) runs a fused (cuDNN) RNN kernel, as seen.
+
+    "yes" or "no" as observed: on torch, whether torch._VF.lstm or torch._VF.gru (the
+    cuDNN entry points Keras calls) ran during the step's forward pass in training mode;
+    on JAX, whether the lowered loss-and-gradient computation holds the cuDNN RNN call.
+    "n/a" without LSTM/GRU layers; on TensorFlow "not observed".
     """
     import keras
 
-    cells = [
-        layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
-        for layer in model._flatten_layers(include_self=False)
-    ]
-    cells = [c for c in cells if isinstance(c, keras.layers.LSTM | keras.layers.GRU)]
-    if not cells:
+    if not _recurrent_layers(model):
         return "n/a"
-    if accelerator() is None:
-        return "no"
-    for cell in cells:
-        is_gru = isinstance(cell, keras.layers.GRU)
-        conditions = (
-            cell.cell.activation is keras.activations.tanh
-            and cell.cell.recurrent_activation is keras.activations.sigmoid
-            and cell.cell.recurrent_dropout == 0
-            and not cell.unroll
-            and cell.cell.use_bias
-            and (not is_gru or cell.cell.reset_after)
-            and not (is_gru and name() == "jax")
-        )
-        if not conditions:
-            return "no"
-    return "yes"
+    backend = name()
+    loss_fn = model.loss
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        trainable = [v.value for v in model.trainable_variables]
+        frozen = [v.value for v in model.non_trainable_variables]
+
+        def loss(weights, inputs, targets):
+            pred, _ = model.stateless_call(weights, frozen, inputs, training=True)
+            return loss_fn(targets, pred)
+
+        text = jax.jit(jax.value_and_grad(loss)).lower(trainable, jnp.asarray(x), jnp.asarray(y))
+        return "yes" if holds_cudnn_rnn(text.as_text()) else "no"
+    if backend == "torch":
+        import torch
+
+        calls = []
+        originals = {kind: getattr(torch._VF, kind) for kind in ("lstm", "gru")}  # noqa: SLF001
+
+        def watched(kind):
+            def call(*args, **kwargs):
+                calls.append(kind)
+                return originals[kind](*args, **kwargs)
+
+            return call
+
+        try:
+            for kind in originals:
+                setattr(torch._VF, kind, watched(kind))  # noqa: SLF001
+            model(keras.ops.convert_to_tensor(x), training=True)
+        finally:
+            for kind, original in originals.items():
+                setattr(torch._VF, kind, original)  # noqa: SLF001
+        return "yes" if calls else "no"
+    return "not observed"
+
+
+class StepFailed(RuntimeError):
+    """A training step whose result could not be read: the device computation failed."""
+
+
+def wait_for_device(model) -> None:
+    """Block until every update of `model`'s last step is done on the device.
+
+    JAX (on a CPU too) and PyTorch on a GPU dispatch work asynchronously: a clock stopped
+    before this measures the dispatch, not the work.
+    """
+    backend = name()
+    if backend == "jax":
+        import jax
+
+        jax.block_until_ready([v.value for v in model.variables])
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    else:
+        import tensorflow as tf
+
+        sync = getattr(getattr(tf.test, "experimental", None), "sync_devices", None)
+        if sync is not None and tf.config.list_logical_devices("GPU"):
+            sync()
+
+
+def train_step(model, x, y) -> dict[str, float]:
+    """One `train_on_batch` on (x, y), waited for; its logs as Python floats.
+
+    Keras turns each log into a float inside a bare `except: pass`
+    (keras.src.utils.python_utils.pythonify_logs): when the device computation failed
+    (out of memory on a GPU, reported when the result is read), the step returns at
+    once with the failed array left in its logs. That made steps that never ran look
+    fast (the cost probe's transformer at L=8192 on the H200: 3.4 ms). Here such a
+    value is read again, so the device's error is raised, or StepFailed.
+    """
+    import numpy as np
+
+    logs = model.train_on_batch(x, y, return_dict=True)
+    wait_for_device(model)
+    for key, value in logs.items():
+        if not isinstance(value, float):
+            try:
+                float(np.asarray(value))
+            except Exception as error:
+                raise StepFailed(f"the step's {key} could not be read: {error}") from error
+            raise StepFailed(f"the step's {key} is not a number: {type(value).__name__}")
+    return logs
 
 
 def free_memory() -> None:

@@ -5,6 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from harness.errors import UserError
+from harness.results import (
+    CELL,
+    CELL_KEY,
+    KIND,
+    PARENT,
+    TRIAL,
+    CellResult,
+    CellState,
+    Outcome,
+    planned_trials,
+    trial_counts,
+)
 from harness.suites import Cell, Suite, load_suite, parse_budget, parse_suite
 from harness.tracking import Tracker
 
@@ -77,29 +89,49 @@ def shard_cells(cells: list[Cell], index: int, count: int) -> list[Cell]:
 
 
 @dataclass(frozen=True)
-class CellState:
-    state: str  # "done", "partial", "not started"
+class CellStatus:
+    """One cell as the store holds it: its state, trials done of planned, its verdict."""
+
+    label: str
+    state: CellState
     trials_done: int
     trials_planned: int
-    test_score: float | None = None
+    result: CellResult | None = None
 
 
-def cell_states(tracker: Tracker, experiment: str, cells) -> list[tuple[Cell, CellState]]:
-    """Each cell's state in the store, read from its parent and child runs."""
+def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatus]:
+    """Each cell's state, read from one pass over the experiment's runs.
+
+    With `cells` (a suite's), every one of them, started or not; without, every cell
+    the store holds (the latest run of each key).
+    """
     experiment_id = tracker.experiment_id(experiment, create=False)
+    runs = tracker.runs(experiment_id) if experiment_id else []
+    parents: dict[str, object] = {}
+    children: dict[str, list] = {}
+    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+        tags = run.data.tags
+        if tags.get(KIND) == CELL and tags.get(CELL_KEY):
+            parents[tags[CELL_KEY]] = run
+        elif tags.get(KIND) == TRIAL:
+            children.setdefault(tags.get(PARENT, ""), []).append(run)
+    if cells is None:
+        found = [CellResult.from_run(run) for run in parents.values()]
+        wanted = [(r.key, f"{r.task} L={r.length} {r.family}", r.budget) for r in found if r]
+    else:
+        wanted = [
+            (c.key, f"{c.task} L={c.length} {c.family}", c.as_dict()["budget"]) for c in cells
+        ]
     states = []
-    for cell in cells:
-        planned = cell.budget.max_trials
-        run = tracker.cell_run(experiment_id, cell.key) if experiment_id else None
+    for key, label, budget in wanted:
+        planned = planned_trials(budget["tuner"], budget["max_trials"], budget["epochs"])
+        run = parents.get(key)
         if run is None:
-            states.append((cell, CellState("not started", 0, planned)))
+            states.append(CellStatus(label, CellState.NOT_STARTED, 0, planned))
             continue
-        trials = tracker.trial_runs(experiment_id, run.info.run_id)
-        done = sum(t.info.status in ("FINISHED", "FAILED") for t in trials)
-        if run.info.status == "FINISHED":
-            states.append(
-                (cell, CellState("done", done, planned, run.data.metrics.get("test_score")))
-            )
-        else:
-            states.append((cell, CellState("partial", done, planned)))
+        trials = children.get(run.info.run_id, [])
+        outcomes = [Outcome.of(t.data.tags, t.info.status) for t in trials]
+        done = trial_counts(outcomes)["trials_completed"]
+        state = CellState.of(run.info.status, outcomes)
+        states.append(CellStatus(label, state, done, planned, CellResult.from_run(run)))
     return states

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import backend
-from harness.errors import UserError
+from harness.errors import USER_ERRORS, UserError
 
 backend.configure()
 
@@ -49,7 +48,7 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except UserError as error:
+        except USER_ERRORS as error:
             err.print(f"error: {error}", highlight=False, markup=False)
             raise typer.Exit(2) from None
 
@@ -106,11 +105,13 @@ def generate(
     ] = None,
     n: Annotated[int, typer.Option(help="Number of examples.")] = 1000,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "train",
 ):
     """Export a task's dataset as an .npz file readable with numpy alone."""
     import numpy as np
 
     from tasks import get_task
+    from tasks.base import SPLITS
 
     spec = get_task(task)
     length = spec.default_lengths[0] if length is None else length
@@ -120,13 +121,19 @@ def generate(
             f"n={n} is out of range at length {length}: accepted 1 <= n and "
             f"n x steps <= {MAX_ELEMENTS:,}"
         )
+    if split not in SPLITS:
+        raise UserError(f"unknown split '{split}': accepted {', '.join(SPLITS)}")
     if out_path.suffix != ".npz":
         raise UserError(f"output path '{out_path}' must end in .npz")
     _writable_dir(out_path.parent, "output folder")
-    x, y = spec.generate(n, length, seed)
+    x, y = spec.generate(n, length, seed, split)
     partial = out_path.with_name(out_path.name + ".partial.npz")
-    np.savez(partial, x=x, y=y)
-    partial.replace(out_path)
+    try:
+        np.savez(partial, x=x, y=y)
+        partial.replace(out_path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"output file '{out_path}' cannot be written: {error.strerror}") from None
     out.print(f"wrote {out_path}: x {x.shape} {x.dtype}, y {y.shape} {y.dtype}", highlight=False)
 
 
@@ -257,58 +264,84 @@ def run(
             markup=False,
         )
         raise typer.Exit(1) from None
-    table = Table("cell", "state", "test score", "solved", "trials", title=f"suite {plan.name}")
-    for cell, outcome in zip(cells, outcomes, strict=True):
+    table = Table(
+        "cell", "state", "test score", "seeds solved", "trials", title=f"suite {plan.name}"
+    )
+    for outcome in outcomes:
+        cell, result = outcome.cell, outcome.result
+        verdict = result.verdict if result is not None and result.seed_scores else None
         table.add_row(
             f"{cell.task} L={cell.length} {cell.family}",
             outcome.state,
-            "-" if math.isnan(outcome.test_score) else f"{outcome.test_score:.4g}",
-            "yes" if outcome.solved else "no",
+            verdict.text() if verdict else "-",
+            verdict.seeds_text() if verdict else "-",
             str(outcome.trials),
         )
     out.print(table)
     out.print(f"results in MLflow: {tracker.uri} (experiment '{plan.name}')", highlight=False)
 
 
+def _experiment(tracker, suite: str | None, experiment: str | None) -> str:
+    """--experiment, else the suite's name, else the experiment of the store's latest run."""
+    if experiment:
+        return experiment
+    if suite:
+        from harness.suites import suite_experiment
+
+        return suite_experiment(suite)
+    latest = tracker.latest_experiment()
+    if latest is None:
+        raise UserError(f"tracking store '{tracker.uri}' holds no runs: run `harness run` first")
+    err.print(
+        f"experiment '{latest}' (the store's latest run; --suite or --experiment for another)",
+        highlight=False,
+        markup=False,
+    )
+    return latest
+
+
 @app.command()
 @user_errors
 def status(
     suite: Annotated[
-        str, typer.Option(help="Bundled suite name or path to a suite TOML.")
-    ] = "quick",
+        str | None,
+        typer.Option(help="Bundled suite name or TOML: its cells, started or not."),
+    ] = None,
     experiment: Annotated[
-        str | None, typer.Option(help="MLflow experiment (default: the suite's name).")
+        str | None,
+        typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
     ] = None,
     tracking_uri: TrackingUri = None,
 ):
-    """Show each cell of a suite: done, partial (k of n trials) or not started.
+    """Show each cell: done, partial (k of n trials), diverged, failed or not started.
 
     Read from the tracking store alone, so it shows the progress of every
     machine and shard logging to it.
     """
     from harness.cells import cell_states
     from harness.suites import load_suite
-    from harness.tracking import Tracker
+    from harness.tracking import open_store
 
-    plan = load_suite(suite)
-    tracker = Tracker(tracking_uri)
-    tracker.check()
-    table = Table("cell", "state", "trials", "test score", title=f"suite {plan.name}")
+    plan = load_suite(suite) if suite else None
+    tracker = open_store(tracking_uri)
+    name = _experiment(tracker, suite, experiment)
+    table = Table("cell", "state", "trials", "test score", title=f"experiment {name}")
     counts: dict[str, int] = {}
     trials_done = trials_planned = 0
-    for cell, state in cell_states(tracker, experiment or plan.name, plan.cells):
-        counts[state.state] = counts.get(state.state, 0) + 1
-        trials_done += state.trials_done
-        trials_planned += state.trials_planned
+    for found in cell_states(tracker, name, plan.cells if plan else None):
+        counts[found.state] = counts.get(found.state, 0) + 1
+        trials_done += found.trials_done
+        trials_planned += found.trials_planned
+        result = found.result
+        score = result.verdict.text() if result is not None and result.seed_scores else "-"
         table.add_row(
-            f"{cell.task} L={cell.length} {cell.family}",
-            state.state,
-            f"{state.trials_done} of {state.trials_planned}",
-            "-" if state.test_score is None else f"{state.test_score:.4g}",
+            found.label, found.state, f"{found.trials_done} of {found.trials_planned}", score
         )
     out.print(table)
     cells_line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    out.print(f"{cells_line}; {trials_done} of {trials_planned} trials", highlight=False)
+    out.print(
+        f"{cells_line or 'no cells'}; {trials_done} of {trials_planned} trials", highlight=False
+    )
 
 
 @app.command()
@@ -347,26 +380,28 @@ def ui(
 @user_errors
 def report(
     suite: Annotated[
-        str, typer.Option(help="Bundled suite name or path to a suite TOML.")
-    ] = "quick",
+        str | None, typer.Option(help="Bundled suite name or path to a suite TOML.")
+    ] = None,
     experiment: Annotated[
-        str | None, typer.Option(help="MLflow experiment (default: the suite's name).")
+        str | None,
+        typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
     ] = None,
     tracking_uri: TrackingUri = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports"),
     readme: Annotated[
-        bool | None,
+        bool,
         typer.Option(
-            "--update-readme/--no-update-readme",
-            help="Refresh the leaderboard in ./README.md (default: when it has the markers).",
+            "--update-readme",
+            help="Also refresh the leaderboard between the markers of ./README.md.",
         ),
-    ] = None,
+    ] = False,
 ):
     """Write leaderboard.md, index.html and figures from the MLflow store alone."""
     from harness import report as reporting
+    from harness.tracking import open_store
 
-    tracker = reporting.open_store(tracking_uri)
-    name = experiment or reporting.suite_experiment(suite)
+    tracker = open_store(tracking_uri)
+    name = _experiment(tracker, suite, experiment)
     _writable_dir(out_dir, "output folder")
     written = reporting.build(tracker, name, out_dir, lambda line: out.print(line, highlight=False))
     out.print(
@@ -374,7 +409,7 @@ def report(
         f"in {out_dir / 'figures'}",
         highlight=False,
     )
-    if readme or (readme is None and reporting.has_markers(Path("README.md"))):
+    if readme:
         changed = reporting.update_readme(Path("README.md"), written.leaderboard)
         out.print(
             f"README.md: leaderboard {'updated' if changed else 'unchanged'}", highlight=False
@@ -414,10 +449,10 @@ def _lengths(values: list[str] | None, default: tuple[int, ...]) -> list[int]:
 
 
 def _probe_store(tracking_uri: str | None, suite: str, experiment: str | None):
-    from harness import report as reporting
+    from harness.suites import suite_experiment
     from harness.tracking import Tracker
 
-    name = experiment or reporting.suite_experiment(suite)
+    name = experiment or suite_experiment(suite)
     tracker = Tracker(tracking_uri)
     tracker.check()
     return tracker, name
@@ -479,7 +514,7 @@ def probe_rotation(
     experiment: ExperimentOption = None,
     tracking_uri: TrackingUri = None,
 ):
-    """Score the hand-built rotation counter on `counting`; record it as family rotation_oracle."""
+    """Score the hand-built rotation counter on `counting` beside the store's learned models."""
     backend.load_frameworks()
     from harness.probes import rotation
 
@@ -487,17 +522,15 @@ def probe_rotation(
     rotation.check(lengths, examples)
     tracker, name = _probe_store(tracking_uri, suite, experiment)
     scores = rotation.evaluate(lengths, examples)
-    table = Table("length", "per-step accuracy", "sequence accuracy", title="rotation_oracle")
+    table = Table("length", "per-step accuracy", "sequence accuracy", title=rotation.FAMILY)
     for length, score in scores.items():
         table.add_row(str(length), f"{score['accuracy']:.4f}", f"{score['sequence_accuracy']:.4f}")
     out.print(table)
-    rotation.record(tracker, name, scores, examples)
-    out.print(f"recorded as family rotation_oracle in experiment '{name}'", highlight=False)
     found = rotation.learned(tracker, name, lengths, examples)
     for (family, trained), by_length in sorted(found.items()):
         accuracies = ", ".join(f"L={L} {a:.4f}" for L, a in by_length.items())
         out.print(f"learned {family} (trained at L={trained}): {accuracies}", highlight=False)
-    run_id = rotation.record_comparison(tracker, name, scores, found, examples)
+    run_id = rotation.record(tracker, name, scores, found, examples)
     out.print(f"probe run {run_id}: the oracle beside {len(found)} learned models", highlight=False)
 
 
@@ -512,17 +545,19 @@ def probe_cost(
     memory_cap_gb: Annotated[
         float, typer.Option(help="Stop a family whose worker's resident memory passes this.")
     ] = 8.0,
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 (mixed bfloat16, fused attention allowed).")
+    ] = "fp32",
     suite: SuiteOption = "quick",
     experiment: ExperimentOption = None,
     tracking_uri: TrackingUri = None,
 ):
     """Time and peak memory per training step versus length; exponents and the crossover."""
-    backend.load_frameworks()
     from harness.probes import cost
 
     families = _names(families, cost.FAMILIES)
     lengths = _lengths(lengths, cost.LENGTHS)
-    cost.check(task, families, lengths, batch_size, steps, memory_cap_gb)
+    cost.check(task, families, lengths, batch_size, steps, memory_cap_gb, precision)
     tracker, name = _probe_store(tracking_uri, suite, experiment)
 
     def show(family, line):
@@ -539,11 +574,13 @@ def probe_cost(
     for family in families:
         try:
             costs.append(
-                cost.run_family(task, family, lengths, batch_size, steps, memory_cap_gb, show)
+                cost.run_family(
+                    task, family, lengths, batch_size, steps, memory_cap_gb, show, precision
+                )
             )
         except RuntimeError as error:
             raise UserError(str(error)) from None
-    run_id, length, kind = cost.record(tracker, name, task, costs, batch_size, steps)
+    run_id, length, kind = cost.record(tracker, name, task, costs, batch_size, steps, precision)
     table = Table("family", "time exponent", "memory exponent", "out of memory at")
     for c in costs:
         table.add_row(
@@ -559,3 +596,32 @@ def probe_cost(
         highlight=False,
     )
     out.print(f"probe run {run_id} in experiment '{name}' ({tracker.uri})", highlight=False)
+
+
+@probe_app.command("report")
+@user_errors
+def probe_report(
+    suite: Annotated[
+        str | None, typer.Option(help="Suite whose experiment holds the probes (name or TOML).")
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports/probes"),
+):
+    """Write the probes' report (probes.md, index.html, figures) from their latest runs."""
+    from harness.probes import report as probes_report
+    from harness.tracking import open_store
+
+    tracker = open_store(tracking_uri)
+    name = _experiment(tracker, suite, experiment)
+    _writable_dir(out_dir, "output folder")
+    written = probes_report.build(
+        tracker, name, out_dir, lambda line: out.print(line, highlight=False)
+    )
+    out.print(
+        f"wrote {written.leaderboard}, {written.html} and {len(written.figures)} figures",
+        highlight=False,
+    )

@@ -35,6 +35,7 @@ from concurrent import futures
 from dataclasses import dataclass
 
 from harness.errors import UserError
+from harness.results import PHASE
 
 CHIEF = "chief"
 HEARTBEAT_S = 2.0
@@ -42,8 +43,6 @@ DEFAULT_WORKER_TIMEOUT_S = 60.0
 MIN_WORKER_TIMEOUT_S = 3 * HEARTBEAT_S
 CHIEF_WAIT_S = 3600.0  # how long a worker waits for the chief to open a cell
 MAX_LOSSES = 2  # a trial whose worker is lost this often is ended FAILED
-PHASE = "harness.phase"
-WORKER = "harness.worker"
 WORKER_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 

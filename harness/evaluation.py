@@ -1,12 +1,21 @@
-"""Honest scores for a search's winner: held-out test split, longer lengths, extra seeds."""
+"""Honest scores for a search's winner: held-out test split, longer lengths, extra seeds.
+
+Every seed's model is the one of its best validation epoch: Keras Tuner keeps the
+search's at its best epoch (its SaveBestEpoch checkpoint), and a retrain restores
+its own the same way (`BestEpoch`). Every scored model is kept, so `harness verify`
+can recompute every stored score from the artifacts alone.
+"""
 
 from __future__ import annotations
 
-import statistics
+import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 
+from harness import backend
 from harness.tuning import TrialWatch
 from tasks.base import Task
 
@@ -15,45 +24,106 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
 
 
-def test_scores(task: Task, model: keras.Model, x, y, batch_size: int, suffix: str = "") -> dict:
-    """`test_<metric><suffix>` for the primary and extra metrics of the task."""
-    scores = task.scores(y, predict(model, x, batch_size))
-    return {f"test_{name}{suffix}": value for name, value in scores.items()}
+def test_scores(task: Task, model: keras.Model, x, y, batch_size: int) -> dict[str, float]:
+    """The task's primary and extra scores of `model` on (x, y)."""
+    return task.scores(y, predict(model, x, batch_size))
 
 
-def retrain(
-    hypermodel,
-    hp,
-    task: Task,
-    length: int,
-    seed: int,
-    train,
-    val,
-    test,
-    epochs: int,
-    batch_size: int,
-) -> tuple[float, TrialWatch]:
-    """Train the best hyperparameters again from `seed`; its test score and what training saw."""
+def model_file(seed: int | None = None) -> str:
+    """The artifact holding the search's best model, or the retrain with `seed`."""
+    return "best_model.keras" if seed is None else f"seed_{seed}_model.keras"
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps the weights of the best validation epoch and restores them when training ends.
+
+    The same rule as Keras Tuner's checkpoint of a trial: the epoch whose validation
+    score (the task's metric) is strictly better than every earlier one.
+    """
+
+    def __init__(self, task: Task):
+        super().__init__()
+        self.task, self.monitor = task, f"val_{task.metric.name}"
+        self.best, self.weights = math.nan, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = float((logs or {}).get(self.monitor, math.nan))
+        if math.isfinite(score) and (
+            self.weights is None or self.task.metric.better(score, self.best)
+        ):
+            self.best, self.weights = score, self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
+def retrain(space, values: dict, task: Task, length: int, seed: int, train, val, epochs, batch):
+    """Train `values` again from `seed`: (the model at its best epoch, or None if it diverged)."""
     keras.utils.set_random_seed(seed)
     keras.backend.clear_session()
-    model = hypermodel.build(hp)
+    model = space.model(values)
     watch = TrialWatch(None, None, task, length)
     model.fit(
         *train,
         validation_data=val,
         epochs=epochs,
-        batch_size=batch_size,
+        batch_size=batch,
         verbose=0,
-        callbacks=[watch],
+        callbacks=[watch, BestEpoch(task)],
     )
-    if watch.record.diverged:
-        return float("nan"), watch
-    return task.scores(test[1], predict(model, test[0], batch_size))[task.metric.name], watch
+    return None if watch.record.diverged else model
 
 
-def spread(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation of the finite values (0 spread for one value)."""
-    finite = [v for v in values if np.isfinite(v)]
-    if not finite:
-        return float("nan"), float("nan")
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+@dataclass
+class Evaluation:
+    """A cell's best model and the retrains of its hyperparameters, scored."""
+
+    values: dict  # the best hyperparameters (a derived width included)
+    metrics: dict[str, float]
+    seed_scores: dict[int, float]  # nan for a retrain that diverged
+    diverged_seeds: list[int]
+    files: list[Path]  # every scored model, saved
+    fused_kernel: str
+    best_trial: str = ""
+    best_val_score: float = math.nan
+
+
+def evaluate(resolved, model: keras.Model, values: dict, folder: Path) -> Evaluation:
+    """Score the search's best `model` and retrain `values` with each extra seed; every
+    scored model is saved in `folder` as it is scored."""
+    cell, task = resolved.cell, resolved.task
+    batch, primary = cell.budget.batch_size, task.metric.name
+    x, y = resolved.split("test")
+    scores = test_scores(task, model, x, y, batch)
+    metrics = {f"test_{name}": value for name, value in scores.items()}
+    metrics["test_score"] = scores[primary]
+    metrics["parameters"] = model.count_params()
+    for length in cell.eval_lengths:
+        longer = test_scores(task, model, *resolved.split("test", length), batch)
+        metrics[f"test_score_len_{length}"] = longer[primary]
+    model.save(folder / model_file())
+    files = [folder / model_file()]
+    seed_scores, diverged = {cell.seed: scores[primary]}, []
+    fused = backend.observe_fused_rnn(model, x[:batch], y[:batch])
+    for seed in cell.extra_seeds:
+        seed_model = retrain(
+            resolved.space,
+            values,
+            task,
+            cell.length,
+            seed,
+            resolved.split("train"),
+            resolved.split("val"),
+            cell.budget.epochs,
+            batch,
+        )
+        if seed_model is None:
+            seed_scores[seed] = math.nan
+            diverged.append(seed)
+            continue
+        score = test_scores(task, seed_model, x, y, batch)[primary]
+        seed_scores[seed] = metrics[f"test_score_seed_{seed}"] = score
+        seed_model.save(folder / model_file(seed))
+        files.append(folder / model_file(seed))
+    return Evaluation(values, metrics, seed_scores, diverged, files, fused)

@@ -1,7 +1,9 @@
 """The report's figures: one function per figure, each taking the report's tables for one task.
 
-`cells` has one row per finished cell (params, tags and metrics of its parent run);
-`trials` one row per trial (child run), hyperparameters in `hp:<name>` columns.
+`cells` has one row per cell (harness/report/read.py's `frame`): `score`, `spread`,
+`seeds` and `solved` are the verdict over its seeds (the numbers the tables print),
+`test_score` and `test_score_len_<L>` the search seed's best model at its length and
+longer ones; `trials` one row per trial (child run), hyperparameters in `hp:<name>`.
 Figures are drawn on bare `Figure` objects (no pyplot state) with fixed settings,
 and `png` writes them without a timestamp or version, so the same tables give
 the same bytes.
@@ -106,28 +108,27 @@ def score_vs_length(cells: pd.DataFrame, task: str) -> Figure:
     ax = axes[0, 0]
     for family, group in rows.groupby("family", sort=True):
         group = group.sort_values("length")
-        score = group["seed_mean"].where(group["seed_count"] > 1, group["test_score"])
-        spread = group["seed_std"].where(group["seed_count"] > 1, 0.0)
+        score = group["score"]
         ax.errorbar(
             group["length"],
             score,
-            yerr=spread,
+            yerr=group["spread"],
             color=palette[family],
             marker="o",
             capsize=3,
             label=text(family),
         )
-        solved = group[group["solved"] == 1]
+        solved = group[group["solved"]]
         ax.scatter(
             solved["length"],
-            score[group["solved"] == 1],
+            score[group["solved"]],
             s=120,
             facecolors="none",
             edgecolors=palette[family],
             linewidths=1.5,
         )
     _baseline(ax, rows)
-    _scale_y(ax, [*rows["test_score"], *rows["baseline"]])
+    _scale_y(ax, [*rows["score"], *rows["baseline"]])
     _length_axis(ax, rows["length"], "sequence length (log scale); circled: solved")
     ax.set_ylabel(_ylabel(rows, "test"))
     ax.set_title(f"{text(task)}: test score versus length")
@@ -270,39 +271,6 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
     return fig
 
 
-def cost_vs_length(cells: pd.DataFrame, task: str) -> tuple[Figure | None, dict[str, float]]:
-    """Seconds per epoch versus length per family on log-log axes, with the fitted slopes."""
-    palette, rows = colors(cells), cells[cells["task"] == task]
-    rows = rows[rows["seconds_per_epoch"] > 0]
-    if rows.empty:
-        return None, {}
-    fig, axes = _new()
-    ax = axes[0, 0]
-    slopes = {}
-    for family, group in rows.groupby("family", sort=True):
-        group = group.sort_values("length")
-        label = text(family)
-        if group["length"].nunique() >= 2:
-            slope = float(
-                np.polyfit(np.log(group["length"]), np.log(group["seconds_per_epoch"]), 1)[0]
-            )
-            slopes[family] = slope
-            label += f" (slope {slope:.2f})"
-        ax.plot(
-            group["length"],
-            group["seconds_per_epoch"],
-            marker="o",
-            color=palette[family],
-            label=label,
-        )
-    _length_axis(ax, rows["length"], "sequence length (log scale)")
-    ax.set_yscale("log")
-    ax.set_ylabel("seconds per epoch of the best model (log scale)")
-    ax.set_title(f"{text(task)}: cost versus length (slope = exponent of L)")
-    ax.legend(fontsize=8)
-    return fig, slopes
-
-
 # -- probes -------------------------------------------------------------------------------------
 
 
@@ -342,55 +310,29 @@ def gradient_flow(curves: pd.DataFrame) -> Figure:
     return fig
 
 
-def rotation_vs_learned(cells: pd.DataFrame, oracle: str, extra: dict | None = None) -> Figure:
+def rotation_vs_learned(curves: dict[str, dict[int, float]]) -> Figure:
     """Counting accuracy versus test length: the rotation oracle beside the learned models.
 
-    `extra` maps (family, training length) to more {test length: accuracy} of a learned model.
+    `curves` maps a label to {test length: accuracy}; the oracle's label says "weights set".
     """
-    rows = cells[cells["task"] == "counting"]
-    palette = _family_colors(rows["family"])
+    palette = _family_colors(curves)
     fig, axes = _new()
     ax = axes[0, 0]
     tested = []
-    for family, group in rows.groupby("family", sort=True):
-        if family == oracle:
-            group = group.sort_values("length")
-            ax.plot(
-                group["length"],
-                group["test_score"],
-                marker="s",
-                color=palette[family],
-                lw=2.2,
-                zorder=1,
-                label=f"{text(family)} (weights set, not trained)",
-            )
-            tested += list(group["length"])
-            continue
-        labelled = False
-        for _, row in group.sort_values("length").iterrows():
-            longer = sorted(
-                (int(c.rsplit("_", 1)[1]), row[c])
-                for c in rows.columns
-                if c.startswith("test_score_len_") and pd.notna(row[c])
-            )
-            more = (extra or {}).get((family, row["length"]), {})
-            points = dict([*sorted(more.items()), *longer, (row["length"], row["test_score"])])
-            points = sorted((L, v) for L, v in points.items() if L >= row["length"])
-            xs, ys = zip(*points, strict=True)
-            tested += list(xs)
-            ax.plot(
-                xs,
-                ys,
-                marker="o",
-                ls="--",
-                color=palette[family],
-                zorder=3,
-                label=None
-                if labelled
-                else f"{text(family)} (learned; first point: trained length)",
-            )
-            labelled = True
-    _baseline(ax, rows[rows["family"] == oracle] if (rows["family"] == oracle).any() else rows)
+    for label, points in sorted(curves.items()):
+        oracle = "weights set" in label
+        xs, ys = zip(*sorted(points.items()), strict=True)
+        tested += list(xs)
+        ax.plot(
+            xs,
+            ys,
+            marker="s" if oracle else "o",
+            ls="-" if oracle else "--",
+            lw=2.2 if oracle else 1.5,
+            color=palette[label],
+            zorder=1 if oracle else 3,
+            label=text(label),
+        )
     _length_axis(ax, tested, "test length (log scale)")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("per-step accuracy (higher is better)")
@@ -410,7 +352,7 @@ def hindsight(cells: pd.DataFrame, bidirectional) -> Figure:
         both = bidirectional(family)
         ax.plot(
             group["length"],
-            group["test_score"],
+            group["score"],
             marker="o",
             ls="--" if both else "-",
             color=palette[family],

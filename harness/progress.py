@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
+from rich import progress as bars
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.runner import CellOutcome
-from harness.runner import Progress as RunnerProgress
 from harness.suites import Cell, Suite
 
 
@@ -20,24 +18,33 @@ def _score(value: float) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
-class ConsoleProgress(RunnerProgress):
+class Progress:
+    """Receives what the runner is doing; `ConsoleProgress` draws it. No-op by default."""
+
+    def suite_start(self, suite: Suite, total: int) -> None: ...
+    def cell_start(self, index: int, cell: Cell) -> None: ...
+    def trial(self, event: str, **info) -> None: ...
+    def cell_end(self, index: int, cell: Cell, outcome) -> None: ...
+
+
+class ConsoleProgress(Progress):
     """Cells done, the current cell, its trial and the best score so far."""
 
     def __init__(self, console: Console):
         self.console = console
         self.live = console.is_terminal
-        self.bar: Progress | None = None
+        self.bar: bars.Progress | None = None
         self.cell_label, self.total, self.best = "", 0, math.nan
         self.trials = 0
 
     def suite_start(self, suite: Suite, total: int) -> None:
         self.total = total
         if self.live:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
+            self.bar = bars.Progress(
+                bars.TextColumn("{task.description}"),
+                bars.BarColumn(),
+                bars.MofNCompleteColumn(),
+                bars.TimeElapsedColumn(),
                 console=self.console,
             )
             self.bar.start()
@@ -75,12 +82,13 @@ class ConsoleProgress(RunnerProgress):
         )
         self._say(f"{self.cell_label}: trial {info['trial_id']} {status} {detail}")
 
-    def cell_end(self, index: int, cell: Cell, outcome: CellOutcome) -> None:
-        solved = "solved" if outcome.solved else "not solved"
-        text = (
-            f"[{index + 1}/{self.total}] {_label(cell)}: {outcome.state}, "
-            f"test {_score(outcome.test_score)} ({solved}), {outcome.trials} trials"
-        )
+    def cell_end(self, index: int, cell: Cell, outcome) -> None:
+        text = f"[{index + 1}/{self.total}] {_label(cell)}: {outcome.state}"
+        if outcome.result is not None and outcome.result.seed_scores:
+            verdict = outcome.result.verdict
+            solved = "solved" if verdict.solved else "not solved"
+            text += f", test {verdict.text()} ({solved}, {verdict.seeds_text()})"
+        text += f", {outcome.trials} trials"
         if self.bar is not None:
             self.bar.console.print(text, highlight=False)
             self.bar.advance(self.bar_task)

@@ -1,9 +1,11 @@
 """Runs cells: one Keras Tuner search per (task, length, family), tracked in MLflow, resumable.
 
-A cell whose parent run is FINISHED is skipped; an unfinished one is reopened
-and its tuner reloads the completed trials from `WORKDIR/tuners/<cell key>`.
-The store decides: a cell it has no run of (a new store, say) starts afresh,
-over any tuner state left in the working directory.
+Each cell goes through five steps: resolve it once (task, space, data, folders),
+resume (a FINISHED run of its key is kept; an unfinished one is reopened and its
+tuner reloads the completed trials from `WORKDIR/tuners/<cell key>`), search,
+evaluate (harness/evaluation.py), record (harness/results.py's names and verdict).
+The store decides: a cell it has no run of (a new store, say) starts afresh, over
+any tuner state left in the working directory.
 In a distributed search (harness/distributed.py) the chief creates the parent
 runs, serves each cell's oracle and evaluates; a worker only runs trials.
 """
@@ -12,83 +14,84 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import __version__, backend, data, distributed, faults, interrupts
+from harness import data, distributed, evaluation, faults, interrupts
 from harness.distributed import Cluster
+from harness.progress import Progress
+from harness.results import (
+    BEST_TRIAL,
+    BUDGET_KEY,
+    CELL,
+    CELL_KEY,
+    DIVERGED_SEEDS,
+    FUSED_OBSERVED,
+    KIND,
+    PHASE,
+    REASON,
+    STATUS,
+    TRIAL_ID,
+    CellResult,
+    CellState,
+    Outcome,
+    cell_params,
+    environment_tags,
+    judge,
+    trial_counts,
+)
 from harness.suites import Cell, Suite
-from harness.tracking import CELL_KEY, KIND, TRIAL_ID, StoreUnavailable, Tracker
-
-STATUS = "harness.status"
-REPO = Path(__file__).resolve().parent.parent
-
-
-class Progress:
-    """Receives what the runner is doing; the CLI's reporter draws it. No-op by default."""
-
-    def suite_start(self, suite: Suite, total: int) -> None: ...
-    def cell_start(self, index: int, cell: Cell) -> None: ...
-    def trial(self, event: str, **info) -> None: ...
-    def cell_end(self, index: int, cell: Cell, outcome: CellOutcome) -> None: ...
+from harness.tracking import StoreUnavailable, Tracker
 
 
 @dataclass
 class CellOutcome:
-    """The headline numbers of a cell, for the progress display and the summary table."""
+    """How a run of a cell went: what it did, and the result the store now holds."""
 
-    key: str
-    state: str  # "done", "skipped" (finished before), "diverged" (no trial trained),
-    # "searched" (a worker's share of a distributed search)
-    test_score: float = float("nan")
-    solved: bool = False
+    cell: Cell
+    action: str  # "ran", "skipped" (finished before), "searched" (a worker's share)
+    result: CellResult | None = None
     trials: int = 0
-    seconds: float = 0.0
+
+    @property
+    def state(self) -> str:
+        if self.action != "ran" or self.result is None:
+            return self.action
+        return self.result.state.value
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+@dataclass
+class Resolved:
+    """A cell resolved once: its task, its family's space, its folders and data."""
+
+    cell: Cell
+    task: object
+    space: object
+    tuner_dir: Path
+    cache: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell.task} L={self.cell.length} {self.cell.family}"
+
+    def split(self, name: str, length: int | None = None):
+        n = {"train": self.cell.budget.n_train, "val": self.cell.budget.n_val}.get(
+            name, self.cell.budget.n_test
         )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+        length = self.cell.length if length is None else length
+        return data.split(self.task, length, n, self.cell.seed, name, self.cache)
 
 
-def environment_tags() -> dict[str, str]:
-    versions = backend.versions()
-    tags = {
-        "harness.version": __version__,
-        "harness.backend": versions["backend"],
-        "harness.keras": versions["keras"],
-        "harness.keras_tuner": versions["keras_tuner"],
-        "harness.framework": versions["framework"],
-        "harness.device": backend.device(),
-    }
-    commit = git_commit()
-    if commit:
-        tags["harness.git_commit"] = commit
-    return tags
+def resolve(cell: Cell, workdir: Path) -> Resolved:
+    from search_spaces import get_space
+    from tasks import get_task
 
-
-def cell_params(cell: Cell, task) -> dict[str, str]:
-    params = {
-        "task": cell.task,
-        "length": cell.length,
-        "family": cell.family,
-        "seed": cell.seed,
-        "metric": task.metric.name,
-        "direction": task.metric.direction,
-        "extra_seeds": list(cell.extra_seeds),
-        "eval_lengths": list(cell.eval_lengths),
-    }
-    params.update({f"budget.{k}": v for k, v in cell.as_dict()["budget"].items()})
-    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
+    task = get_task(cell.task)
+    space = get_space(cell.family, task, cell.budget.params)
+    return Resolved(cell, task, space, workdir / "tuners" / cell.key, workdir / "cache")
 
 
 class Runner:
@@ -124,101 +127,156 @@ class Runner:
             outcomes.append(outcome)
         return outcomes
 
+    # -- the five steps -------------------------------------------------------------------
     def run_cell(self, experiment_id: str, cell: Cell) -> CellOutcome:
-        existing = self.tracker.cell_run(experiment_id, cell.key)
-        if existing is not None and existing.info.status == "FINISHED":
-            metrics = existing.data.metrics
-            return CellOutcome(
-                cell.key,
-                "skipped",
-                metrics.get("test_score", float("nan")),
-                bool(metrics.get("solved", 0)),
-                int(metrics.get("trials_completed", 0)),
-            )
-        if existing is not None:
-            run_id = existing.info.run_id
-            self.tracker.reopen(run_id)
-            earlier_seconds = existing.data.metrics.get("search_seconds", 0.0)
-        else:
-            shutil.rmtree(self._tuner_dir(cell), ignore_errors=True)  # trials nobody recorded
-            tags = {CELL_KEY: cell.key, KIND: "cell", **environment_tags()}
-            run_id = self.tracker.start_run(
-                experiment_id, f"{cell.task} L={cell.length} {cell.family}", tags
-            )
-            from tasks import get_task
-
-            self.tracker.log(run_id, params=cell_params(cell, get_task(cell.task)))
-            earlier_seconds = 0.0
+        resolved = resolve(cell, self.workdir)
+        finished, run_id, earlier_seconds = self.resume(experiment_id, resolved)
+        if finished is not None:
+            return CellOutcome(cell, "skipped", finished, int(finished.get("trials_completed")))
         try:
-            return self._search_and_evaluate(experiment_id, run_id, cell, earlier_seconds)
+            tuner, search_seconds = self.search(experiment_id, run_id, resolved)
+            search_seconds += earlier_seconds
+            trials = self.tracker.trial_runs(experiment_id, run_id)
+            outcomes = [Outcome.of(r.data.tags, r.info.status) for r in trials]
+            state = CellState.of("FINISHED", outcomes)
+            with tempfile.TemporaryDirectory() as folder:
+                found = None
+                if state is CellState.DONE:
+                    faults.point("evaluation")
+                    found = self.evaluate(resolved, tuner, Path(folder))
+                    self._log_artifacts(run_id, tuner, found, Path(folder))
+                self.record(run_id, resolved, state, trials, search_seconds, found)
         except StoreUnavailable:  # nothing more can be written; a rerun resumes
             raise
         except BaseException:
-            self.tracker.log(run_id, tags={STATUS: "interrupted"})
+            self.tracker.log(run_id, tags={STATUS: CellState.PARTIAL.value, REASON: "interrupted"})
             self.tracker.finish(run_id, "KILLED")
             raise
+        result = CellResult.from_run(self.tracker.client.get_run(run_id))
+        return CellOutcome(cell, "ran", result, trial_counts(outcomes)["trials_completed"])
 
+    def resume(self, experiment_id: str, resolved: Resolved):
+        """(the finished result, or None; the run to continue; its earlier search seconds)."""
+        cell = resolved.cell
+        runs = self.tracker.cell_runs(experiment_id, cell.key)
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        if finished:
+            return CellResult.from_run(finished[-1]), None, 0.0
+        if runs:
+            run = runs[-1]
+            self.tracker.reopen(run.info.run_id)
+            return None, run.info.run_id, run.data.metrics.get("search_seconds", 0.0)
+        shutil.rmtree(resolved.tuner_dir, ignore_errors=True)  # trials nobody recorded
+        tags = {CELL_KEY: cell.key, BUDGET_KEY: cell.budget_key, KIND: CELL, **environment_tags()}
+        run_id = self.tracker.start_run(experiment_id, resolved.label, tags)
+        self.tracker.log(run_id, params=cell_params(cell, resolved.task))
+        return None, run_id, 0.0
+
+    def search(self, experiment_id: str, run_id: str, resolved: Resolved):
+        """Run (or, as a chief, serve) the cell's search: (the tuner, seconds it took)."""
+        tuner = self._tuner(experiment_id, run_id, resolved, declare_only=self.cluster is not None)
+        started = time.perf_counter()
+        if self.cluster is not None:
+            self._serve(tuner, experiment_id, run_id)
+        else:
+            self._search(tuner, resolved)
+        return tuner, time.perf_counter() - started
+
+    def evaluate(self, resolved: Resolved, tuner, folder: Path) -> evaluation.Evaluation:
+        """The best trial's model and the retrains of its hyperparameters, scored and saved."""
+        interrupts.check()
+        best_trial = tuner.oracle.get_best_trials(1)[0]
+        tuner.hypermodel.declare_only = False  # a chief's hypermodel builds from here on
+        with warnings.catch_warnings():  # the checkpoint holds weights only, not optimizer state
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = tuner.get_best_models(1)[0]
+        values = resolved.space.complete(dict(best_trial.hyperparameters.values))
+        found = evaluation.evaluate(resolved, model, values, folder)
+        found.best_trial, found.best_val_score = best_trial.trial_id, float(best_trial.score)
+        return found
+
+    def record(self, run_id, resolved: Resolved, state, trials, search_seconds, found) -> None:
+        """Write the cell's numbers and verdict to its parent run and finish it."""
+        task, cell = resolved.task, resolved.cell
+        metrics = {
+            "search_seconds": search_seconds,
+            "baseline": task.baseline(cell.length),
+            "solved_bar": task.solved_bar(cell.length),
+            **trial_counts([Outcome.of(r.data.tags, r.info.status) for r in trials]),
+        }
+        tags = {STATUS: state.value}
+        if found is not None:
+            best_run = next(r for r in trials if r.data.tags.get(TRIAL_ID) == found.best_trial)
+            for name in ("seconds_per_epoch", "compile_seconds", "epochs_to_solve"):
+                if name in best_run.data.metrics:
+                    metrics[name] = best_run.data.metrics[name]
+            metrics.update(found.metrics)
+            seeds = [cell.seed, *cell.extra_seeds]
+            scores = [found.seed_scores[s] for s in seeds]
+            verdict = judge(
+                scores, metrics["solved_bar"], metrics["baseline"], task.metric.direction
+            )
+            metrics.update(
+                seed_mean=verdict.mean,
+                seed_std=verdict.std,
+                seed_count=verdict.seeds,
+                seeds_solved=verdict.seeds_solved,
+                solved=int(verdict.solved),
+            )
+            metrics["best_val_score"] = found.best_val_score
+            tags.update({BEST_TRIAL: found.best_trial, FUSED_OBSERVED: found.fused_kernel})
+            if found.diverged_seeds:
+                tags[DIVERGED_SEEDS] = ",".join(map(str, found.diverged_seeds))
+        else:
+            metrics["solved"] = 0
+        self.tracker.log(run_id, metrics=metrics, tags=tags)
+        self.tracker.finish(run_id, "FINISHED")
+
+    # -- a distributed search's worker --------------------------------------------------------
     def run_worker_cell(self, experiment: str, cell: Cell) -> CellOutcome:
         """A worker's share of a cell: trials from the chief until it has none left."""
-        label = f"{cell.task} L={cell.length} {cell.family}"
-        parent = distributed.wait_for_cell(self.tracker, experiment, cell.key, label)
+        resolved = resolve(cell, self.workdir)
+        parent = distributed.wait_for_cell(self.tracker, experiment, cell.key, resolved.label)
         if parent is None:
-            return CellOutcome(cell.key, "skipped")
-        tuner, splits, _ = self._tuner(parent.info.experiment_id, parent.info.run_id, cell)
-        started = time.perf_counter()
+            return CellOutcome(cell, "skipped")
+        tuner = self._tuner(parent.info.experiment_id, parent.info.run_id, resolved)
         with distributed.Heartbeat(tuner):
-            self._search(tuner, cell, *splits[:2])
-        seconds = time.perf_counter() - started
-        return CellOutcome(cell.key, "searched", trials=len(tuner.records), seconds=seconds)
+            self._search(tuner, resolved)
+        return CellOutcome(cell, "searched", trials=len(tuner.records))
 
-    def _tuner_dir(self, cell: Cell) -> Path:
-        return self.workdir / "tuners" / cell.key
-
-    def _tuner(self, experiment_id, run_id, cell: Cell):
-        """The cell's tracked tuner, its (train, val, test) splits and its hypermodel."""
+    # -- helpers -----------------------------------------------------------------------------
+    def _tuner(self, experiment_id, run_id, resolved: Resolved, declare_only: bool = False):
+        """The cell's tracked tuner (its hypermodel only declares the space for a chief)."""
         import keras
 
-        from harness.tuning import make_tuner
-        from search_spaces import get_space
-        from tasks import get_task
+        from harness.tuning import SpaceHyperModel, make_tuner
 
-        task, budget = get_task(cell.task), cell.budget
-        cache = self.workdir / "cache"
-        splits = tuple(
-            data.split(task, cell.length, n, cell.seed, name, cache)
-            for name, n in (
-                ("train", budget.n_train),
-                ("val", budget.n_val),
-                ("test", budget.n_test),
-            )
-        )
-        hypermodel = get_space(cell.family, task)
+        cell, budget = resolved.cell, resolved.cell.budget
         keras.utils.set_random_seed(cell.seed)
-        tuner = make_tuner(
+        return make_tuner(
             budget.tuner,
-            hypermodel,
-            task,
+            SpaceHyperModel(resolved.space, declare_only),
+            resolved.task,
             cell.length,
             budget.max_trials,
             budget.epochs,
             budget.executions_per_trial,
             cell.seed,
-            str(self._tuner_dir(cell).parent),
+            str(resolved.tuner_dir.parent),
             cell.key,
             tracker=self.tracker,
             experiment_id=experiment_id,
             parent_run_id=run_id,
             on_trial=self.progress.trial,
         )
-        return tuner, splits, hypermodel
 
     @staticmethod
-    def _search(tuner, cell: Cell, train, val) -> None:
+    def _search(tuner, resolved: Resolved) -> None:
         tuner.search(
-            *train,
-            validation_data=val,
-            epochs=cell.budget.epochs,
-            batch_size=cell.budget.batch_size,
+            *resolved.split("train"),
+            validation_data=resolved.split("val"),
+            epochs=resolved.cell.budget.epochs,
+            batch_size=resolved.cell.budget.batch_size,
             verbose=0,
         )
 
@@ -226,129 +284,29 @@ class Runner:
         """The chief's search: serve the oracle to the workers, closing lost trials' runs."""
 
         def lost(event: distributed.Lost) -> None:
+            outcome = Outcome.FAILED if event.failed else Outcome.KILLED
             for run in self.tracker.trial_runs(experiment_id, run_id):
                 tags = run.data.tags
                 if tags.get(TRIAL_ID) == event.trial_id and run.info.status == "RUNNING":
-                    status = "error" if event.failed else "lost"
                     self.tracker.log(
-                        run.info.run_id, tags={STATUS: status, "harness.reason": event.reason}
+                        run.info.run_id, tags={STATUS: outcome.value, REASON: event.reason}
                     )
-                    self.tracker.finish(run.info.run_id, "FAILED" if event.failed else "KILLED")
+                    self.tracker.finish(run.info.run_id, outcome.run_status)
             self.progress.trial(
                 "end",
                 trial_id=event.trial_id,
-                status="failed" if event.failed else "re-queued",
+                status=outcome.value if event.failed else "re-queued",
                 reason=event.reason,
             )
 
         tuner.oracle.verbose = 0
         tuner.save()
-        self.tracker.log(run_id, tags={distributed.PHASE: "search"})
+        self.tracker.log(run_id, tags={PHASE: "search"})
         distributed.serve(tuner.oracle, self.cluster, lost)
-        self.tracker.log(run_id, tags={distributed.PHASE: "evaluation"})
+        self.tracker.log(run_id, tags={PHASE: "evaluation"})
 
-    def _search_and_evaluate(self, experiment_id, run_id, cell: Cell, earlier_seconds: float):
-        from tasks import get_task
-
-        task = get_task(cell.task)
-        tuner, (train, val, test), hypermodel = self._tuner(experiment_id, run_id, cell)
-        started = time.perf_counter()
-        if self.cluster is not None:
-            self._serve(tuner, experiment_id, run_id)
-        else:
-            self._search(tuner, cell, train, val)
-        search_seconds = earlier_seconds + time.perf_counter() - started
-
-        trial_runs = self.tracker.trial_runs(experiment_id, run_id)
-        states = [r.data.tags.get(STATUS) for r in trial_runs]
-        metrics = {
-            "search_seconds": search_seconds,
-            "trials_completed": states.count("finished") + states.count("diverged"),
-            "trials_diverged": states.count("diverged"),
-            "trials_failed": states.count("error"),
-        }
-        best_trial = next(iter(tuner.oracle.get_best_trials(1)), None)
-        if best_trial is None or states.count("finished") == 0:
-            metrics.update(
-                solved=0,
-                baseline=task.baseline(cell.length),
-                solved_bar=task.solved_bar(cell.length),
-            )
-            self.tracker.log(
-                run_id, metrics=metrics, tags={STATUS: "all trials diverged or failed"}
-            )
-            self.tracker.finish(run_id, "FINISHED")
-            return CellOutcome(
-                cell.key, "diverged", trials=metrics["trials_completed"], seconds=search_seconds
-            )
-
-        faults.point("evaluation")
-        best_run = next(
-            r for r in trial_runs if r.data.tags.get("harness.trial_id") == best_trial.trial_id
-        )
-        with warnings.catch_warnings():  # the checkpoint holds weights only, not optimizer state
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = tuner.get_best_models(1)[0]
-        hp = best_trial.hyperparameters
-        metrics.update(self._evaluate(task, cell, model, hp, hypermodel, train, val, test))
-        metrics["best_val_score"] = float(best_trial.score)
-        metrics["parameters"] = model.count_params()
-        for name in ("seconds_per_epoch", "epochs_to_solve"):
-            if name in best_run.data.metrics:
-                metrics[name] = best_run.data.metrics[name]
-        tags = {
-            "harness.fused_rnn_kernel": backend.fused_rnn_kernel(model),
-            "harness.best_trial": best_trial.trial_id,
-            STATUS: "finished",
-        }
-        self.tracker.log(run_id, metrics=metrics, tags=tags)
-        self._log_artifacts(run_id, tuner, model, hp)
-        self.tracker.finish(run_id, "FINISHED")
-        return CellOutcome(
-            cell.key,
-            "done",
-            metrics["test_score"],
-            bool(metrics["solved"]),
-            metrics["trials_completed"],
-            search_seconds,
-        )
-
-    def _evaluate(self, task, cell: Cell, model, hp, hypermodel, train, val, test) -> dict:
-        interrupts.check()
-        from harness import evaluation
-
-        budget, cache = cell.budget, self.workdir / "cache"
-        metrics = evaluation.test_scores(task, model, *test, budget.batch_size)
-        score = metrics[f"test_{task.metric.name}"]
-        metrics["test_score"] = score
-        metrics["solved"] = int(task.is_solved(score, cell.length))
-        metrics["baseline"] = task.baseline(cell.length)
-        metrics["solved_bar"] = task.solved_bar(cell.length)
-        for length in cell.eval_lengths:
-            longer = data.split(task, length, budget.n_test, cell.seed, "test", cache)
-            scores = evaluation.test_scores(task, model, *longer, budget.batch_size)
-            metrics[f"test_score_len_{length}"] = scores[f"test_{task.metric.name}"]
-        seed_scores = [score]
-        for seed in cell.extra_seeds:
-            seed_score, _ = evaluation.retrain(
-                hypermodel,
-                hp,
-                task,
-                cell.length,
-                seed,
-                train,
-                val,
-                test,
-                budget.epochs,
-                budget.batch_size,
-            )
-            metrics[f"test_score_seed_{seed}"] = seed_score
-            seed_scores.append(seed_score)
-        metrics["seed_mean"], metrics["seed_std"] = evaluation.spread(seed_scores)
-        metrics["seed_count"] = len(seed_scores)
-        return metrics
-
-    def _log_artifacts(self, run_id, tuner, model, hp) -> None:
+    def _log_artifacts(self, run_id, tuner, found: evaluation.Evaluation, folder: Path) -> None:
+        """The best hyperparameters, the tuner's trials and every scored model."""
         trials = [
             {
                 "trial_id": t.trial_id,
@@ -358,10 +316,7 @@ class Runner:
             }
             for t in tuner.oracle.trials.values()
         ]
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            (folder / "best_hyperparameters.json").write_text(json.dumps(hp.values, indent=2))
-            (folder / "trials.json").write_text(json.dumps(trials, indent=2, default=str))
-            model.save(folder / "best_model.keras")
-            for name in ("best_hyperparameters.json", "trials.json", "best_model.keras"):
-                self.tracker.log_artifact(run_id, folder / name)
+        (folder / "best_hyperparameters.json").write_text(json.dumps(found.values, indent=2))
+        (folder / "trials.json").write_text(json.dumps(trials, indent=2, default=str))
+        for path in [folder / "best_hyperparameters.json", folder / "trials.json", *found.files]:
+            self.tracker.log_artifact(run_id, path)

@@ -27,7 +27,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from harness.errors import UserError, unknown
+from harness.errors import USER_ERRORS, UserError, unknown
+from harness.results import budget_key
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TUNERS = ("random", "bayesian", "hyperband")
@@ -46,6 +47,8 @@ class Budget:
     n_train: int = 4096
     n_val: int = 1024
     n_test: int = 1024
+    params: int | None = None
+    """A parameter budget: each family's width is set so its model has this many."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,23 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """Stable identity: names the tuner folder and tags the MLflow parent run."""
+        """Stable identity: names the tuner folder and tags the MLflow parent run.
+
+        Settings left unset (None) are not part of it, so a setting added later keeps
+        the keys of the cells that do not use it (old stores keep resuming).
+        """
         digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
         return f"{self.task}-L{self.length}-{self.family}-{digest[:10]}"
 
+    @property
+    def budget_key(self) -> str:
+        """The budget's name: cells of one budget key share a table."""
+        return budget_key(self.as_dict()["budget"], self.seed, list(self.extra_seeds))
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        found = asdict(self)
+        found["budget"] = {k: v for k, v in found["budget"].items() if v is not None}
+        return {k: v for k, v in found.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,14 @@ def suite_path(name_or_path: str) -> Path:
     if not bundled.is_file():
         raise unknown("suite", name_or_path, bundled_suites())
     return bundled
+
+
+def suite_experiment(suite: str) -> str:
+    """The experiment a suite writes to: its name (read from the file when given a path)."""
+    if suite.endswith(".toml") or Path(suite).is_file():
+        return load_suite(suite).name
+    suite_path(suite)  # an unknown name is an error
+    return suite
 
 
 def bundled_suites() -> list[str]:
@@ -152,6 +174,7 @@ def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
 
 def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
     from search_spaces import REGISTRY as FAMILIES
+    from search_spaces import get_space
     from tasks import get_task
 
     if not isinstance(block, dict):
@@ -171,12 +194,17 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
             task = get_task(task_name)
             for length in lengths + eval_lengths:
                 task.check_length(length)
-        except UserError as err:
+        except USER_ERRORS as err:
             raise UserError(f"{where}: key '{key}': {err}") from None
         for family in block["families"]:
             if family not in FAMILIES:
                 bad = unknown("family", family, list(FAMILIES))
                 raise UserError(f"{where}: key '{key}.families': {bad}")
+            if block_budget.params is not None:  # a budget the family cannot meet: now
+                try:
+                    get_space(family, task, block_budget.params)
+                except USER_ERRORS as err:
+                    raise UserError(f"{where}: key '{key}': {err}") from None
             for length in lengths:
                 longer = tuple(sorted(v for v in eval_lengths if v > length))
                 cells.append(

@@ -20,12 +20,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from harness.errors import UserError
+from harness.results import CELL, CELL_KEY, KIND, PARENT
 
 DEFAULT_DB = "mlflow.db"
-CELL_KEY = "harness.cell_key"
-KIND = "harness.kind"
-TRIAL_ID = "harness.trial_id"
-PARENT = "mlflow.parentRunId"
 SCHEMES = (
     "sqlite:///PATH",
     "http://HOST:PORT",
@@ -181,6 +178,23 @@ class Tracker:
                 raise
             return experiment.experiment_id
 
+    def latest_experiment(self) -> str | None:
+        """The name of the experiment of the store's latest run, or None for an empty store."""
+        experiments = _retry(lambda: self.client.search_experiments())
+        if not experiments:
+            return None
+        latest = _retry(
+            lambda: self.client.search_runs(
+                [e.experiment_id for e in experiments],
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        )
+        if not latest:
+            return None
+        names = {e.experiment_id: e.name for e in experiments}
+        return names.get(latest[0].info.experiment_id)
+
     def runs(self, experiment_id: str, filter_string: str = "") -> list:
         """All active runs of an experiment that match `filter_string`, every page."""
         from mlflow.entities import ViewType
@@ -201,11 +215,16 @@ class Tracker:
             if not token:
                 return found
 
-    def cell_run(self, experiment_id: str, key: str):
-        """The parent run of the cell with `key`, or None."""
+    def cell_runs(self, experiment_id: str, key: str) -> list:
+        """The parent runs of the cell with `key`, oldest first."""
         runs = self.runs(experiment_id, f"tags.`{CELL_KEY}` = '{key}'")
-        runs = [r for r in runs if r.data.tags.get(KIND) == "cell"]
-        return min(runs, key=lambda r: r.info.start_time) if runs else None
+        runs = [r for r in runs if r.data.tags.get(KIND) == CELL]
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    def cell_run(self, experiment_id: str, key: str):
+        """The latest parent run of the cell with `key`, or None."""
+        runs = self.cell_runs(experiment_id, key)
+        return runs[-1] if runs else None
 
     def trial_runs(self, experiment_id: str, parent_id: str) -> list:
         return self.runs(experiment_id, f"tags.`{PARENT}` = '{parent_id}'")
@@ -246,3 +265,17 @@ class Tracker:
 
     def log_artifact(self, run_id: str, path: Path) -> None:
         _retry(lambda: self.client.log_artifact(run_id, str(path)))
+
+
+def open_store(uri: str | None) -> Tracker:
+    """A checked Tracker on a store that exists (a SQLite file that does not is an error,
+    never created): for the commands that only read."""
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise UserError(
+            f"tracking store '{uri}' does not exist: run `harness run` first, "
+            "or give --tracking-uri"
+        )
+    tracker = Tracker(uri)
+    tracker.check()
+    return tracker

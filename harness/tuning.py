@@ -2,15 +2,17 @@
 
 Keras Tuner has no MLflow integration, so `TrackedTuner.run_trial` wraps the
 tuner's own: it opens the trial's child run, adds a `TrialWatch` callback (epoch
-metrics by step, divergence, early stop once the task is solved), and closes the
-run FINISHED, FAILED (tagged diverged or error, with the reason) or KILLED.
-In a distributed search a worker tags its trial runs with its id (`harness.worker`).
+metrics by step, divergence, early stop once the task is clearly solved), and closes
+the run with the trial's outcome (harness/results.py). In a distributed search a
+worker tags its trial runs with its id (`harness.worker`). `SpaceHyperModel` adapts
+a family's space (search_spaces/base.py) to Keras Tuner's HyperModel.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -19,15 +21,38 @@ import keras_tuner as kt
 from keras_tuner.src.engine import tuner_utils
 
 from harness import faults, interrupts
-from harness.distributed import WORKER
-from harness.tracking import KIND, PARENT, TRIAL_ID, StoreUnavailable, Tracker
+from harness.results import DERIVED, KIND, PARENT, REASON, STATUS, TRIAL, TRIAL_ID, WORKER, Outcome
+from harness.tracking import StoreUnavailable, Tracker
+from search_spaces.base import FamilySpace
 from tasks.base import Task
+
+SOLVED_EPOCHS = 3
+"""Early stop: validation must meet the solved bar at this many consecutive epochs (the
+epoch it first does and two more), so a test score is not left on the bar by noise."""
 
 TUNER_CLASSES = {
     "random": kt.RandomSearch,
     "bayesian": kt.BayesianOptimization,
     "hyperband": kt.Hyperband,
 }
+
+
+class SpaceHyperModel(kt.HyperModel):
+    """A family's space as a Keras Tuner HyperModel (declares once, builds per trial).
+
+    With `declare_only` it builds no model: a chief that only serves the oracle
+    declares the space and never trains.
+    """
+
+    def __init__(self, space: FamilySpace, declare_only: bool = False):
+        super().__init__(name=space.family)
+        self.space, self.declare_only = space, declare_only
+
+    def declare_hyperparameters(self, hp):
+        self.space.declare(hp)
+
+    def build(self, hp):
+        return None if self.declare_only else self.space.build(hp)
 
 
 @dataclass
@@ -38,6 +63,18 @@ class TrialRecord:
     epoch_seconds: list[float] = field(default_factory=list)
     epochs_to_solve: int | None = None
     diverged: str | None = None
+    parameters: int | None = None
+
+    def timing(self) -> dict[str, float]:
+        """Seconds per epoch without compilation: the epochs after the first; the first
+        epoch's excess over their median is the compile time."""
+        later = self.epoch_seconds[1:]
+        if not later:
+            return {}
+        return {
+            "seconds_per_epoch": statistics.fmean(later),
+            "compile_seconds": max(0.0, self.epoch_seconds[0] - statistics.median(later)),
+        }
 
 
 class StoreLost(StoreUnavailable, kt.errors.FatalError):
@@ -57,12 +94,15 @@ class TrialWatch(keras.callbacks.Callback):
         self.record = TrialRecord()
         self.monitor = f"val_{task.metric.name}"
         self._epoch_start = 0.0
+        self._solved_streak = 0
 
     def __deepcopy__(self, memo):  # Keras Tuner deep-copies callbacks per execution
         return self
 
     def on_train_begin(self, logs=None):
         interrupts.check()
+        self._solved_streak = 0
+        self.record.parameters = self.model.count_params()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
@@ -82,13 +122,17 @@ class TrialWatch(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         score = float(logs.get(self.monitor, math.nan))
-        if self.task.is_solved(score, self.length):
-            if self.record.epochs_to_solve is None:
-                self.record.epochs_to_solve = epoch + 1
+        if not self.task.is_solved(score, self.length):
+            self._solved_streak = 0
+            return
+        self._solved_streak += 1
+        if self.record.epochs_to_solve is None:
+            self.record.epochs_to_solve = epoch + 1
+        if self._solved_streak >= SOLVED_EPOCHS:
             self.model.stop_training = True
 
 
-class EpochTunerCallback(tuner_utils.TunerCallback):
+class EpochTunerCallback(tuner_utils.TunerCallback):  # private: no public way to drop its hooks
     """Keras Tuner's own callback without its no-op batch hooks.
 
     A callback with batch hooks makes Keras copy the logs to the host after every
@@ -115,12 +159,14 @@ class TrackedTuner:
         **kwargs,
     ):
         self.task, self.length = task, length
+        self.space: FamilySpace | None = None  # set from the hypermodel below
         self.tracker, self.experiment_id, self.parent_run_id = tracker, experiment_id, parent_run_id
         self.on_trial = on_trial or (lambda event, **info: None)
         self.records: dict[str, TrialRecord] = {}
         self.best_objective: float | None = None
         self.running_trial: str | None = None  # read by a worker's heartbeat
         super().__init__(*args, **kwargs)
+        self.space = getattr(self.hypermodel, "space", None)
 
     def _open_trial_run(self, trial) -> str | None:
         """A fresh child run for the trial; an unfinished one left by a killed run is replaced."""
@@ -129,11 +175,15 @@ class TrackedTuner:
         for old in self.tracker.trial_runs(self.experiment_id, self.parent_run_id):
             if old.data.tags.get(TRIAL_ID) == trial.trial_id:
                 self.tracker.delete(old.info.run_id)
-        tags = {PARENT: self.parent_run_id, KIND: "trial", TRIAL_ID: trial.trial_id}
+        tags = {PARENT: self.parent_run_id, KIND: TRIAL, TRIAL_ID: trial.trial_id}
         if os.environ.get("KERASTUNER_ORACLE_IP"):
             tags[WORKER] = self.tuner_id
+        values = dict(trial.hyperparameters.values)
+        if self.space is not None and self.space.derived():
+            values = self.space.complete(values)
+            tags[DERIVED] = ",".join(self.space.derived())
         run_id = self.tracker.start_run(self.experiment_id, f"trial {trial.trial_id}", tags)
-        self.tracker.log(run_id, params=trial.hyperparameters.values)
+        self.tracker.log(run_id, params=values)
         return run_id
 
     def run_trial(self, trial, *args, **kwargs):
@@ -157,39 +207,40 @@ class TrackedTuner:
         except StoreUnavailable:  # the run stays unfinished; a rerun replaces it
             raise
         except KeyboardInterrupt:
-            self._close(run_id, "KILLED", {"harness.status": "killed"})
+            self._close(run_id, Outcome.KILLED)
             raise
         except Exception as err:
             reason = f"{type(err).__name__}: {err}".strip()[:500]
-            self._close(run_id, "FAILED", {"harness.status": "error", "harness.reason": reason})
-            self.on_trial("end", trial_id=trial.trial_id, status="error", reason=reason)
+            self._close(run_id, Outcome.FAILED, reason)
+            self.on_trial("end", trial_id=trial.trial_id, status=Outcome.FAILED, reason=reason)
             raise
         record = watch.record
         self.records[trial.trial_id] = record
-        summary = {"trial_seconds": time.perf_counter() - started, "epochs": record.epochs}
-        if record.epoch_seconds:
-            summary["seconds_per_epoch"] = sum(record.epoch_seconds) / len(record.epoch_seconds)
+        summary = {
+            "trial_seconds": time.perf_counter() - started,
+            "epochs": record.epochs,
+            **record.timing(),
+        }
+        if record.parameters is not None:
+            summary["parameters"] = record.parameters
         if record.epochs_to_solve is not None:
             summary["epochs_to_solve"] = record.epochs_to_solve
         if record.diverged:
-            self._close(
-                run_id,
-                "FAILED",
-                {"harness.status": "diverged", "harness.reason": record.diverged},
-                summary,
+            self._close(run_id, Outcome.DIVERGED, record.diverged, summary)
+            self.on_trial(
+                "end", trial_id=trial.trial_id, status=Outcome.DIVERGED, reason=record.diverged
             )
-            self.on_trial("end", trial_id=trial.trial_id, status="diverged", reason=record.diverged)
             return {self.oracle.objective.name: self.task.metric.worst}
         objective = self._objective_value(results)
         summary["objective"] = objective
         if self.best_objective is None or self.task.metric.better(objective, self.best_objective):
             self.best_objective = objective
-        self._close(run_id, "FINISHED", {"harness.status": "finished"}, summary)
+        self._close(run_id, Outcome.FINISHED, None, summary)
         faults.point("trial")
         self.on_trial(
             "end",
             trial_id=trial.trial_id,
-            status="finished",
+            status=Outcome.FINISHED,
             objective=objective,
             best=self.best_objective,
         )
@@ -203,18 +254,20 @@ class TrackedTuner:
         return super()._build_and_fit_model(trial, *args, **kwargs)
 
     def _objective_value(self, results) -> float:
+        # Keras Tuner's own reduction of a trial's histories to its objective (no public one)
         metrics = tuner_utils.convert_to_metrics_dict(results, self.oracle.objective)
         return float(metrics[self.oracle.objective.name])
 
-    def _close(self, run_id, status, tags, metrics=None) -> None:
+    def _close(self, run_id, outcome: Outcome, reason: str | None = None, metrics=None) -> None:
         if self.tracker and run_id:
+            tags = {STATUS: outcome.value, **({REASON: reason} if reason else {})}
             self.tracker.log(run_id, metrics=metrics, tags=tags)
-            self.tracker.finish(run_id, status)
+            self.tracker.finish(run_id, outcome.run_status)
 
 
 def make_tuner(
     kind: str,
-    hypermodel,
+    hypermodel: SpaceHyperModel,
     task: Task,
     length: int,
     max_trials: int,

@@ -1,52 +1,285 @@
-"""The HyperModel every family shares: encoder -> backbone(hp) -> head, compiled from hp."""
+"""What every family shares: its hyperparameters declared once, the width a parameter
+budget sets, and the model (encoder -> backbone -> head), compiled.
+
+A family is a `FamilySpace` subclass: its searched hyperparameters as data
+(`Hyper`), its backbone built from their values with `keras.layers`, and the
+backbone's trainable parameter count as a formula. The hyperparameters are data so
+that `harness spaces` lists them without importing Keras, and Keras Tuner declares
+the same ones (harness/tuning.py adapts a space to a `keras_tuner.HyperModel`).
+
+With a parameter budget N the width is not searched: for each trial's values the
+family takes the width whose model has the parameter count nearest N, within
+BUDGET_TOLERANCE (width is the only knob). A depth that cannot meet N on the task
+is left out of the cell's space; when no depth can, `BudgetError` names the
+smallest budget that works. Nothing here imports Keras until a model is built.
+"""
 
 from __future__ import annotations
 
-import keras
-import keras_tuner as kt
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from search_spaces.io import (
-    attach_head,
-    encode_input,
-    loss_and_metrics,
-    model_input,
-    per_step_output,
-)
 from tasks.base import Task
 
 CLIP_NORM = 1.0
+BUDGET_TOLERANCE = 0.10
+MAX_WIDTH = 1 << 14
 
 
-class FamilyHyperModel(kt.HyperModel):
-    """A model family's search space for one task. Subclasses implement `backbone`."""
+class SpaceError(ValueError):
+    """Bad input to a search space: an unknown family (the CLI's exit code 2)."""
 
-    family: str = ""
-    description: str = ""
 
-    def __init__(self, task: Task, **kwargs):
-        super().__init__(name=self.family, **kwargs)
-        self.task = task
+class BudgetError(SpaceError):
+    """A parameter budget a family cannot meet on a task."""
 
-    def backbone(self, hp: kt.HyperParameters, x, per_step: bool):
+
+@dataclass(frozen=True)
+class Hyper:
+    """One searched hyperparameter: a choice, an integer or float range, or a boolean."""
+
+    name: str
+    kind: str  # "choice", "int", "float", "boolean"
+    default: Any
+    values: tuple = ()
+    low: float = 0
+    high: float = 0
+    step: float | None = None
+    log: bool = False
+
+    def declare(self, hp) -> Any:
+        """Declare it on a keras_tuner.HyperParameters and return the trial's value."""
+        if self.kind == "choice":
+            return hp.Choice(self.name, list(self.values), default=self.default)
+        if self.kind == "int":
+            return hp.Int(self.name, int(self.low), int(self.high), default=self.default)
+        if self.kind == "float":
+            sampling = "log" if self.log else "linear"
+            return hp.Float(
+                self.name, self.low, self.high, step=self.step, sampling=sampling,
+                default=self.default,
+            )  # fmt: skip
+        return hp.Boolean(self.name, default=self.default)
+
+    def options(self) -> tuple:
+        """Every value of a choice, integer range or boolean (not of a float range)."""
+        if self.kind == "choice":
+            return self.values
+        if self.kind == "int":
+            return tuple(range(int(self.low), int(self.high) + 1))
+        if self.kind == "boolean":
+            return (False, True)
+        raise ValueError(f"{self.name} is a float range")
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return ", ".join(map(str, self.values))
+        if self.kind == "boolean":
+            return "true, false"
+        text = f"{self.low:g} .. {self.high:g}"
+        if self.step:
+            text += f" (step {self.step:g})"
+        return text + (" (log)" if self.log else "")
+
+
+def choice(name: str, values, default) -> Hyper:
+    return Hyper(name, "choice", default, values=tuple(values))
+
+
+def integer(name: str, low: int, high: int, default: int) -> Hyper:
+    return Hyper(name, "int", default, low=low, high=high)
+
+
+def real(name: str, low: float, high: float, default: float, step=None, log=False) -> Hyper:
+    return Hyper(name, "float", default, low=low, high=high, step=step, log=log)
+
+
+def boolean(name: str, default: bool) -> Hyper:
+    return Hyper(name, "boolean", default)
+
+
+OPTIMIZER = (
+    real("learning_rate", 3e-4, 1e-2, default=3e-3, log=True),
+    boolean("clip_gradients", default=True),
+)
+"""Adam with a log-scaled learning rate and optional gradient-norm clipping: every family."""
+
+
+def dense_parameters(inputs: int, outputs: int, bias: bool = True) -> int:
+    return inputs * outputs + (outputs if bias else 0)
+
+
+class FamilySpace:
+    """A model family's search space for one task (and, optionally, a parameter budget).
+
+    Subclasses set `family`, `description`, `hyperparameters_own` and implement
+    `backbone` (Keras) and `backbone_parameters` (the same count as a formula).
+    """
+
+    family: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    width_name: ClassVar[str] = "units"
+    widths: ClassVar[tuple[int, ...]] = (32, 64, 128)
+    width_default: ClassVar[int] = 64
+    hyperparameters_own: ClassVar[tuple[Hyper, ...]] = ()
+    structural: ClassVar[tuple[str, ...]] = ("depth",)
+    """The hyperparameters besides width that change the parameter count."""
+
+    def __init__(self, task: Task, params: int | None = None):
+        self.task, self.params = task, params
+        self._own = self.hyperparameters_own
+        if params is not None:
+            self._own = self._within_budget(params)
+
+    # -- the space -----------------------------------------------------------------
+    def hyperparameters(self) -> tuple[Hyper, ...]:
+        """What Keras Tuner searches: the width (unless a budget sets it), the family's own,
+        the optimizer's."""
+        width = () if self.params is not None else (self._width_hyper(),)
+        return (*width, *self._own, *OPTIMIZER)
+
+    def _width_hyper(self) -> Hyper:
+        return choice(self.width_name, self.widths, default=self.width_default)
+
+    def declare(self, hp) -> dict[str, Any]:
+        """Declare the hyperparameters on `hp`; the trial's values, the derived width added."""
+        values = {h.name: h.declare(hp) for h in self.hyperparameters()}
+        return self.complete(values)
+
+    def defaults(self) -> dict[str, Any]:
+        """Every hyperparameter at its default (the width derived from a budget)."""
+        return self.complete({h.name: h.default for h in self.hyperparameters()})
+
+    def complete(self, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` with the width a budget sets (values without a budget are complete)."""
+        if self.params is None:
+            return values
+        return {**values, self.width_name: self.width_for(values)}
+
+    def derived(self) -> tuple[str, ...]:
+        """Names of values derived rather than searched (the width, under a budget)."""
+        return () if self.params is None else (self.width_name,)
+
+    # -- parameters ----------------------------------------------------------------
+    def backbone_parameters(self, values: dict[str, Any], width: int) -> tuple[int, int]:
+        """(trainable parameters of the backbone, its output width) for inputs of `width`."""
+        raise NotImplementedError
+
+    def parameters(self, values: dict[str, Any]) -> int:
+        """Trainable parameters of the whole model for `values` (width included)."""
+        width = values[self.width_name]
+        task = self.task
+        if task.input.kind == "tokens":
+            encoder = task.input.vocab_size * width
+        else:
+            encoder = dense_parameters(task.input.width, width)
+        backbone, features = self.backbone_parameters(values, width)
+        outputs = 1 if task.output.kind == "regression" else task.output.classes
+        return encoder + backbone + dense_parameters(features, outputs)
+
+    def width_for(self, values: dict[str, Any], params: int | None = None) -> int:
+        """The width whose model has the parameter count nearest the budget (or `params`)."""
+        params = self.params if params is None else params
+        count = lambda width: self.parameters({**values, self.width_name: width})  # noqa: E731
+        low, high = 1, MAX_WIDTH
+        while low < high:  # the smallest width reaching the budget
+            middle = (low + high) // 2
+            if count(middle) < params:
+                low = middle + 1
+            else:
+                high = middle
+        return min((max(1, low - 1), low), key=lambda width: abs(count(width) - params))
+
+    def _meets(self, own: tuple[Hyper, ...], params: int) -> bool:
+        """Whether every combination of the structural hyperparameters in `own` meets `params`."""
+        structural = [h for h in own if h.name in self.structural]
+        base = {h.name: h.default for h in (*own, *OPTIMIZER)}
+        for combo in itertools.product(*(h.options() for h in structural)):
+            values = {**base, **dict(zip((h.name for h in structural), combo, strict=True))}
+            width = self.width_for(values, params)
+            got = self.parameters({**values, self.width_name: width})
+            if abs(got - params) > BUDGET_TOLERANCE * params:
+                return False
+        return True
+
+    def _depths(self) -> list[tuple[Any, tuple[Hyper, ...]]]:
+        """(depth, the family's hyperparameters with depth fixed to it) for each depth."""
+        depth = next((h for h in self.hyperparameters_own if h.name == "depth"), None)
+        if depth is None:
+            return [(None, self.hyperparameters_own)]
+        fixed = lambda value: tuple(  # noqa: E731
+            choice("depth", (value,), value) if h.name == "depth" else h
+            for h in self.hyperparameters_own
+        )
+        return [(value, fixed(value)) for value in depth.options()]
+
+    def _within_budget(self, params: int) -> tuple[Hyper, ...]:
+        """The family's hyperparameters with each depth that cannot meet `params` left out."""
+        depths = self._depths()
+        kept = [value for value, own in depths if self._meets(own, params)]
+        if not kept:
+            smallest = self.smallest_budget()
+            where = f"family '{self.family}' cannot meet a budget of {params:,} parameters"
+            if params < smallest:
+                raise BudgetError(
+                    f"{where} on task '{self.task.name}': the smallest it can meet is "
+                    f"{smallest:,} (within {BUDGET_TOLERANCE:.0%})"
+                )
+            values = {h.name: h.default for h in (*depths[0][1], *OPTIMIZER)}
+            count = lambda w: self.parameters({**values, self.width_name: w})  # noqa: E731
+            width = self.width_for(values, params)
+            width -= count(width) >= params  # the widths just below and above the budget
+            near = (count(width), count(width + 1))
+            raise BudgetError(
+                f"{where} on task '{self.task.name}' within {BUDGET_TOLERANCE:.0%}: its widths "
+                f"jump over it (nearest {near[0]:,} and {near[1]:,}); the smallest it can meet "
+                f"is {smallest:,}, and larger budgets are met more closely"
+            )
+        if len(kept) == len(depths):
+            return self.hyperparameters_own
+        narrowed = choice("depth", kept, kept[0])
+        return tuple(narrowed if h.name == "depth" else h for h in self.hyperparameters_own)
+
+    def smallest_budget(self) -> int:
+        """The smallest budget that some depth meets, whatever the other hyperparameters."""
+        best = math.inf
+        for _, own in self._depths():
+            narrowest = {h.name: h.default for h in (*own, *OPTIMIZER)}
+            budget = math.ceil(
+                self.parameters({**narrowest, self.width_name: 1}) / (1 + BUDGET_TOLERANCE)
+            )
+            while not self._meets(own, budget):  # coarse widths at tiny sizes: step up
+                budget += max(1, budget // 100)
+            best = min(best, budget)
+        return int(best)
+
+    # -- the model -----------------------------------------------------------------
+    def backbone(self, values: dict[str, Any], x, per_step: bool):
         """Map encoded inputs (batch, T, width) to (batch, T, d) if `per_step` else (batch, d)."""
         raise NotImplementedError
 
-    def width(self, hp: kt.HyperParameters) -> int:
-        """The encoder's output width (families declare their own hyperparameter)."""
-        return hp.Choice("units", [32, 64, 128], default=64)
+    def build(self, hp):
+        """The compiled model of a Keras Tuner trial (declares the hyperparameters on `hp`)."""
+        return self.model(self.declare(hp))
 
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
+    def default_model(self):
+        """The compiled model at the default hyperparameters."""
+        return self.model(self.defaults())
+
+    def model(self, values: dict[str, Any]):
+        """The compiled Keras model for complete `values`."""
+        import keras
+
+        from search_spaces.io import attach_head, encode_input, loss_and_metrics, model_input
+
         inputs = model_input(self.task)
-        x = encode_input(self.task, inputs, self.width(hp))
-        features = self.backbone(hp, x, per_step_output(self.task))
+        x = encode_input(self.task, inputs, values[self.width_name])
+        features = self.backbone(values, x, self.task.output.kind == "per_step_classification")
         model = keras.Model(inputs, attach_head(self.task, features), name=self.family)
         loss, metrics = loss_and_metrics(self.task)
-        model.compile(optimizer=optimizer(hp), loss=loss, metrics=metrics)
+        clip = CLIP_NORM if values["clip_gradients"] else None
+        optimizer = keras.optimizers.Adam(values["learning_rate"], clipnorm=clip)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         return model
-
-
-def optimizer(hp: kt.HyperParameters) -> keras.optimizers.Optimizer:
-    """Adam with a log-scaled learning rate and optional gradient-norm clipping."""
-    learning_rate = hp.Float("learning_rate", 3e-4, 1e-2, sampling="log", default=3e-3)
-    clip = hp.Boolean("clip_gradients", default=True)
-    return keras.optimizers.Adam(learning_rate, clipnorm=CLIP_NORM if clip else None)

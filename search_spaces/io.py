@@ -7,8 +7,9 @@ family never knows about tasks.
 from __future__ import annotations
 
 import keras
-from keras import layers, ops
+from keras import layers
 
+from search_spaces.layers import PooledMetric
 from tasks.base import IGNORE, Task
 
 
@@ -38,22 +39,10 @@ def attach_head(task: Task, features: keras.KerasTensor) -> keras.KerasTensor:
     return layers.Dense(task.output.classes, activation="softmax", name="classes")(features)
 
 
-@keras.saving.register_keras_serializable(package="harness")
-def masked_accuracy(y_true, y_pred):
-    """Per-example accuracy over scored targets (those != IGNORE)."""
-    y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
-    scored = ops.cast(ops.not_equal(y_true, IGNORE), "float32")
-    hits = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
-    if len(y_pred.shape) == 2:
-        return hits
-    return ops.sum(hits * scored, axis=-1) / ops.maximum(ops.sum(scored, axis=-1), 1.0)
-
-
 def loss_and_metrics(task: Task) -> tuple[keras.losses.Loss, list]:
-    """The Keras loss and the metric whose name matches the task's primary metric."""
+    """The Keras loss and the metric named as the task's primary metric (its one definition)."""
     if task.loss == "mse":
         return keras.losses.MeanSquaredError(), [keras.metrics.MeanSquaredError(name="mse")]
     loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=IGNORE)
-    if task.metric.name == "cross_entropy":
-        return loss, [keras.metrics.SparseCategoricalCrossentropy(name="cross_entropy")]
-    return loss, [keras.metrics.MeanMetricWrapper(masked_accuracy, name="accuracy")]
+    kind = "cross_entropy" if task.metric.name == "cross_entropy" else "accuracy"
+    return loss, [PooledMetric(kind, IGNORE, name=task.metric.name)]

@@ -7,82 +7,85 @@ layer between recurrent layers, so it never leaves them.
 
 from __future__ import annotations
 
-import keras
-import keras_tuner as kt
-import numpy as np
-from keras import layers
+from search_spaces.base import FamilySpace, choice, integer, real
 
-from search_spaces.base import FamilyHyperModel
+DEPTH = integer("depth", 1, 2, default=1)
+DROPOUT = real("dropout", 0.0, 0.3, default=0.0, step=0.1)
 
 
-@keras.saving.register_keras_serializable(package="harness")
-class ForgetBias(keras.initializers.Initializer):
-    """LSTM bias: zeros except the forget-gate slice (gate order i, f, c, o) set to `value`."""
-
-    def __init__(self, value: float = 1.0):
-        self.value = float(value)
-
-    def __call__(self, shape, dtype=None):
-        bias = np.zeros(shape, dtype="float32")
-        units = shape[0] // 4
-        bias[units : 2 * units] = self.value
-        return keras.ops.convert_to_tensor(bias, dtype=dtype)
-
-    def get_config(self):
-        return {"value": self.value}
-
-
-class RecurrentHyperModel(FamilyHyperModel):
+class RecurrentSpace(FamilySpace):
     """A stack of 1-2 recurrent layers; the last one returns its final state unless per step."""
 
     bidirectional = False
+    gates = 1  # weight blocks per layer: 1 SimpleRNN, 4 LSTM, 3 GRU
+    biases = 1  # bias vectors per block (GRU with reset_after: 2)
+    hyperparameters_own = (DEPTH, DROPOUT)
 
-    def cell(self, hp: kt.HyperParameters, units: int, return_sequences: bool, name: str):
+    def cell(self, values, units: int, return_sequences: bool, name: str):
         raise NotImplementedError
 
-    def backbone(self, hp, x, per_step):
-        units = self.width(hp)
-        depth = hp.Int("depth", 1, 2, default=1)
-        dropout = hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.0)
+    def backbone(self, values, x, per_step):
+        from keras import layers
+
+        units, depth = values["units"], values["depth"]
         for i in range(depth):
             return_sequences = per_step or i < depth - 1
-            layer = self.cell(hp, units, return_sequences, name=f"{self.family}_{i}")
+            layer = self.cell(values, units, return_sequences, name=f"{self.family}_{i}")
             if self.bidirectional:
                 layer = layers.Bidirectional(layer, name=f"bi_{i}")
             x = layer(x)
-            if dropout > 0:
-                x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
+            if values["dropout"] > 0:
+                x = layers.Dropout(values["dropout"], name=f"dropout_{i}")(x)
         return x
 
+    def backbone_parameters(self, values, width):
+        directions = 2 if self.bidirectional else 1
+        units, total, inputs = values["units"], 0, width
+        for _ in range(values["depth"]):
+            per_direction = self.gates * units * (inputs + units + self.biases)
+            total += directions * per_direction
+            inputs = directions * units
+        return total, inputs
 
-class SimpleRNNSpace(RecurrentHyperModel):
+
+class SimpleRNNSpace(RecurrentSpace):
     family = "simple_rnn"
     description = "stacked SimpleRNN (tanh): the vanilla recurrence whose gradient decays"
 
-    def cell(self, hp, units, return_sequences, name):
+    def cell(self, values, units, return_sequences, name):
+        from keras import layers
+
         return layers.SimpleRNN(units, return_sequences=return_sequences, name=name)
 
 
-class LSTMSpace(RecurrentHyperModel):
+class LSTMSpace(RecurrentSpace):
     family = "lstm"
     description = "stacked LSTM; forget-gate bias initialisation is a hyperparameter"
+    gates = 4
+    hyperparameters_own = (DEPTH, DROPOUT, choice("forget_bias", [1.0, 3.0], default=1.0))
 
-    def cell(self, hp, units, return_sequences, name):
-        forget_bias = hp.Choice("forget_bias", [1.0, 3.0], default=1.0)
+    def cell(self, values, units, return_sequences, name):
+        from keras import layers
+
+        from search_spaces.layers import ForgetBias
+
         return layers.LSTM(
             units,
             return_sequences=return_sequences,
             unit_forget_bias=False,
-            bias_initializer=ForgetBias(forget_bias),
+            bias_initializer=ForgetBias(values["forget_bias"]),
             name=name,
         )
 
 
-class GRUSpace(RecurrentHyperModel):
+class GRUSpace(RecurrentSpace):
     family = "gru"
     description = "stacked GRU (reset_after=True, the fused-kernel variant)"
+    gates, biases = 3, 2
 
-    def cell(self, hp, units, return_sequences, name):
+    def cell(self, values, units, return_sequences, name):
+        from keras import layers
+
         return layers.GRU(units, return_sequences=return_sequences, name=name)
 
 

@@ -1,9 +1,8 @@
 """The task registry: one module per task, one line per task here."""
 
-from harness.errors import unknown
 from tasks.adding import Adding
 from tasks.assoc_recall import AssocRecall
-from tasks.base import Task
+from tasks.base import Task, TaskError
 from tasks.copy_memory import CopyMemory
 from tasks.counting import Counting
 from tasks.first_token import FirstToken
@@ -23,7 +22,7 @@ REGISTRY: dict[str, Task] = {
 
 
 def get_task(name: str) -> Task:
-    """The registered task called `name`; a UserError naming the accepted ones otherwise."""
+    """The registered task called `name`; a TaskError naming the accepted ones otherwise."""
     if name not in REGISTRY:
-        raise unknown("task", name, list(REGISTRY))
+        raise TaskError(f"unknown task '{name}': accepted {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]

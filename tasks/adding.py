@@ -29,7 +29,7 @@ class Adding(Task):
     metric = Metric("mse", "min", "mean squared error of the predicted sum")
     default_lengths = (100, 200, 400, 1000)
 
-    def _generate(self, n, length, rng):
+    def _generate(self, n, length, rng, split):
         half = length // 2
         x = np.empty((n, length, 2), dtype=np.float32)
         y = np.empty(n, dtype=np.float32)

@@ -36,7 +36,7 @@ class AssocRecall(Task):
     default_lengths = (64, 128, 256)
     min_length = 8
 
-    def _generate(self, n, length, rng):
+    def _generate(self, n, length, rng, split):
         k = pairs_for(length)
         keys = np.argsort(rng.random((n, KEYS)), axis=1)[:, :k].astype(np.int32)
         values = np.argsort(rng.random((n, VALUES)), axis=1)[:, :k].astype(np.int32)

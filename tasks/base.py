@@ -2,12 +2,14 @@
 
 A task is a small class: its input and output specs, its primary metric with
 direction, its trivial baseline, its "solved" bar, and a vectorised,
-deterministic `generate(n, length, seed)`. Scoring helpers shared by all tasks
-live here so no task re-implements a metric.
+deterministic `generate(n, length, seed, split)`. Scoring helpers shared by all
+tasks live here so no task re-implements a metric. Tasks import nothing from the
+harness: bad input raises `TaskError`, which the harness reports as a user error.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -16,8 +18,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
-
-from harness.errors import UserError
 
 InputKind = Literal["real", "tokens"]
 OutputKind = Literal["regression", "sequence_classification", "per_step_classification"]
@@ -28,6 +28,14 @@ IGNORE = -1
 
 MAX_LENGTH = 100_000
 MAX_EXAMPLES = 10_000_000
+SPLITS = ("train", "val", "test")
+"""The splits a task generates; each gets its own generator, and real-data tasks keep
+their examples apart (no example is in two splits)."""
+
+
+def split_seed(seed: int, split: str) -> int:
+    """The generator seed of one split of a search seed: distinct and stable."""
+    return seed * len(SPLITS) + SPLITS.index(split)
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,11 @@ class Metric:
         return 1e9 if self.direction == "min" else -1e9
 
 
-class LengthError(UserError):
+class TaskError(ValueError):
+    """Bad input to a task (a name, length, count or split): the CLI's exit code 2."""
+
+
+class LengthError(TaskError):
     """A length the task cannot take."""
 
 
@@ -120,31 +132,48 @@ class Task(ABC):
     default_lengths: ClassVar[tuple[int, ...]]
     min_length: ClassVar[int] = 2
     max_length: ClassVar[int] = MAX_LENGTH
+    length_step: ClassVar[int] = 1
+    """Accepted lengths are the multiples of this between min_length and max_length."""
 
     # -- data ---------------------------------------------------------------
     @abstractmethod
     def _generate(
-        self, n: int, length: int, rng: np.random.Generator
+        self, n: int, length: int, rng: np.random.Generator, split: str
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Sample `n` examples of `length` with `rng` (validated arguments)."""
+        """Sample `n` examples of `length` for `split` with `rng` (validated arguments).
 
-    def generate(self, n: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """`n` examples at `length`, deterministic for `seed`: (x, y) as float32/int32 arrays."""
+        Synthetic tasks draw every split alike (each split's `rng` differs); a task on a
+        fixed set of examples draws each split from its own part of the set.
+        """
+
+    def generate(self, n: int, length: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """`n` examples of `split` at `length`, deterministic for (`seed`, `split`):
+        (x, y) as float32/int32 arrays."""
         self.check_length(length)
         if not 1 <= n <= MAX_EXAMPLES:
-            raise UserError(f"n={n} is out of range: accepted 1..{MAX_EXAMPLES}")
-        return self._generate(n, length, np.random.default_rng(seed))
+            raise TaskError(f"n={n} is out of range: accepted 1..{MAX_EXAMPLES}")
+        if split not in SPLITS:
+            raise TaskError(f"unknown split '{split}': accepted {', '.join(SPLITS)}")
+        return self._generate(n, length, np.random.default_rng(split_seed(seed, split)), split)
 
     def sequence_steps(self, length: int) -> int:
         """Number of input time steps for a task length (differs from it for `copy`)."""
         return length
 
     def check_length(self, length: int) -> None:
-        if not self.min_length <= length <= self.max_length:
+        if not self.min_length <= length <= self.max_length or length % self.length_step:
+            step = f" in steps of {self.length_step}" if self.length_step > 1 else ""
             raise LengthError(
                 f"length {length} is out of range for task '{self.name}': "
-                f"accepted {self.min_length}..{self.max_length} ({self.length_meaning})"
+                f"accepted {self.min_length}..{self.max_length}{step} ({self.length_meaning})"
             )
+
+    def accepted_length(self, length: float, round_up: bool) -> int | None:
+        """The accepted length nearest `length` from above (or from below); None outside."""
+        step = self.length_step
+        found = (math.ceil(length / step) if round_up else math.floor(length / step)) * step
+        lowest, highest = math.ceil(self.min_length / step) * step, self.max_length
+        return found if lowest <= found <= highest else None
 
     # -- scores ---------------------------------------------------------------
     @abstractmethod
@@ -159,9 +188,9 @@ class Task(ABC):
     def solved_bar(self, length: int) -> float:
         """The primary score that counts as solved at `length`."""
 
+    @abstractmethod
     def scores(self, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         """Primary and extra scores of predictions (regression values or class probabilities)."""
-        return {self.metric.name: primary_score(self, y_true, y_pred)}
 
     def is_solved(self, score: float, length: int) -> bool:
         return bool(np.isfinite(score)) and self.metric.meets(score, self.solved_bar(length))
@@ -191,7 +220,12 @@ def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def masked_accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
-    """Accuracy over scored positions (targets != IGNORE), pooled over all of them."""
+    """Accuracy over scored positions (targets != IGNORE), pooled over all of them.
+
+    The one definition of accuracy: a row with more scored steps weighs more. Training
+    and the search's objective use the same, written in keras.ops
+    (search_spaces.io.PooledAccuracy).
+    """
     mask = y_true != IGNORE
     hits = (np.argmax(probs, axis=-1) == y_true) & mask
     return float(hits.sum() / max(mask.sum(), 1))
@@ -210,13 +244,6 @@ def cross_entropy(y_true: np.ndarray, probs: np.ndarray) -> float:
     picked = np.take_along_axis(probs, np.where(mask, y_true, 0)[..., None], axis=-1)[..., 0]
     nll = -np.log(np.clip(picked, 1e-12, 1.0))
     return float(nll[mask].mean())
-
-
-PRIMARY = {"mse": mse, "accuracy": masked_accuracy, "cross_entropy": cross_entropy}
-
-
-def primary_score(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return PRIMARY[task.metric.name](y_true, y_pred)
 
 
 def one_hot(classes: np.ndarray, depth: int) -> np.ndarray:

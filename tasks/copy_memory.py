@@ -49,7 +49,7 @@ class CopyMemory(Task):
     def sequence_steps(self, length):
         return length + 2 * RECALL
 
-    def _generate(self, n, length, rng):
+    def _generate(self, n, length, rng, split):
         steps = self.sequence_steps(length)
         symbols = rng.integers(0, SYMBOLS, size=(n, RECALL), dtype=np.int32)
         x = np.full((n, steps), BLANK, dtype=np.int32)

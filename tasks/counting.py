@@ -58,7 +58,7 @@ class Counting(Task):
     extra_metrics = (Metric("sequence_accuracy", "max", "fraction of sequences all right"),)
     default_lengths = (50, 100, 200, 400)
 
-    def _generate(self, n, length, rng):
+    def _generate(self, n, length, rng, split):
         x = rng.integers(0, 2, size=(n, length), dtype=np.int32)
         y = np.cumsum(x, axis=1, dtype=np.int32) % MODULUS
         return x, y

@@ -26,7 +26,7 @@ class FirstToken(Task):
     metric = Metric("accuracy", "max", "accuracy of the predicted first token")
     default_lengths = (100, 200, 500, 1000)
 
-    def _generate(self, n, length, rng):
+    def _generate(self, n, length, rng, split):
         x = rng.integers(0, SYMBOLS, size=(n, length), dtype=np.int32)
         return x, x[:, 0].copy()
 

@@ -141,7 +141,7 @@ def evaluate(text: str) -> int:
 @lru_cache(maxsize=32)
 def majority_class(length: int) -> tuple[int, float]:
     """The most frequent label at `length` and its frequency, on a fixed-seed sample."""
-    _, y = ListOps().generate(BASELINE_SAMPLES, length, BASELINE_SEED)
+    _, y = ListOps().generate(BASELINE_SAMPLES, length, BASELINE_SEED, "test")
     counts = np.bincount(y, minlength=10)
     return int(np.argmax(counts)), float(counts.max() / len(y))
 
@@ -169,7 +169,7 @@ class ListOps(Task):
     default_lengths = (128, 256, 512, 2000)
     min_length = 16
 
-    def _generate(self, n, length, rng):
+    def _generate(self, n, length, rng, split):
         x = np.full((n, length), PAD, dtype=np.int32)
         y = np.empty(n, dtype=np.int32)
         rnd = random.Random(int(rng.integers(2**63)))

@@ -98,7 +98,7 @@ def test_gradient_probe_runs_for_every_family():
 def test_gradient_probe_on_per_step_and_token_tasks():
     """The last step's loss of a per-step task, through an Embedding encoder."""
     task = get_task("counting")
-    x, y = task.generate(4, 10, 0)
+    x, y = task.generate(4, 10, 0, "train")
     model = gradients.default_model("gru", task)
     norms = gradients.norms_by_distance(model, task, x, y)
     assert norms.shape == (10,) and np.isfinite(norms).all() and norms[0] > 0

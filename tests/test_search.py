@@ -70,7 +70,7 @@ class ExplodingSpace(FamilyHyperModel):
 @pytest.mark.parametrize("tuner_kind", ["bayesian", "random"])
 def test_diverged_trials_are_recorded_and_the_search_goes_on(workdir, tuner_kind):
     task = get_task("adding")
-    x, y = task.generate(128, 10, 0)
+    x, y = task.generate(128, 10, 0, "train")
     tracker = Tracker(store_uri(workdir))
     experiment_id = tracker.experiment_id("diverge")
     parent = tracker.start_run(experiment_id, "parent", {"harness.kind": "cell"})

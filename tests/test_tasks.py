@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import tasks.base as base
 from tasks import REGISTRY, get_task
-from tasks.base import IGNORE, LengthError, UserError
+from tasks.base import IGNORE, LengthError, TaskError
 from tasks.listops import (
     BASELINE_SAMPLES,
     CLOSE,
@@ -43,7 +43,7 @@ def test_shapes_dtypes_and_ranges(name, data):
     task = get_task(name)
     n, seed = data.draw(counts), data.draw(seeds)
     length = data.draw(lengths(task))
-    x, y = task.generate(n, length, seed)
+    x, y = task.generate(n, length, seed, "train")
     steps = task.sequence_steps(length)
     if task.input.kind == "real":
         assert x.shape == (n, steps, task.input.width) and x.dtype == np.float32
@@ -64,9 +64,9 @@ def test_shapes_dtypes_and_ranges(name, data):
 def test_deterministic_for_a_seed_and_different_across_seeds(name):
     task = get_task(name)
     length = task.default_lengths[0]
-    x1, y1 = task.generate(16, length, 3)
-    x2, y2 = task.generate(16, length, 3)
-    x3, _ = task.generate(16, length, 4)
+    x1, y1 = task.generate(16, length, 3, "train")
+    x2, y2 = task.generate(16, length, 3, "train")
+    x3, _ = task.generate(16, length, 4, "train")
     assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
     assert not np.array_equal(x1, x3)
 
@@ -76,10 +76,10 @@ def test_lengths_and_counts_out_of_range_raise(name):
     task = get_task(name)
     for length in (task.min_length - 1, task.max_length + 1):
         with pytest.raises(LengthError, match=f"length {length} is out of range"):
-            task.generate(2, length, 0)
-    with pytest.raises(UserError):
-        task.generate(0, task.min_length, 0)
-    task.generate(1, task.min_length, 0)
+            task.generate(2, length, 0, "train")
+    with pytest.raises(TaskError):
+        task.generate(0, task.min_length, 0, "train")
+    task.generate(1, task.min_length, 0, "train")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -99,7 +99,7 @@ def test_declarations_are_consistent(name):
 
 
 def _trivial_scored(task, length, n, seed=11):
-    x, y = task.generate(n, length, seed)
+    x, y = task.generate(n, length, seed, "train")
     return y, task.trivial_prediction(x, length)
 
 
@@ -137,7 +137,7 @@ def test_baseline_is_the_trivial_predictors_score(name, length):
 @FEW
 @given(n=counts, length=st.integers(2, 200), seed=seeds)
 def test_adding_two_markers_one_per_half_and_their_sum(n, length, seed):
-    x, y = get_task("adding").generate(n, length, seed)
+    x, y = get_task("adding").generate(n, length, seed, "train")
     values, markers = x[..., 0], x[..., 1]
     assert values.min() >= 0 and values.max() < 1
     assert set(np.unique(markers)) <= {0.0, 1.0}
@@ -150,16 +150,16 @@ def test_adding_data_does_not_depend_on_thread_count(monkeypatch):
     task = get_task("adding")
     monkeypatch.setattr(base, "CHUNK_ELEMENTS", 64)  # many chunks of 2 rows
     monkeypatch.setattr(base, "worker_count", lambda: 1)
-    x1, y1 = task.generate(50, 30, 5)
+    x1, y1 = task.generate(50, 30, 5, "train")
     monkeypatch.setattr(base, "worker_count", lambda: 3)
-    x3, y3 = task.generate(50, 30, 5)
+    x3, y3 = task.generate(50, 30, 5, "train")
     assert np.array_equal(x1, x3) and np.array_equal(y1, y3)
 
 
 @FEW
 @given(n=counts, length=st.integers(2, 200), seed=seeds)
 def test_counting_targets_are_the_running_count_mod_8(n, length, seed):
-    x, y = get_task("counting").generate(n, length, seed)
+    x, y = get_task("counting").generate(n, length, seed, "train")
     assert set(np.unique(x)) <= {0, 1}
     count = np.zeros(n, dtype=np.int64)
     for t in range(length):
@@ -178,7 +178,7 @@ def test_counting_worked_example():
 @given(n=counts, delay=st.integers(1, 150), seed=seeds)
 def test_copy_layout_and_recall(n, delay, seed):
     task = get_task("copy")
-    x, y = task.generate(n, delay, seed)
+    x, y = task.generate(n, delay, seed, "train")
     assert x.shape[1] == delay + 20
     symbols = x[:, :10]
     assert symbols.min() >= 0 and symbols.max() <= 7
@@ -200,14 +200,14 @@ def test_copy_baseline_is_analytic_and_solved_is_5_percent():
 @FEW
 @given(n=counts, length=st.integers(2, 100), seed=seeds)
 def test_first_token_label_is_the_first_token(n, length, seed):
-    x, y = get_task("first_token").generate(n, length, seed)
+    x, y = get_task("first_token").generate(n, length, seed, "train")
     assert np.array_equal(y, x[:, 0])
 
 
 @FEW
 @given(n=st.integers(1, 6), length=st.integers(16, 300), seed=seeds)
 def test_listops_expressions_evaluate_to_labels_and_fill_the_length(n, length, seed):
-    x, y = get_task("listops").generate(n, length, seed)
+    x, y = get_task("listops").generate(n, length, seed, "train")
     for row, label in zip(x, y, strict=True):
         used = int((row != PAD).sum())
         assert used >= math.ceil(FILL * length)
@@ -222,7 +222,7 @@ def test_listops_expressions_evaluate_to_labels_and_fill_the_length(n, length, s
 
 
 def test_listops_arguments_per_operator_are_2_to_10():
-    x, _ = get_task("listops").generate(30, 200, 1)
+    x, _ = get_task("listops").generate(30, 200, 1, "train")
     for row in x:
         stack = [0]
         for token in row[row != PAD]:
@@ -260,7 +260,7 @@ def test_listops_evaluate_rejects_malformed_text(text):
 @FEW
 @given(n=counts, length=st.integers(8, 120), seed=seeds)
 def test_assoc_recall_targets_are_the_paired_values(n, length, seed):
-    x, y = get_task("assoc_recall").generate(n, length, seed)
+    x, y = get_task("assoc_recall").generate(n, length, seed, "train")
     k = min(16, length // 4)
     keys, values = x[:, 0 : 2 * k : 2], x[:, 1 : 2 * k : 2] - 16
     assert keys.max() < 16 and values.min() >= 0 and values.max() < 16

@@ -6,21 +6,43 @@
 
 A probe writes one parent run tagged `harness.kind = "probe"` and `harness.probe = NAME`
 into the suite's experiment: its settings as params, its curves as metrics whose
-step is the distance or the length, its fitted slopes as plain metrics. The rotation
-oracle is scored like a cell (`harness.kind = "cell"`, family `rotation_oracle`), so
-the leaderboard shows it beside the learned families.
+step is the distance or the length, its fitted slopes as plain metrics. Each probe
+module owns both how it records (`record`) and how its report section reads the
+record (`section`); `report` puts the sections together (reports/probes/).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from harness.tracking import KIND, Tracker, _retry
+from harness.results import (
+    CELL,
+    KIND,
+    PROBE,
+    PROBE_NAME,
+    CellResult,
+    CellState,
+    environment_tags,
+    machine_of,
+)
+from harness.tracking import Tracker, _retry
 
-PROBE = "harness.probe"
 BATCH = 900  # MLflow takes at most 1000 metrics per log_batch call
+
+
+@dataclass
+class ProbeRun:
+    """A probe's parent run: params, last metric values, and the histories of its series."""
+
+    name: str
+    run_id: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    series: dict[str, list[tuple[int, float]]]
+    machine: str = ""
 
 
 def loglinear_fit(x, y) -> tuple[float, float]:
@@ -43,13 +65,11 @@ def start_probe(
     tracker: Tracker, experiment: str, probe: str, params: dict, tags: dict | None = None
 ) -> str:
     """A parent run for one probe, its settings as params and the machine as tags."""
-    from harness.runner import environment_tags
-
     experiment_id = tracker.experiment_id(experiment)
     run_id = tracker.start_run(
         experiment_id,
         f"probe {probe}",
-        {KIND: "probe", PROBE: probe, **environment_tags(), **(tags or {})},
+        {KIND: PROBE, PROBE_NAME: probe, **environment_tags(), **(tags or {})},
     )
     tracker.log(run_id, params=params)
     return run_id
@@ -71,33 +91,63 @@ def log_series(tracker: Tracker, run_id: str, series: dict[str, dict[int, float]
         _retry(lambda chunk=chunk: tracker.client.log_batch(run_id, metrics=chunk))
 
 
-def best_model(tracker: Tracker, run_id: str):
-    """The `best_model.keras` artifact of a cell run, loaded; None when it has none."""
+def latest_probes(tracker: Tracker, runs: list, series_prefixes: tuple[str, ...]) -> dict:
+    """The latest finished run of each probe among `runs`, with its series' histories."""
+    latest = {}
+    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+        tags = run.data.tags
+        if tags.get(KIND) == PROBE and run.info.status == "FINISHED" and tags.get(PROBE_NAME):
+            latest[tags[PROBE_NAME]] = run
+    probes = {}
+    for name, run in sorted(latest.items()):
+        series = {}
+        for key in sorted(k for k in run.data.metrics if k.startswith(series_prefixes)):
+            history = _retry(
+                lambda key=key, run_id=run.info.run_id: tracker.client.get_metric_history(
+                    run_id, key
+                )
+            )
+            series[key] = sorted({m.step: m.value for m in history}.items())
+        probes[name] = ProbeRun(
+            name,
+            run.info.run_id,
+            dict(run.data.params),
+            dict(run.data.metrics),
+            series,
+            machine_of(run.data.tags),
+        )
+    return probes
+
+
+def load_model(tracker: Tracker, run_id: str, name: str = "best_model.keras"):
+    """A model artifact of a cell run, loaded (not compiled); None when the run has none."""
     import tempfile
     import warnings
 
     import keras
 
-    import search_spaces  # noqa: F401  (registers the custom objects the models need)
+    import search_spaces.layers  # noqa: F401  (registers the custom objects the models need)
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = tracker.client.download_artifacts(run_id, "best_model.keras", tmp)
+            path = tracker.client.download_artifacts(run_id, name, tmp)
         except Exception:  # a cell whose search diverged has no model artifact
             return None
         with warnings.catch_warnings():  # the artifact keeps no optimizer state worth loading
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            return keras.saving.load_model(path)
+            return keras.saving.load_model(path, compile=False)
 
 
-def finished_cells(tracker: Tracker, experiment: str, task: str) -> list:
-    """The latest finished cell run of each (length, family) of `task`, oldest first."""
+def finished_cells(tracker: Tracker, experiment: str, task: str) -> list[CellResult]:
+    """The latest done cell of each (length, family) of `task` with a best model, oldest first."""
     experiment_id = tracker.experiment_id(experiment, create=False)
     if experiment_id is None:
         return []
     runs = tracker.runs(experiment_id, f"params.task = '{task}'")
-    runs = [r for r in runs if r.data.tags.get(KIND) == "cell" and r.info.status == "FINISHED"]
+    runs = [r for r in runs if r.data.tags.get(KIND) == CELL and r.info.status == "FINISHED"]
     latest = {}
     for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
-        latest[(run.data.params.get("length"), run.data.params.get("family"))] = run
-    return sorted(latest.values(), key=lambda r: (r.info.start_time, r.info.run_id))
+        cell = CellResult.from_run(run)
+        if cell is not None and cell.state is CellState.DONE:
+            latest[(cell.length, cell.family)] = cell
+    return sorted(latest.values(), key=lambda c: (c.start_time, c.run_id))

@@ -1,13 +1,17 @@
 """Cost scaling: time and peak memory per training step as sequence length grows.
 
 For each family (default hyperparameters) and each length, with the batch size
-fixed: one warm-up `train_on_batch` (it compiles), then the median time of a few
-more steps, then one step under `backend.step_memory()` for its peak memory (the
-backend's own counters on a GPU; on CPU the growth of the process's resident
-memory during the step: peak RSS, VmHWM reset through /proc/self/clear_refs,
-minus RSS before it). Exponents come from a fit of log(value) on log(length)
-over the longer half of the lengths (at least three points), where a fixed
-per-step overhead no longer hides the growth.
+fixed: WARMUP untimed training steps (the first compiles, the next lets a GPU
+library pick its kernels), then the median time of `--steps` more, each waited for
+on the device (`backend.train_step`: a step whose result cannot be read raises,
+never counts as fast), then one step under `backend.step_memory()` for its peak
+memory (the backend's own counters on a GPU; on CPU the growth of the process's
+resident memory during the step: peak RSS, VmHWM reset through
+/proc/self/clear_refs, minus RSS before it). Exponents come from a fit of
+log(value) on log(length) over the longer half of the lengths (at least three
+points), where a fixed per-step overhead no longer hides the growth. With
+`--precision bf16` every family runs in mixed bfloat16 with fused (flash)
+attention allowed, where the backend has it.
 
 Each family runs in its own worker process, lengths ascending. A length that
 runs out of memory (an out-of-memory error from the backend, the worker killed,
@@ -37,7 +41,9 @@ TASK = "adding"
 FAMILIES = ("simple_rnn", "lstm", "gru", "transformer")
 LENGTHS = (64, 128, 256, 512, 1024)
 BATCH = 16
-STEPS = 3
+STEPS = 5
+WARMUP = 2
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 MEMORY_CAP_GB = 8.0
 ATTENTION, RECURRENT = "transformer", "lstm"
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
@@ -100,32 +106,37 @@ def crossover(slow: dict[int, float], fast: dict[int, float]) -> tuple[float, st
 # -- the worker: one family, lengths ascending, one JSON line per event -----------------------
 
 
-def worker(task_name: str, family: str, lengths: list[int], batch: int, steps: int) -> None:
+def worker(
+    task_name: str, family: str, lengths: list[int], batch: int, steps: int, precision: str
+) -> None:
     from harness import backend
 
     backend.configure()  # Keras and Keras Tuner only: the worker never needs TensorFlow's import
     import keras
-    import keras_tuner as kt
 
     from search_spaces import get_space
     from tasks import get_task
 
+    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
+    if precision == "bf16":
+        keras.config.enable_flash_attention()
     task = get_task(task_name)
     for length in lengths:
         print(json.dumps({"start": length}), flush=True)
         try:
             backend.free_memory()
             keras.utils.set_random_seed(0)
-            model = get_space(family, task).build(kt.HyperParameters())
-            x, y = task.generate(batch, length, length)
-            model.train_on_batch(x, y)  # compiles
+            model = get_space(family, task).default_model()
+            x, y = task.generate(batch, length, length, "train")
+            for _ in range(WARMUP):
+                backend.train_step(model, x, y)
             times = []
             for _ in range(steps):
                 started = time.perf_counter()
-                model.train_on_batch(x, y)
+                backend.train_step(model, x, y)
                 times.append(time.perf_counter() - started)
             with backend.step_memory() as memory:
-                model.train_on_batch(x, y)
+                backend.train_step(model, x, y)
         except Exception as error:
             if backend.is_out_of_memory(error):
                 print(json.dumps({"oom": length}), flush=True)
@@ -141,12 +152,22 @@ def worker(task_name: str, family: str, lengths: list[int], batch: int, steps: i
 
 
 def run_family(
-    task: str, family: str, lengths, batch: int, steps: int, memory_cap_gb: float, on_line
+    task: str,
+    family: str,
+    lengths,
+    batch: int,
+    steps: int,
+    memory_cap_gb: float,
+    on_line,
+    precision: str = "fp32",
 ) -> FamilyCost:
     """Run the worker for one family; stop it when its resident memory passes the cap."""
     import psutil
 
-    command = [sys.executable, "-m", "harness.probes.cost", task, family, batch, steps, *lengths]
+    command = [
+        sys.executable, "-m", "harness.probes.cost", task, family, batch, steps, precision,
+        *lengths,
+    ]  # fmt: skip
     errors = tempfile.TemporaryFile(mode="w+")  # a file, so a chatty worker never blocks
     process = subprocess.Popen(
         [str(part) for part in command],
@@ -199,14 +220,17 @@ def run_family(
     return cost
 
 
-def check(task_name: str, families, lengths, batch: int, steps: int, memory_cap_gb: float):
-    from search_spaces import REGISTRY
+def check(
+    task_name: str, families, lengths, batch: int, steps: int, memory_cap_gb: float, precision
+):
+    from search_spaces import family_class
     from tasks import get_task
 
     task = get_task(task_name)
     for family in families:
-        if family not in REGISTRY:
-            raise unknown("family", family, list(REGISTRY))
+        family_class(family)
+    if precision not in PRECISIONS:
+        raise unknown("precision", precision, list(PRECISIONS))
     if len(lengths) < 2:
         raise UserError("give at least two --lengths values (an exponent needs two points)")
     for length in lengths:
@@ -221,7 +245,13 @@ def check(task_name: str, families, lengths, batch: int, steps: int, memory_cap_
 
 
 def record(
-    tracker: Tracker, experiment: str, task: str, costs: list[FamilyCost], batch: int, steps: int
+    tracker: Tracker,
+    experiment: str,
+    task: str,
+    costs: list[FamilyCost],
+    batch: int,
+    steps: int,
+    precision: str = "fp32",
 ) -> tuple[str, float, str]:
     """The parent run: seconds and MiB per step by length, the exponents, the crossover."""
     by_family = {c.family: c for c in costs}
@@ -235,6 +265,8 @@ def record(
         "lengths": ",".join(str(L) for L in sorted({L for c in costs for L in c.seconds})),
         "batch_size": batch,
         "timed_steps": steps,
+        "warmup_steps": WARMUP,
+        "precision": precision,
         "memory_method": "; ".join(methods),
         "crossover": f"{ATTENTION} slower than {RECURRENT}: {kind}",
     }
@@ -255,5 +287,85 @@ def record(
 
 
 if __name__ == "__main__":
-    task_arg, family_arg, batch_arg, steps_arg, *length_args = sys.argv[1:]
-    worker(task_arg, family_arg, [int(L) for L in length_args], int(batch_arg), int(steps_arg))
+    task_arg, family_arg, batch_arg, steps_arg, precision_arg, *length_args = sys.argv[1:]
+    lengths_arg = [int(L) for L in length_args]
+    worker(task_arg, family_arg, lengths_arg, int(batch_arg), int(steps_arg), precision_arg)
+
+
+def section(probe):
+    """Time and memory per step by length, their exponents, and the attention/LSTM crossover."""
+    import pandas as pd
+
+    from harness import figures
+    from harness.report.tables import Section, Table, amount, number
+
+    rows = []
+    for key, points in probe.series.items():
+        kind, family = key.split("/", 1)
+        column = "seconds" if kind == "step_seconds" else "memory_mb"
+        rows += [(family, step, column, value) for step, value in points]
+    frame = pd.DataFrame(rows, columns=["family", "length", "column", "value"])
+    costs = (
+        frame.pivot_table(index=["family", "length"], columns="column", values="value")
+        .reindex(columns=["seconds", "memory_mb"])
+        .reset_index()
+        .sort_values(["family", "length"])
+    )
+    families = sorted(costs["family"].unique())
+    slopes = {
+        f: (
+            probe.metrics.get(f"time_exponent/{f}", np.nan),
+            probe.metrics.get(f"memory_exponent/{f}", np.nan),
+        )
+        for f in families
+    }
+    oom = {
+        f: int(probe.metrics[f"out_of_memory_length/{f}"])
+        for f in families
+        if f"out_of_memory_length/{f}" in probe.metrics
+    }
+    crossover = probe.metrics.get("crossover_length", np.nan)
+    kind = probe.params.get("crossover", "")
+    what, _, how = kind.partition(": ")
+    summary = Table(["family", "time exponent", "memory exponent", "out of memory at"], [])
+    for f in families:
+        summary.rows.append(
+            [
+                f,
+                number(slopes[f][0], 3),
+                number(slopes[f][1], 3),
+                f"L={oom[f]}" if f in oom else "—",
+            ]
+        )
+    lengths = sorted(costs["length"].unique())
+    detail = Table(["length", *(f"{f}: ms / MiB" for f in families)], [])
+    for length in lengths:
+        cells = []
+        for f in families:
+            match = costs[(costs["family"] == f) & (costs["length"] == length)]
+            if match.empty:
+                cells.append("out of memory" if oom.get(f) == length else "")
+            else:
+                seconds, memory = match.iloc[0]["seconds"], match.iloc[0]["memory_mb"]
+                cells.append(f"{amount(seconds * 1000)} / {amount(memory)}")
+        detail.rows.append([str(length), *cells])
+    paragraphs = [
+        f"Task {probe.params.get('task', '?')}, batch size {probe.params.get('batch_size', '?')}, "
+        f"the median of {probe.params.get('timed_steps', '?')} timed training steps (each waited "
+        f"for on the device) after {probe.params.get('warmup_steps', 1)} warm-up step(s), in "
+        f"{probe.params.get('precision', 'fp32')}. Exponents: slope of log(value) on log(length) over the longer half of "
+        f"the lengths. Memory: {probe.params.get('memory_method', '?')}. "
+        f"Machine: {probe.machine}.",
+        (
+            f"Crossover: {what} from L≈{crossover:.0f} ({how})."
+            if np.isfinite(crossover)
+            else f"Crossover: {kind or 'not measured'}."
+        ),
+    ]
+    fig = figures.cost_scaling(costs, slopes, oom, crossover, how)
+    return Section(
+        "Cost scaling",
+        paragraphs,
+        [("Fitted exponents of length:", summary), ("Per training step:", detail)],
+        [("probe_cost_scaling.png", "cost_scaling", figures.png(fig))],
+    )

@@ -22,10 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from harness import backend
-from harness.errors import UserError, unknown
-from harness.probes import best_model, finished_cells, log_series, loglinear_fit, start_probe
+from harness.errors import UserError
+from harness.probes import (
+    ProbeRun,
+    finished_cells,
+    load_model,
+    log_series,
+    loglinear_fit,
+    start_probe,
+)
 from harness.tracking import Tracker
 
 TASK = "adding"
@@ -98,40 +106,38 @@ def norms_by_distance(model, task, x, y) -> np.ndarray:
 
 def default_model(family: str, task, seed: int = SEED):
     import keras
-    import keras_tuner as kt
 
     from search_spaces import get_space
 
     keras.utils.set_random_seed(seed)
-    return get_space(family, task).build(kt.HyperParameters())
+    return get_space(family, task).default_model()
 
 
 def stored_model(tracker: Tracker, experiment: str, task: str, length: int, family: str):
     """(model, source) from the latest finished cell in the store, or (None, "")."""
-    for run in reversed(finished_cells(tracker, experiment, task)):
-        if run.data.params.get("family") != family or run.data.params.get("length") != str(length):
+    for cell in reversed(finished_cells(tracker, experiment, task)):
+        if cell.family != family or cell.length != length:
             continue
-        model = best_model(tracker, run.info.run_id)
+        model = load_model(tracker, cell.run_id)
         if model is not None:
-            return model, f"best model of cell run {run.info.run_id}"
+            return model, f"best model of cell run {cell.run_id}"
     return None, ""
 
 
 def trained_here(family: str, task, length: int, examples: int, epochs: int):
     model = default_model(family, task)
-    x, y = task.generate(examples, length, SEED + 1)
+    x, y = task.generate(examples, length, SEED + 1, "train")
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
     return model, f"default hyperparameters trained here: {epochs} epochs on {examples} examples"
 
 
 def check(task_name: str, families, lengths, batch: int):
-    from search_spaces import REGISTRY
+    from search_spaces import family_class
     from tasks import get_task
 
     task = get_task(task_name)
     for family in families:
-        if family not in REGISTRY:
-            raise unknown("family", family, list(REGISTRY))
+        family_class(family)
     if not lengths:
         raise UserError("give at least one --lengths value")
     for length in lengths:
@@ -155,7 +161,7 @@ def measure(
     """Every (family, length) at initialisation and after training."""
     curves = []
     for length in lengths:
-        x, y = task.generate(batch, length, DATA_SEED)
+        x, y = task.generate(batch, length, DATA_SEED, "test")
         for family in families:
             backend.free_memory()
             model = default_model(family, task)
@@ -214,3 +220,62 @@ def mse_loss(y_true, y_pred):
     from keras import ops
 
     return ops.mean(ops.square(y_pred - y_true))
+
+
+def section(probe: ProbeRun):
+    """Decay per step and the share of the signal reaching the first input, per family."""
+    from harness import figures
+    from harness.report.tables import Section, Table, number
+
+    rows = []
+    for key, points in probe.series.items():
+        kind, *rest = key.split("/")
+        if kind != "grad_norm" or len(rest) != 3:
+            continue
+        family, length, stage = rest[0], int(rest[1].removeprefix("L")), rest[2]
+        rows += [(family, length, stage, step, value) for step, value in points]
+    curves = pd.DataFrame(rows, columns=["family", "length", "stage", "distance", "norm"])
+    table = Table(
+        [
+            "family",
+            "length",
+            "decay per step, init",
+            "decay per step, trained",
+            "first input / last, init",
+            "first input / last, trained",
+        ],
+        [],
+    )
+    combos = curves[["family", "length"]].drop_duplicates().sort_values(["family", "length"])
+    for family, length in combos.itertuples(index=False):
+        name = f"{family}/L{length}"
+        table.rows.append(
+            [
+                family,
+                str(length),
+                number(probe.metrics.get(f"decay_per_step/{name}/init", np.nan)),
+                number(probe.metrics.get(f"decay_per_step/{name}/trained", np.nan)),
+                number(probe.metrics.get(f"first_input_ratio/{name}/init", np.nan), 3),
+                number(probe.metrics.get(f"first_input_ratio/{name}/trained", np.nan), 3),
+            ]
+        )
+    sources = sorted(
+        f"{k.removeprefix('source/')}: {v}"
+        for k, v in probe.params.items()
+        if k.startswith("source/")
+    )
+    paragraphs = [
+        f"Task {probe.params.get('task', '?')}, {probe.params.get('batch_size', '?')} examples. "
+        "The decay per step is exp(slope) of log-norm fitted against the distance from the last "
+        "step: a recurrence that keeps a fraction rho of the signal per step gives rho, and "
+        "rho^(L-1) reaches the first input. 'First input / last' is that fraction as measured. "
+        f"Machine: {probe.machine}.",
+        "Trained models: " + "; ".join(sources) + "." if sources else "",
+    ]
+    fig = figures.gradient_flow(curves) if not curves.empty else None
+    return Section(
+        "Gradient flow",
+        [p for p in paragraphs if p],
+        [("Decay of the gradient signal per step of distance:", table)],
+        [("probe_gradient_flow.png", "gradient_flow", figures.png(fig))] if fig else [],
+    )

@@ -31,11 +31,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from harness.probes import PROBE
-from harness.tracking import CELL_KEY, KIND, Tracker
+from harness.tracking import Tracker
 
 FAMILY = "rotation_oracle"
 TASK = "counting"
+MODULUS = 8
 LENGTHS = (10, 50, 100, 1000, 10_000)
 EXAMPLES = 128
 SEED = 2024
@@ -103,7 +103,7 @@ def evaluate(lengths, examples: int = EXAMPLES, seed: int = SEED) -> dict[int, d
     model = build_oracle(task.output.classes)
     scores = {}
     for length in lengths:
-        x, y = task.generate(examples, length, seed + length)
+        x, y = task.generate(examples, length, seed + length, "test")
         probs = np.asarray(model.predict(x, batch_size=examples, verbose=0))
         scores[length] = task.scores(y, probs)
     return scores
@@ -125,68 +125,6 @@ def check(lengths, examples: int) -> None:
         )
 
 
-def record(
-    tracker: Tracker, experiment: str, scores: dict[int, dict[str, float]], examples: int
-) -> list[str]:
-    """One cell-like parent run per length (family rotation_oracle), replacing earlier ones.
-
-    Each run carries what the report's leaderboard reads from a cell: task, length,
-    family, metric and direction as params; test_score, solved, baseline, solved_bar
-    and test_score_len_<L> at every longer length as metrics.
-    """
-    from harness.runner import STATUS, environment_tags
-    from tasks import get_task
-
-    task = get_task(TASK)
-    model = build_oracle(task.output.classes)
-    experiment_id = tracker.experiment_id(experiment)
-    lengths = sorted(scores)
-    run_ids = []
-    for length in lengths:
-        key = f"{TASK}-L{length}-{FAMILY}"
-        earlier = [
-            r.info.run_id
-            for r in tracker.runs(experiment_id, f"tags.`{CELL_KEY}` = '{key}'")
-            if r.data.tags.get(KIND) == "cell"
-        ]
-        tags = {CELL_KEY: key, KIND: "cell", PROBE: "rotation", STATUS: "finished"}
-        run_id = tracker.start_run(
-            experiment_id, f"{TASK} L={length} {FAMILY}", {**tags, **environment_tags()}
-        )
-        score = scores[length][task.metric.name]
-        metrics = {
-            "test_score": score,
-            "test_accuracy": score,
-            "test_sequence_accuracy": scores[length]["sequence_accuracy"],
-            "solved": int(task.is_solved(score, length)),
-            "baseline": task.baseline(length),
-            "solved_bar": task.solved_bar(length),
-            "parameters": model.count_params(),
-            "seed_count": 1,
-            "trials_completed": 0,
-            "trials_diverged": 0,
-        }
-        for longer in lengths:
-            if longer > length:
-                metrics[f"test_score_len_{longer}"] = scores[longer][task.metric.name]
-        params = {
-            "task": TASK,
-            "length": length,
-            "family": FAMILY,
-            "metric": task.metric.name,
-            "direction": task.metric.direction,
-            "examples": examples,
-            "seed": SEED + length,
-            "construction": "gated 2-D rotation by 2*pi/N, angle read out by a fixed Dense",
-        }
-        tracker.log(run_id, params=params, metrics=metrics)
-        tracker.finish(run_id, "FINISHED")
-        for old in earlier:
-            tracker.delete(old)
-        run_ids.append(run_id)
-    return run_ids
-
-
 def learned(
     tracker: Tracker, experiment: str, lengths, examples: int = EXAMPLES, seed: int = SEED
 ) -> dict[tuple[str, int], dict[int, float]]:
@@ -194,47 +132,95 @@ def learned(
 
     Keyed by (family, training length): per-step accuracy at every length of `lengths`.
     """
-    from harness.probes import best_model, finished_cells
+    from harness.probes import finished_cells, load_model
     from tasks import get_task
 
     task = get_task(TASK)
     found = {}
-    for run in finished_cells(tracker, experiment, TASK):
-        family, length = run.data.params.get("family"), int(run.data.params.get("length", 0))
-        if family == FAMILY:
-            continue
-        model = best_model(tracker, run.info.run_id)
+    for cell in finished_cells(tracker, experiment, TASK):
+        model = load_model(tracker, cell.run_id)
         if model is None:
             continue
         scores = {}
         for test_length in lengths:
-            x, y = task.generate(examples, test_length, seed + test_length)
+            x, y = task.generate(examples, test_length, seed + test_length, "test")
             probs = np.asarray(model.predict(x, batch_size=examples, verbose=0))
             scores[test_length] = task.scores(y, probs)[task.metric.name]
-        found[(family, length)] = scores
+        found[(cell.family, cell.length)] = scores
     return found
 
 
-def record_comparison(
+def record(
     tracker: Tracker,
     experiment: str,
     scores: dict[int, dict[str, float]],
     found: dict[tuple[str, int], dict[int, float]],
     examples: int,
 ) -> str:
-    """A probe run: the oracle's and each learned model's accuracy by test length (step)."""
+    """The probe run: the oracle's and each learned model's accuracy by test length (step).
+
+    The oracle is a construction (weights set, not learned): it is recorded here, beside
+    the learned models, and never as a cell of the leaderboard.
+    """
     from harness.probes import log_series, start_probe
 
     params = {
         "task": TASK,
         "lengths": ",".join(str(L) for L in sorted(scores)),
         "examples": examples,
+        "construction": "gated 2-D rotation by 2*pi/N, angle read out by a fixed Dense",
+        "parameters": build_oracle(MODULUS).count_params(),
         "learned": ",".join(f"{family}/L{length}" for family, length in sorted(found)) or "none",
     }
     run_id = start_probe(tracker, experiment, "rotation", params)
-    series = {"test_accuracy/oracle": {L: s["accuracy"] for L, s in scores.items()}}
+    series = {
+        "test_accuracy/oracle": {L: s["accuracy"] for L, s in scores.items()},
+        "sequence_accuracy/oracle": {L: s["sequence_accuracy"] for L, s in scores.items()},
+    }
     for (family, length), by_length in sorted(found.items()):
         series[f"test_accuracy/{family}/L{length}"] = by_length
     log_series(tracker, run_id, series)
     tracker.finish(run_id)
     return run_id
+
+
+def section(probe):
+    """The oracle's counting accuracy beside each learned model's, on the same test data."""
+    from harness import figures
+    from harness.report.tables import Section, Table, number
+
+    curves = {}  # label -> {test length: accuracy}
+    for key, points in probe.series.items():
+        parts = key.split("/")
+        if parts[0] != "test_accuracy":
+            continue
+        if parts[1] == "oracle":
+            curves[f"{FAMILY} (weights set, not learned)"] = dict(points)
+        else:
+            curves[f"{parts[1]} (trained at L={parts[2].removeprefix('L')})"] = dict(points)
+    tested = sorted({L for points in curves.values() for L in points})
+    table = Table(["model", *(f"L={L}" for L in tested)], [])
+    for label, points in sorted(
+        curves.items(), key=lambda item: ("weights set" not in item[0], item[0])
+    ):
+        table.rows.append([label, *(number(points[L]) if L in points else "" for L in tested)])
+    oracle = dict(probe.series.get("test_accuracy/oracle", []))
+    exact = bool(oracle) and all(v == 1.0 for v in oracle.values())
+    paragraphs = [
+        "A linear recurrence on a 2-D state rotated by 2π/8 on every 1 (and left alone on a 0) "
+        f"counts mod 8; its angle is read out by a fixed Dense layer ({probe.params.get('parameters', '?')} "
+        "weights, all set by hand, none learned: a construction, shown apart from the searched "
+        "families). Its per-step accuracy is "
+        + ("exactly 1 at every length tested" if exact else "below 1 somewhere: see the table")
+        + (f" (longest: L={max(oracle)})" if oracle else "")
+        + ". Beside it, the store's learned counting models (the best model of each cell), "
+        f"scored on the same {probe.params.get('examples', '?')} test sequences per length. "
+        f"Machine: {probe.machine}.",
+    ]
+    fig = figures.rotation_vs_learned(curves)
+    return Section(
+        "Counting by rotation",
+        paragraphs,
+        [("Per-step accuracy on counting by test length:", table)],
+        [("probe_rotation_oracle.png", "rotation_oracle", figures.png(fig))],
+    )

@@ -1,0 +1,233 @@
+"""Rendering a report: markdown, one self-contained HTML page, PNG figures, and README's block.
+
+Everything is sorted and figures are written without timestamps, so one store always
+gives byte-identical files. Every value from the store is escaped: `|`, `<` and `>`
+in markdown, `html.escape` in HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.report.tables import Section, Table
+
+START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+IMAGE_CHECK = (
+    'window.addEventListener("load", function () {\n'
+    "  var images = Array.prototype.slice.call(document.images);\n"
+    "  document.body.dataset.images = images.length;\n"
+    "  document.body.dataset.imagesLoaded = images.filter(function (image) {\n"
+    "    return image.complete && image.naturalWidth > 0;\n"
+    "  }).length;\n"
+    "});"
+)
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead { background: #f0f0f0; }
+td[title] { text-decoration: underline dotted #999; }
+figure { margin: 1.2em 0; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+@dataclass
+class Document:
+    """A whole report: its title, opening paragraphs and bullets, and its sections."""
+
+    title: str
+    paragraphs: list[str]
+    bullets: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    captions: dict[str, str] = field(default_factory=dict)  # figure kind -> caption
+
+
+@dataclass
+class Written:
+    leaderboard: Path
+    html: Path
+    figures: list[Path]
+
+
+def md(value: object) -> str:
+    """A store value safe inside a markdown table or heading."""
+    text = " ".join(str(value).split())
+    return text.replace("|", r"\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_table(table: Table) -> list[str]:
+    rows = [table.headers, ["---"] * len(table.headers), *table.rows]
+    return [
+        "| " + " | ".join(md(cell) if cell != "---" else cell for cell in row) + " |"
+        for row in rows
+    ]
+
+
+def _md_section(part: Section, level: int) -> list[str]:
+    lines = ["", f"{'#' * level} {md(part.title)}"]
+    for paragraph in part.paragraphs:
+        lines += ["", md(paragraph)]
+    for caption, table in part.tables:
+        lines += ["", md(caption), "", *_md_table(table)] if caption else ["", *_md_table(table)]
+    for name, kind, _ in part.figures[:1]:  # markdown shows each section's first figure
+        lines += ["", f"![{md(part.title)}: {kind}](figures/{name})"]
+    for sub in part.parts:
+        lines += _md_section(sub, level + 1)
+    return lines
+
+
+def render_markdown(doc: Document) -> str:
+    lines = [f"# {md(doc.title)}"]
+    for paragraph in doc.paragraphs:
+        lines += ["", md(paragraph)]
+    if doc.bullets:
+        lines += ["", *(f"- {md(b)}" for b in doc.bullets)]
+    for part in doc.sections:
+        lines += _md_section(part, 2)
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+    rows = []
+    for r, row in enumerate(table.rows):
+        cells = []
+        for c, value in enumerate(row):
+            title = table.titles.get((r, c))
+            attribute = f' title="{html.escape(title)}"' if title else ""
+            cells.append(f"<td{attribute}>{html.escape(str(value))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>\n")
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{''.join(rows)}</tbody>\n</table>"
+
+
+def _html_figure(title: str, name: str, caption: str, data: bytes) -> str:
+    uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    return (
+        f'<figure><img src="{uri}" alt="{html.escape(title)}" data-file="{html.escape(name)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _html_section(part: Section, level: int, captions: dict[str, str]) -> list[str]:
+    out = [f"<h{level}>{html.escape(part.title)}</h{level}>"]
+    out += [f"<p>{html.escape(p)}</p>" for p in part.paragraphs]
+    for caption, table in part.tables:
+        if caption:
+            out.append(f"<p>{html.escape(caption)}</p>")
+        out.append(_html_table(table))
+    out += [
+        _html_figure(f"{part.title}: {kind}", name, captions.get(kind, ""), data)
+        for name, kind, data in part.figures
+    ]
+    for sub in part.parts:
+        out += _html_section(sub, min(level + 1, 6), captions)
+    return out
+
+
+def render_html(doc: Document) -> str:
+    """One self-contained page: tables, and figures as data URIs; scripts limited by CSP."""
+    digest = base64.b64encode(hashlib.sha256(IMAGE_CHECK.encode()).digest()).decode()
+    policy = (
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'"
+    )
+    title = html.escape(doc.title)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">',
+        f"<title>{title}</title>",
+        f"<style>{STYLE}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{title}</h1>",
+        *(f"<p>{html.escape(p)}</p>" for p in doc.paragraphs),
+    ]
+    if doc.bullets:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in doc.bullets) + "</ul>")
+    for part in doc.sections:
+        parts += _html_section(part, 2, doc.captions)
+    parts += [f"<script>{IMAGE_CHECK}</script>", "</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _write(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+def _figures(sections: list[Section]):
+    for part in sections:
+        yield from part.figures
+        yield from _figures(part.parts)
+
+
+def write(doc: Document, out: Path, markdown_name: str = "leaderboard.md") -> Written:
+    """Write the markdown, index.html and figures/*.png of `doc` under `out`."""
+    folder = out / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, _, data in _figures(doc.sections):
+        _write(folder / name, data)
+        written.append(folder / name)
+    for stale in sorted(set(folder.glob("*.png")) - set(written)):
+        stale.unlink()
+    markdown, page = out / markdown_name, out / "index.html"
+    _write(markdown, render_markdown(doc).encode())
+    _write(page, render_html(doc).encode())
+    return Written(markdown, page, written)
+
+
+# -- README ---------------------------------------------------------------------------------
+
+
+def has_markers(readme: Path) -> bool:
+    if not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    return START in text and END in text and text.index(START) < text.index(END)
+
+
+def insert_leaderboard(readme_text: str, leaderboard: str, figures_prefix: str) -> str:
+    """The README with the leaderboard's body (headings one level down) between the markers."""
+    lines = leaderboard.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    lines = ["#" + line if line.startswith("#") else line for line in lines]
+    block = "\n".join(
+        line.replace("](figures/", f"]({figures_prefix}figures/") for line in lines
+    ).strip()
+    head, rest = readme_text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{START}\n{block}\n{END}{tail}"
+
+
+def update_readme(readme: Path, leaderboard: Path) -> bool:
+    """Refresh the leaderboard between README's markers; True when the README changed."""
+    if not has_markers(readme):
+        raise UserError(
+            f"'{readme}' has no '{START}' ... '{END}' markers: add them to the "
+            "README where the leaderboard goes"
+        )
+    if not leaderboard.is_file():
+        raise UserError(f"leaderboard '{leaderboard}' does not exist: run `harness report` first")
+    prefix = Path(os.path.relpath(leaderboard.resolve().parent, readme.resolve().parent))
+    prefix_text = "" if prefix == Path(".") else prefix.as_posix() + "/"
+    text = readme.read_text(encoding="utf-8")
+    new = insert_leaderboard(text, leaderboard.read_text(encoding="utf-8"), prefix_text)
+    if new != text:
+        _write(readme, new.encode())
+    return new != text

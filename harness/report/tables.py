@@ -1,0 +1,207 @@
+"""The report's tables and sections, built from the cells a report reads (no rendering here).
+
+A table compares cells of one budget: the report has one group of tables per budget,
+headed by it. Every number in a score table is a cell's verdict over its seeds
+(harness/results.py), and each score names the run it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from harness.results import CellResult, CellState, budget_label
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    titles: dict[tuple[int, int], str] = field(default_factory=dict)
+    """Optional notes on single cells, (row, column) -> text (a tooltip in HTML)."""
+
+
+@dataclass
+class Section:
+    """A part of a report: a title, paragraphs, tables, figures and subsections."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[tuple[str, Table]] = field(default_factory=list)  # (caption, table)
+    figures: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file, kind, PNG)
+    parts: list[Section] = field(default_factory=list)
+
+
+def number(value, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if _finite(value) else "—"
+
+
+def amount(value) -> str:
+    """Three significant digits, whole numbers with thousands separators from 100 up."""
+    if not _finite(value):
+        return "—"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def better(direction: str) -> str:
+    return "lower is better" if direction == "min" else "higher is better"
+
+
+def short(run_id: str) -> str:
+    return run_id[:8]
+
+
+def score_text(cell: CellResult) -> str:
+    """A cell's score as tables print it: the verdict, or why there is none."""
+    if cell.state in (CellState.DIVERGED, CellState.FAILED):
+        return cell.state.value
+    verdict = cell.verdict
+    if verdict.seeds == 0:
+        return "—"
+    text = verdict.text()
+    return text + (f" ({verdict.seeds_solved} of {verdict.seeds})" if verdict.seeds > 1 else "")
+
+
+def provenance(cell: CellResult) -> str:
+    """Where a score comes from: its run, trials and seeds (a tooltip, a footnote row)."""
+    trials = int(cell.get("trials_completed")) if _finite(cell.get("trials_completed")) else 0
+    return (
+        f"run {short(cell.run_id)}: {trials} trials done, {cell.verdict.seeds_text()}; "
+        f"budget {cell.budget_key}"
+    )
+
+
+def budgets(cells: list[CellResult]) -> list[tuple[str, str, list[CellResult]]]:
+    """(budget key, label, its cells), the budget with the most cells first."""
+    groups: dict[str, list[CellResult]] = {}
+    for cell in cells:
+        groups.setdefault(cell.budget_key, []).append(cell)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [
+        (key, budget_label(group[0].budget, 1 + len(group[0].extra_seeds)), group)
+        for key, group in ordered
+    ]
+
+
+def score_table(cells: list[CellResult]) -> Table:
+    """One row per family, one column per length, the longest length solved; baseline and bar."""
+    lengths = sorted({c.length for c in cells})
+    arrow = "≤" if cells[0].direction == "min" else "≥"
+    table = Table(["family", *(f"L={L}" for L in lengths), "longest solved"], [])
+    for family in sorted({c.family for c in cells}):
+        by_length = {c.length: c for c in cells if c.family == family}
+        solved = [L for L, c in by_length.items() if c.verdict.solved]
+        row = len(table.rows)
+        for column, length in enumerate(lengths, start=1):
+            if length in by_length:
+                table.titles[(row, column)] = provenance(by_length[length])
+        table.rows.append(
+            [
+                family,
+                *(score_text(by_length[L]) if L in by_length else "" for L in lengths),
+                f"L={max(solved)}" if solved else "—",
+            ]
+        )
+    first = {c.length: c for c in sorted(cells, key=lambda c: c.family, reverse=True)}
+    table.rows.append(["trivial baseline", *(number(first[L].baseline) for L in lengths), ""])
+    table.rows.append(
+        ["solved bar", *(f"{arrow} {number(first[L].solved_bar)}" for L in lengths), ""]
+    )
+    return table
+
+
+def cost_table(cells: list[CellResult]) -> Table:
+    """Cost of each cell's best model (epochs after the first; the first's extra is compiling)."""
+    table = Table(
+        [
+            "family",
+            "length",
+            "parameters",
+            "seconds per epoch",
+            "compile seconds",
+            "epochs to solve",
+            "trials done (diverged, failed)",
+        ],
+        [],
+    )
+    for cell in sorted(cells, key=lambda c: (c.family, c.length)):
+        failed = cell.get("trials_failed")
+        trials = (
+            f"{number(cell.get('trials_completed'))} ({number(cell.get('trials_diverged'))}, "
+            f"{number(failed) if _finite(failed) else 0})"
+        )
+        per_epoch = number(cell.get("seconds_per_epoch"), 3)
+        if cell.legacy and per_epoch != "—":
+            per_epoch += " (incl. compile)"
+        solve = cell.get("epochs_to_solve")
+        table.rows.append(
+            [
+                cell.family,
+                str(cell.length),
+                f"{cell.get('parameters'):,.0f}" if _finite(cell.get("parameters")) else "—",
+                per_epoch,
+                number(cell.get("compile_seconds"), 3),
+                f"{solve:.0f}" if _finite(solve) else "—",
+                trials,
+            ]
+        )
+    return table
+
+
+def runs_table(cells: list[CellResult]) -> Table:
+    """The run behind each score, to open in the MLflow UI."""
+    table = Table(["family", "length", "run", "state", "trials done", "seeds", "machine"], [])
+    for cell in sorted(cells, key=lambda c: (c.family, c.length)):
+        trials = cell.get("trials_completed")
+        table.rows.append(
+            [
+                cell.family,
+                str(cell.length),
+                short(cell.run_id),
+                cell.state.value,
+                f"{trials:.0f}" if _finite(trials) else "—",
+                cell.verdict.seeds_text(),
+                cell.tags.get("harness.device", "unknown"),
+            ]
+        )
+    return table
+
+
+def machines(cells: list[CellResult]) -> list[str]:
+    """Which machine and backend produced the cells, with how many cells each."""
+    counts: dict[str, int] = {}
+    for cell in cells:
+        counts[cell.machine] = counts.get(cell.machine, 0) + 1
+    return [f"{m}: {n} cell{'s' * (n != 1)}" for m, n in sorted(counts.items())]
+
+
+def is_bidirectional(family: str) -> bool:
+    """Families that wrap a backward pass: by the registry's naming, their names start with bi."""
+    return family.startswith("bi")
+
+
+def hindsight_table(cells: list[CellResult]) -> Table:
+    """first_token: the length at which each forward and bidirectional family stops solving it."""
+    lengths = sorted({c.length for c in cells})
+    table = Table(
+        ["family", "direction", *(f"L={L}" for L in lengths), "longest solved", "stops solving at"],
+        [],
+    )
+    for family in sorted({c.family for c in cells}):
+        own = {c.length: c for c in cells if c.family == family}
+        solved = [L for L, c in own.items() if c.verdict.solved]
+        failed = [L for L, c in own.items() if not c.verdict.solved]
+        table.rows.append(
+            [
+                family,
+                "bidirectional" if is_bidirectional(family) else "forward",
+                *(score_text(own[L]) if L in own else "" for L in lengths),
+                f"L={max(solved)}" if solved else "—",
+                f"L={min(failed)}" if failed else f"solved through L={max(own)}",
+            ]
+        )
+    return table

@@ -1,0 +1,377 @@
+"""What a result is: the names MLflow runs carry, a dataclass per kind of run, and the rules
+the numbers obey.
+
+Whatever writes a run writes through this module (the runner, the frontier, the
+rotation construction, the probes' `start_probe`); report, status and verify read
+through it. The rules, each defined once here:
+
+- a trial's outcome: finished, diverged (its loss became NaN or infinite), failed (it
+  raised, or its worker was lost twice) or killed (interrupted or its worker lost: run
+  again on resume). Finished, diverged and failed trials are done; killed ones are not.
+- a cell's state: not started, partial (its run is not finished), done (a best model
+  was evaluated), diverged (no trial finished, some diverged) or failed (every trial
+  failed).
+- solved: the mean test score over all seeds of a cell (the search's best model and
+  each retrain of its hyperparameters) meets the task's bar. A seed that diverged
+  counts as failed: it scores the trivial baseline, never dropped.
+- budget: every setting that changes results (tuner and its settings, trials,
+  epochs, batch size, data sizes, the parameter budget, seeds); how work was spread
+  (workers, shards) is not part of it. A table compares cells of one budget.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# -- kinds of run (tag KIND) --------------------------------------------------------------
+CELL, TRIAL, FRONTIER, PROBE, CONSTRUCTION = "cell", "trial", "frontier", "probe", "construction"
+
+# -- tags ---------------------------------------------------------------------------------
+KIND = "harness.kind"
+CELL_KEY = "harness.cell_key"
+BUDGET_KEY = "harness.budget_key"
+FRONTIER_KEY = "harness.frontier_key"
+TRIAL_ID = "harness.trial_id"
+PARENT = "mlflow.parentRunId"
+STATUS = "harness.status"  # a trial's outcome, or a cell's state
+REASON = "harness.reason"
+WORKER = "harness.worker"
+PHASE = "harness.phase"
+PROBE_NAME = "harness.probe"
+BEST_TRIAL = "harness.best_trial"
+DIVERGED_SEEDS = "harness.diverged_seeds"
+DERIVED = "harness.derived"  # hyperparameters a trial did not search (the budget's width)
+FUSED_OBSERVED = "harness.fused_rnn_kernel_observed"
+FUSED_PREDICTED = "harness.fused_rnn_kernel"  # stores before 2026-11-26: predicted, not seen
+FRONTIER_CELLS = "harness.frontier_cells"
+MACHINE = ("device", "backend", "framework", "keras")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment_tags() -> dict[str, str]:
+    """The machine, backend and code a run was made with (tags of every parent run)."""
+    from harness import __version__, backend
+
+    versions = backend.versions()
+    tags = {
+        "harness.version": __version__,
+        "harness.backend": versions["backend"],
+        "harness.keras": versions["keras"],
+        "harness.keras_tuner": versions["keras_tuner"],
+        "harness.framework": versions["framework"],
+        "harness.device": backend.device(),
+    }
+    commit = git_commit()
+    if commit:
+        tags["harness.git_commit"] = commit
+    return tags
+
+
+def machine_of(tags: dict[str, str]) -> str:
+    """One line naming the device, Keras, backend and framework of a run."""
+    found = {k: tags.get(f"harness.{k}", "unknown") for k in MACHINE}
+    return f"{found['device']}; Keras {found['keras']} on {found['backend']} ({found['framework']})"
+
+
+# -- trials -------------------------------------------------------------------------------
+class Outcome(enum.StrEnum):
+    """How a trial ended."""
+
+    FINISHED = "finished"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    KILLED = "killed"
+
+    @property
+    def run_status(self) -> str:
+        """The MLflow run status a trial of this outcome ends with."""
+        return {"finished": "FINISHED", "killed": "KILLED"}.get(self.value, "FAILED")
+
+    @property
+    def done(self) -> bool:
+        """Whether the trial counts as done (a killed one runs again on resume)."""
+        return self is not Outcome.KILLED
+
+    @classmethod
+    def of(cls, tags: dict[str, str], run_status: str) -> Outcome | None:
+        """The outcome recorded on a trial run; None while it runs (or was never closed)."""
+        legacy = {"error": cls.FAILED, "lost": cls.KILLED, "interrupted": cls.KILLED}
+        value = tags.get(STATUS)
+        if value in legacy:
+            return legacy[value]
+        if value in cls._value2member_map_:
+            return cls(value)
+        return cls.KILLED if run_status == "KILLED" else None
+
+
+def trial_counts(outcomes: list[Outcome | None]) -> dict[str, int]:
+    """The cell's trial counts as metrics: done (finished, diverged, failed) and each kind."""
+    return {
+        "trials_completed": sum(1 for o in outcomes if o is not None and o.done),
+        "trials_finished": outcomes.count(Outcome.FINISHED),
+        "trials_diverged": outcomes.count(Outcome.DIVERGED),
+        "trials_failed": outcomes.count(Outcome.FAILED),
+    }
+
+
+# -- cells --------------------------------------------------------------------------------
+class CellState(enum.StrEnum):
+    NOT_STARTED = "not started"
+    PARTIAL = "partial"
+    DONE = "done"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+
+    @classmethod
+    def of(cls, run_status: str | None, outcomes: list[Outcome | None]) -> CellState:
+        """A cell's state from its parent run's status and its trials' outcomes."""
+        if run_status is None:
+            return cls.NOT_STARTED
+        if run_status != "FINISHED":
+            return cls.PARTIAL
+        if Outcome.FINISHED in outcomes:
+            return cls.DONE
+        return cls.DIVERGED if Outcome.DIVERGED in outcomes else cls.FAILED
+
+
+def planned_trials(tuner: str, max_trials: int, epochs: int) -> int:
+    """How many trials a search runs: `max_trials`, or for hyperband what its brackets hold.
+
+    Hyperband (one iteration, factor 3, min 1 epoch, as harness/tuning.py builds it) runs
+    brackets b = B-1 .. 0 of b+1 rounds each, round r holding
+    ceil(ceil(1 + log3(epochs)) / (b + 1) * 3^(b - r)) trials (keras_tuner's HyperbandOracle).
+    """
+    if tuner != "hyperband":
+        return max_trials
+    factor, brackets, reach = 3, 0, float(epochs)
+    while reach >= 1:
+        reach /= factor
+        brackets += 1
+    end = math.ceil(1 + math.log(epochs, factor))
+    return sum(
+        math.ceil(end / (b + 1) * factor ** (b - r)) for b in range(brackets) for r in range(b + 1)
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a cell is solved, from its seeds' test scores (the one definition)."""
+
+    mean: float
+    std: float
+    seeds: int
+    seeds_solved: int
+    seeds_diverged: int
+    solved: bool
+
+    def text(self, digits: int = 4) -> str:
+        """The number a table prints: the mean (± std over seeds), ✓ when solved."""
+        if self.seeds == 0:
+            return "—"
+        number = f"{self.mean:.{digits}g}"
+        if self.seeds > 1:
+            number += f" ± {self.std:.2g}"
+        return number + (" ✓" if self.solved else "")
+
+    def seeds_text(self) -> str:
+        text = f"{self.seeds_solved} of {self.seeds} seeds"
+        return text + (f", {self.seeds_diverged} diverged" if self.seeds_diverged else "")
+
+
+def judge(scores: list[float], bar: float, baseline: float, direction: str) -> Verdict:
+    """The verdict on a cell's seed scores (nan = a seed that diverged)."""
+    meets = (lambda s, b: s <= b) if direction == "min" else (lambda s, b: s >= b)
+    counted = [s if math.isfinite(s) else baseline for s in scores]
+    if not counted:
+        return Verdict(math.nan, math.nan, 0, 0, 0, False)
+    mean = statistics.fmean(counted)
+    std = statistics.stdev(counted) if len(counted) > 1 else 0.0
+    solved_seeds = sum(1 for s in scores if math.isfinite(s) and meets(s, bar))
+    diverged = sum(1 for s in scores if not math.isfinite(s))
+    return Verdict(mean, std, len(counted), solved_seeds, diverged, meets(mean, bar))
+
+
+def budget_key(budget: dict, seed: int, extra_seeds: list[int]) -> str:
+    """A short, stable name for a budget: every setting that changes results."""
+    settings = {k: v for k, v in budget.items() if v is not None}
+    text = json.dumps({"budget": settings, "seed": seed, "extra": extra_seeds}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def budget_label(budget: dict, seeds: int) -> str:
+    """The budget in words, for a table's header."""
+    trials = (
+        f"{planned_trials(budget['tuner'], budget['max_trials'], budget['epochs'])} trials"
+        if budget["tuner"] == "hyperband"
+        else f"{budget['max_trials']} trials"
+    )
+    parts = [
+        f"{budget['tuner']} search, {trials} x up to {budget['epochs']} epochs",
+        f"batch {budget['batch_size']}",
+        f"{budget['n_train']:,} / {budget['n_val']:,} / {budget['n_test']:,} "
+        "train / validation / test sequences",
+    ]
+    if budget.get("executions_per_trial", 1) != 1:
+        parts.append(f"{budget['executions_per_trial']} executions per trial")
+    if budget.get("params"):
+        parts.insert(0, f"{budget['params']:,} parameters")
+    parts.append(f"{seeds} seed{'s' * (seeds != 1)}")
+    return ", ".join(parts)
+
+
+@dataclass
+class CellResult:
+    """What a cell's parent run holds, read back (the report's and verify's view of a cell)."""
+
+    run_id: str
+    status: str  # the MLflow run status
+    start_time: int
+    key: str
+    task: str
+    length: int
+    family: str
+    metric: str
+    direction: str
+    seed: int
+    extra_seeds: list[int]
+    budget: dict
+    state: CellState
+    baseline: float
+    solved_bar: float
+    seed_scores: dict[int, float]  # nan for a seed that diverged
+    longer: dict[int, float]  # test score of the search seed's best model at longer lengths
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def budget_key(self) -> str:
+        return budget_key(self.budget, self.seed, self.extra_seeds)
+
+    @property
+    def verdict(self) -> Verdict:
+        scores = [
+            self.seed_scores[s] for s in [self.seed, *self.extra_seeds] if s in self.seed_scores
+        ]
+        return judge(scores, self.solved_bar, self.baseline, self.direction)
+
+    @property
+    def test_score(self) -> float:
+        return self.seed_scores.get(self.seed, math.nan)
+
+    @property
+    def machine(self) -> str:
+        return machine_of(self.tags)
+
+    @property
+    def legacy(self) -> bool:
+        """Recorded before 2026-11-26: seconds per epoch include compiling, the fused-kernel
+        tag was predicted, and no retrain's model was kept (verify cannot check it)."""
+        return FUSED_OBSERVED not in self.tags and "compile_seconds" not in self.metrics
+
+    def get(self, name: str) -> float:
+        return self.metrics.get(name, math.nan)
+
+    @classmethod
+    def from_run(cls, run) -> CellResult | None:
+        """The cell a parent run holds; None when it lacks what a cell needs (not a cell)."""
+        params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+        try:
+            seed = int(params.get("seed", 0))
+            extra = [int(s) for s in json.loads(params.get("extra_seeds", "[]"))]
+            budget = {
+                k.removeprefix("budget."): _budget_value(v)
+                for k, v in params.items()
+                if k.startswith("budget.")
+            }
+            result = cls(
+                run_id=run.info.run_id,
+                status=run.info.status,
+                start_time=run.info.start_time,
+                key=tags.get(CELL_KEY, ""),
+                task=params["task"],
+                length=int(params["length"]),
+                family=params["family"],
+                metric=params["metric"],
+                direction=params["direction"],
+                seed=seed,
+                extra_seeds=extra,
+                budget=budget,
+                state=_state_tag(tags.get(STATUS), run.info.status),
+                baseline=metrics.get("baseline", math.nan),
+                solved_bar=metrics.get("solved_bar", math.nan),
+                seed_scores={},
+                longer={},
+                metrics=dict(metrics),
+                tags=dict(tags),
+                params=dict(params),
+            )
+        except (KeyError, ValueError, TypeError):
+            return None
+        if result.direction not in ("min", "max"):
+            return None
+        diverged = {int(s) for s in tags.get(DIVERGED_SEEDS, "").split(",") if s}
+        if "test_score" in metrics:
+            result.seed_scores[seed] = metrics["test_score"]
+        for s in extra:
+            found = metrics.get(f"test_score_seed_{s}")
+            if found is not None:
+                result.seed_scores[s] = found
+            elif s in diverged:
+                result.seed_scores[s] = math.nan
+        result.longer = {
+            int(k.removeprefix("test_score_len_")): v
+            for k, v in metrics.items()
+            if k.startswith("test_score_len_")
+        }
+        return result
+
+
+def _budget_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _state_tag(value: str | None, run_status: str) -> CellState:
+    """A cell's state as its run records it (older stores wrote other words)."""
+    if run_status != "FINISHED":
+        return CellState.PARTIAL
+    legacy = {"finished": CellState.DONE, "all trials diverged or failed": CellState.DIVERGED}
+    if value in legacy:
+        return legacy[value]
+    return CellState(value) if value in CellState._value2member_map_ else CellState.DONE
+
+
+def cell_params(cell, task) -> dict[str, str]:
+    """The params of a cell's parent run: what it is and its budget (JSON for lists)."""
+    params = {
+        "task": cell.task,
+        "length": cell.length,
+        "family": cell.family,
+        "seed": cell.seed,
+        "metric": task.metric.name,
+        "direction": task.metric.direction,
+        "extra_seeds": list(cell.extra_seeds),
+        "eval_lengths": list(cell.eval_lengths),
+    }
+    params.update({f"budget.{k}": v for k, v in cell.as_dict()["budget"].items() if v is not None})
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
