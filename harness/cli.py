@@ -179,6 +179,13 @@ def run(
     n_val: Annotated[int | None, typer.Option(help="Validation examples.")] = None,
     n_test: Annotated[int | None, typer.Option(help="Test examples.")] = None,
     executions: Annotated[int | None, typer.Option(help="Executions per trial.")] = None,
+    params: Annotated[
+        int | None,
+        typer.Option(
+            help="Parameter budget: each family's width gives its model this many trainable "
+            "parameters (within 10%); the width is then not searched."
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Search seed.")] = None,
     extra_seed: Annotated[
         list[int] | None, typer.Option(help="Retrain the best with this seed (repeatable).")
@@ -227,6 +234,7 @@ def run(
             "n_val": n_val,
             "n_test": n_test,
             "executions_per_trial": executions,
+            "params": params,
         }.items()
         if v is not None
     }
@@ -414,6 +422,59 @@ def report(
         out.print(
             f"README.md: leaderboard {'updated' if changed else 'unchanged'}", highlight=False
         )
+
+
+@app.command()
+@user_errors
+def verify(
+    suite: Annotated[
+        str | None, typer.Option(help="Bundled suite name or path to a suite TOML.")
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Recompute every score the report would show from the stored models; exit 1 on a mismatch.
+
+    Reads the store alone (models downloaded, test data regenerated from the recorded
+    seeds and sizes); never trains and never reads the working directory.
+    """
+    from harness import verify as checking
+    from harness.tracking import open_store
+
+    tracker = open_store(tracking_uri)
+    name = _experiment(tracker, suite, experiment)
+    backend.load_frameworks()
+    checks = checking.verify(tracker, name, lambda line: err.print(line, highlight=False))
+    table = Table("run", "cell", "metric", "stored", "recomputed", "ok", title=f"verify {name}")
+    for check in checks:
+        table.add_row(
+            check.run_id[:8],
+            check.cell,
+            check.metric,
+            f"{check.stored:.6g}",
+            f"{check.recomputed:.6g}" if not check.note else check.note,
+            "yes" if check.ok else "NO",
+        )
+    out.print(table)
+    bad = [c for c in checks if not c.ok]
+    cells = len({c.run_id for c in checks})
+    if bad:
+        for check in bad:
+            err.print(
+                f"mismatch: run {check.run_id} ({check.cell}) {check.metric}: stored "
+                f"{check.stored:.6g}, " + (check.note or f"recomputed {check.recomputed:.6g}"),
+                highlight=False,
+                markup=False,
+            )
+        raise typer.Exit(1)
+    out.print(
+        f"verified {len(checks)} numbers of {cells} cells in experiment '{name}': all agree "
+        f"(within {checking.ABSOLUTE:g} + {checking.RELATIVE:g} x |stored|)",
+        highlight=False,
+    )
 
 
 # -- probes: gradient flow, the rotation oracle, cost scaling ------------------------------------

@@ -89,9 +89,22 @@ def test_generate_writes_arrays_readable_with_numpy(workdir):
             ["run", "--task", "adding", "--length", "10", "--family", "gru", "--tuner", "grid"],
             "unknown tuner 'grid'",
         ),
+        (
+            ["generate", "adding", "--length", "10", "--n", "5", "--out", "/proc/x.npz"],
+            "output file '/proc/x.npz' cannot be written",
+        ),
+        (["generate", "adding", "--split", "dev", "--out", "a.npz"], "unknown split 'dev'"),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "lstm", "--params", "5"],
+            "family 'lstm' cannot meet a budget of 5 parameters on task 'adding': "
+            "the smallest it can meet is",
+        ),
         (["run", "--task", "adding"], "missing --length, --family"),
         (["run", "--suite", "nosuch"], "unknown suite 'nosuch'"),
         (["status", "--suite", "nosuch"], "unknown suite 'nosuch'"),
+        (["status"], "does not exist: run `harness run` first"),
+        (["report", "--out", "r"], "does not exist: run `harness run` first"),
+        (["verify"], "does not exist: run `harness run` first"),
     ],
 )
 def test_bad_input_ends_with_one_line_and_exit_2(workdir, args, expected):
@@ -134,7 +147,7 @@ def test_unwritable_store_and_workdir(workdir):
     locked.mkdir()
     (locked / "file").write_text("a file, not a folder")
     uri = f"sqlite:///{locked / 'file' / 'mlflow.db'}"
-    line = one_error_line(harness("status", "--tracking-uri", uri, cwd=workdir))
+    line = one_error_line(harness(*RUN_GRU, "--tracking-uri", uri, cwd=workdir))
     assert "cannot be created" in line
     line = one_error_line(
         harness(
