@@ -1,23 +1,39 @@
 # Every target that needs the environment depends on .venv/.installed, which is
-# rebuilt when missing or older than pyproject.toml: `make test` and
-# `make leaderboard` work on a fresh clone with nothing installed.
+# rebuilt when missing, older than pyproject.toml or made for other extras: `make test`
+# and `make leaderboard` work on a fresh clone with nothing installed.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+comma := ,
+# yes where `nvidia-smi -L` runs and lists a GPU ("GPU 0: NVIDIA H100 ..."), else empty.
+HAS_GPU := $(shell out=$$(nvidia-smi -L 2>/dev/null) && echo "$$out" | grep -q '^GPU ' && echo yes)
+# The extras to install, worked out once per make run: dev everywhere, plus cuda (the CUDA
+# build of JAX) on a GPU machine. `make EXTRAS=dev ...` overrides it.
+EXTRAS := $(if $(HAS_GPU),dev$(comma)cuda,dev)
+# The extras .venv was installed with, as its stamp records them (an empty stamp, written
+# before stamps recorded them, means dev); other extras than EXTRAS make .venv afresh,
+# since pip cannot take an extra's packages away.
+INSTALLED := $(if $(wildcard $(VENV)/.installed),$(or $(shell cat $(VENV)/.installed),dev))
+OTHER_EXTRAS := $(filter-out $(EXTRAS),$(INSTALLED))
 SUITE ?= quick
 WORKERS ?= 2
 export KERAS_BACKEND ?= jax
 
-.PHONY: install test test-slow lint leaderboard report probes ui distributed-demo clean
+.PHONY: FORCE install test test-slow lint leaderboard report probes ui distributed-demo clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# With the cuda extra, the install ends by printing the GPUs JAX sees, and fails if none.
+$(VENV)/.installed: pyproject.toml $(if $(OTHER_EXTRAS),FORCE)
+	$(if $(OTHER_EXTRAS),rm -rf $(VENV))
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]' > $(VENV)/install.log 2>&1 \
 	  || (grep -v "is ignored" $(VENV)/install.log; exit 1)
 	$(BIN)/python -c "import harness, tasks, search_spaces, keras, keras_tuner, mlflow"
-	touch $@
+	$(if $(findstring cuda,$(EXTRAS)),$(BIN)/python -c "import jax; print(jax.devices('gpu'))")
+	echo '$(EXTRAS)' > $@
+
+FORCE:
 
 test: install
 	$(BIN)/pytest -q
