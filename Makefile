@@ -45,20 +45,24 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The search, then every stored score recomputed from the stored models (verify exits 1
+# on a mismatch, so no leaderboard is written from numbers it could not recompute).
 leaderboard: install
 	$(BIN)/harness run --suite $(SUITE)
-	$(BIN)/harness report --suite $(SUITE)
+	$(BIN)/harness verify --suite $(SUITE)
+	$(BIN)/harness report --suite $(SUITE) --update-readme
 
 report: install
-	$(BIN)/harness report --suite $(SUITE)
+	$(BIN)/harness report --suite $(SUITE) --update-readme
 
 ui: install
 	$(BIN)/harness ui
 
-probes: install  # gradient flow, the rotation oracle, cost scaling (a few minutes on 2 CPU cores)
+probes: install  # gradient flow, the rotation oracle, cost scaling; their report in reports/probes/
 	$(BIN)/harness probe rotation --suite $(SUITE)
 	$(BIN)/harness probe gradients --suite $(SUITE)
 	$(BIN)/harness probe cost --suite $(SUITE)
+	$(BIN)/harness probe report --suite $(SUITE) --out reports/probes
 
 distributed-demo: install  # a local mlflow server, a chief and $(WORKERS) workers on 127.0.0.1
 	scripts/distributed_demo.sh $(WORKERS)

@@ -3,8 +3,8 @@
     python scripts/update_readme.py [--readme README.md] [--leaderboard reports/leaderboard.md]
 
 The README must already hold `<!-- leaderboard:start -->` and `<!-- leaderboard:end -->`;
-without them the script changes nothing and exits 2. `harness report` calls the same
-function when ./README.md has the markers.
+without them the script changes nothing and exits 2. `harness report --update-readme`
+(what `make leaderboard` and `make report` run) calls the same function.
 """
 
 from __future__ import annotations
