@@ -3,8 +3,9 @@
 Points: "trial_start" (a trial's run opened, training not started), "epoch" (end
 of an epoch inside a trial), "trial" (a trial just recorded, the next not yet
 started), "evaluation" (the search done, evaluation started). N counts arrivals
-at that point in this process (default 1). With ":raise" the point raises
-MemoryError instead, as a trial running out of memory would. Unset, it does nothing.
+at that point in this process (default 1; "*" for every arrival). With ":raise" the
+point raises MemoryError instead, as a trial running out of memory would. Unset, it
+does nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def point(name: str) -> None:
         return
     count, _, action = rest.partition(":")
     _arrivals[name] += 1
-    if _arrivals[name] != int(count or 1):
+    if count != "*" and _arrivals[name] != int(count or 1):
         return
     if action == "raise":
         raise MemoryError(f"injected fault at {name} {_arrivals[name]}: out of memory")

@@ -217,6 +217,9 @@ def budget_key(budget: dict, seed: int, extra_seeds: list[int]) -> str:
 
 def budget_label(budget: dict, seeds: int) -> str:
     """The budget in words, for a table's header."""
+    needed = ("tuner", "max_trials", "epochs", "batch_size", "n_train", "n_val", "n_test")
+    if any(name not in budget for name in needed):
+        return f"budget not recorded ({seeds} seed{'s' * (seeds != 1)})"
     trials = (
         f"{planned_trials(budget['tuner'], budget['max_trials'], budget['epochs'])} trials"
         if budget["tuner"] == "hyperband"

@@ -272,13 +272,17 @@ class Runner:
 
     @staticmethod
     def _search(tuner, resolved: Resolved) -> None:
-        tuner.search(
-            *resolved.split("train"),
-            validation_data=resolved.split("val"),
-            epochs=resolved.cell.budget.epochs,
-            batch_size=resolved.cell.budget.batch_size,
-            verbose=0,
-        )
+        try:
+            tuner.search(
+                *resolved.split("train"),
+                validation_data=resolved.split("val"),
+                epochs=resolved.cell.budget.epochs,
+                batch_size=resolved.cell.budget.batch_size,
+                verbose=0,
+            )
+        except RuntimeError as error:  # Keras Tuner's end of a search whose trials all failed
+            if "consecutive failures exceeded" not in str(error):
+                raise
 
     def _serve(self, tuner, experiment_id: str, run_id: str) -> None:
         """The chief's search: serve the oracle to the workers, closing lost trials' runs."""

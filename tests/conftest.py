@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -225,6 +226,33 @@ def all_runs(uri: str, experiment: str):
 
     mlflow.set_tracking_uri(uri)
     return mlflow.search_runs(experiment_names=[experiment], max_results=10_000)
+
+
+def client(folder: Path):
+    """An MlflowClient on the store of `folder`."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=store_uri(folder))
+
+
+def md_rows(text: str, first_header: str) -> list[list[str]]:
+    """The rows (header first) of the first markdown table whose first column is `first_header`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return [rows[0], *rows[2:]]
+
+
+def section_text(text: str, title: str, level: int = 2) -> str:
+    """The markdown of the section headed `title` (at `level`), up to the next such heading."""
+    marker = "#" * level
+    start = text.index(f"{marker} {title}\n")
+    end = text.find(f"\n{marker} ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 
 
 @pytest.fixture

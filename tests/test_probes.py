@@ -22,8 +22,7 @@ backend.configure()
 from harness.probes import cost, gradients, loglog_fit, rotation  # noqa: E402
 from search_spaces import REGISTRY  # noqa: E402
 from tasks import get_task  # noqa: E402
-from tests.conftest import TINY_DATA  # noqa: E402
-from tests.test_report import client, harness, md_rows  # noqa: E402
+from tests.conftest import TINY_DATA, client, harness, md_rows, section_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FAMILIES = list(REGISTRY)
@@ -180,6 +179,51 @@ def test_out_of_memory_is_recorded_not_raised():
     assert not backend.is_out_of_memory(ValueError("shapes do not match"))
 
 
+class UnreadableStep:
+    """A Keras model whose training step leaves a value Keras cannot turn into a float, the
+    way a device computation that failed (out of memory on a GPU) leaves its result."""
+
+    @staticmethod
+    def build():
+        import keras
+
+        class Model(keras.Model):
+            def train_step(self, *args):
+                found = super().train_step(*args)
+                if isinstance(found, tuple):  # JAX: (logs, state)
+                    return {**found[0], "loss": keras.ops.ones((2,))}, found[1]
+                return {**found, "loss": keras.ops.ones((2,))}
+
+        inputs = keras.Input((3,))
+        model = Model(inputs, keras.layers.Dense(1)(inputs))
+        model.compile("sgd", "mse")
+        return model
+
+
+def test_a_step_whose_result_cannot_be_read_is_never_timed():
+    """Keras swallows the error (its logs keep the unreadable value); train_step raises."""
+    model = UnreadableStep.build()
+    x, y = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert not isinstance(logs["loss"], float)  # what made failed GPU steps look fast
+    with pytest.raises(backend.StepFailed, match="the step's loss could not be read"):
+        backend.train_step(model, x, y)
+
+
+def test_a_timed_step_has_finished_its_work_when_it_returns():
+    """JAX dispatches asynchronously on the CPU too: train_step returns once the update is done."""
+    import jax
+
+    model = gradients.default_model("lstm", get_task("adding"))
+    x, y = get_task("adding").generate(16, 256, 0, "train")
+    backend.train_step(model, x, y)
+    for _ in range(3):
+        logs = backend.train_step(model, x, y)
+        assert isinstance(logs["loss"], float)
+        values = [v.value for v in model.variables]
+        assert all(isinstance(v, jax.Array) and v.is_ready() for v in values)
+
+
 def test_step_memory_sees_an_allocation():
     with backend.step_memory() as memory:
         block = np.ones(40 * 2**20 // 8)
@@ -258,6 +302,7 @@ def test_probes_are_recorded_in_mlflow(store):
     assert sorted(m.step for m in history) == list(range(8))
     assert "decay_per_step/bigru/L8/trained" in grads.data.metrics
     costs = probes["cost"]
+    assert costs.data.params["warmup_steps"] == "2" and costs.data.params["precision"] == "fp32"
     for family in ("lstm", "transformer"):
         history = mlflow.get_metric_history(costs.info.run_id, f"step_seconds/{family}")
         assert sorted(m.step for m in history) == [8, 16], family
@@ -268,51 +313,23 @@ def test_probes_are_recorded_in_mlflow(store):
         assert sorted(m.step for m in history) == [10, 20], key
     oracle_scores = mlflow.get_metric_history(rotation_run, "test_accuracy/oracle")
     assert {m.value for m in oracle_scores} == {1.0}
-    oracle = [r for r in runs_of(store, "cell") if r.data.params["family"] == "rotation_oracle"]
-    assert sorted(int(r.data.params["length"]) for r in oracle) == [10, 20]
-    for run in oracle:
-        assert run.data.params["family"] == "rotation_oracle"
-        assert run.data.metrics["test_score"] == 1.0 and run.data.metrics["solved"] == 1
+    assert probes["rotation"].data.params["parameters"] == "22"
 
 
-def test_rerunning_the_rotation_probe_replaces_its_cells(store, tmp_path):
-    import shutil
-
-    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
-    result = harness(
-        "probe", "rotation", "--lengths", "10", "--examples", "8", "--experiment", EXPERIMENT,
-        cwd=tmp_path,
-    )  # fmt: skip
+def test_the_construction_is_never_ranked_as_a_family(store):
+    """The rotation oracle (weights set) is no cell: the leaderboard holds learned models only."""
+    assert {r.data.params["family"] for r in runs_of(store, "cell")} == {"gru"}
+    result = harness("report", "--experiment", EXPERIMENT, "--out", "board", cwd=store)
     assert result.returncode == 0, result.stderr
-    cells = runs_of(tmp_path, "cell")
-    lengths = sorted(
-        int(r.data.params["length"]) for r in cells if r.data.params["family"] != "gru"
-    )
-    assert lengths == [10, 20]
+    text = (store / "board" / "leaderboard.md").read_text()
+    assert "rotation_oracle" not in text and "### counting" in text
 
 
 @pytest.fixture(scope="module")
 def report(store) -> Path:
-    """The report, after adding first_token cells of a forward and a bidirectional family."""
-    mlflow = client(store)
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
-    solved = {("gru", 50): 1, ("gru", 100): 0, ("bigru", 50): 1, ("bigru", 100): 1}
-    for (family, length), ok in sorted(solved.items()):
-        run_id = mlflow.create_run(
-            experiment, tags={"harness.kind": "cell", "harness.status": "finished"}
-        ).info.run_id
-        params = {"task": "first_token", "length": str(length), "family": family}
-        for key, value in {**params, "metric": "accuracy", "direction": "max"}.items():
-            mlflow.log_param(run_id, key, value)
-        score = 0.99 if ok else 0.3
-        for key, value in {
-            "test_score": score, "solved": ok, "baseline": 0.125, "solved_bar": 0.95,
-        }.items():  # fmt: skip
-            mlflow.log_metric(run_id, key, value)
-        mlflow.set_terminated(run_id, "FINISHED")
-    result = harness("report", "--experiment", EXPERIMENT, "--out", "reports", cwd=store)
+    result = harness("probe", "report", "--experiment", EXPERIMENT, "--out", "probes", cwd=store)
     assert result.returncode == 0, result.stdout + result.stderr
-    return store / "reports"
+    return store / "probes"
 
 
 def history_of(folder: Path, probe: str, key: str) -> list:
@@ -320,19 +337,12 @@ def history_of(folder: Path, probe: str, key: str) -> list:
     return client(folder).get_metric_history(run.info.run_id, key)
 
 
-def section_text(text: str, title: str) -> str:
-    start = text.index(f"## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
-
-
-def test_report_has_a_section_per_probe(store, report):
-    text = (report / "leaderboard.md").read_text()
-    names = sorted(p.name for p in (report / "figures").glob("probe_*.png"))
+def test_the_probes_report_has_a_section_per_probe(store, report):
+    text = (report / "probes.md").read_text()
+    names = sorted(p.name for p in (report / "figures").glob("*.png"))
     assert names == [
         "probe_cost_scaling.png",
         "probe_gradient_flow.png",
-        "probe_hindsight.png",
         "probe_rotation_oracle.png",
     ]
     for name in names:
@@ -347,28 +357,13 @@ def test_report_has_a_section_per_probe(store, report):
         assert row[2] == f"{grads[f'decay_per_step/{name}/init']:.4g}"
         assert row[5] == f"{grads[f'first_input_ratio/{name}/trained']:.3g}"
 
-    rows = md_rows(section_text(text, "Counting by rotation"), "model")
+    part = section_text(text, "Counting by rotation")
+    assert "weights, all set by hand, none learned: a construction" in part
+    rows = md_rows(part, "model")
     assert rows[0] == ["model", "L=10", "L=20"]
-    assert rows[1] == ["rotation_oracle (weights set)", "1", "1"]
+    assert rows[1] == ["rotation_oracle (weights set, not learned)", "1", "1"]
     learned = {m.step: m.value for m in history_of(store, "rotation", "test_accuracy/gru/L10")}
-    gru_cell = next(
-        r
-        for r in runs_of(store, "cell")
-        if r.data.params["family"] == "gru" and r.data.params["task"] == "counting"
-    )
-    assert rows[2] == [
-        "gru (trained at L=10)",
-        f"{gru_cell.data.metrics['test_score']:.4g}",
-        f"{learned[20]:.4g}",
-    ]
-    counting = md_rows(section_text(text, "counting"), "family")
-    assert counting[2] == ["rotation_oracle", "1 ✓", "1 ✓", "L=20"]
-
-    rows = md_rows(section_text(text, "Hindsight: first_token"), "family")
-    assert rows[1:] == [
-        ["bigru", "bidirectional", "0.99 ✓", "0.99 ✓", "L=100", "solved through L=100"],
-        ["gru", "forward", "0.99 ✓", "0.3", "L=50", "L=100"],
-    ]
+    assert rows[2] == ["gru (trained at L=10)", f"{learned[10]:.4g}", f"{learned[20]:.4g}"]
 
     costs = probes["cost"].data.metrics
     part = section_text(text, "Cost scaling")
@@ -377,23 +372,56 @@ def test_report_has_a_section_per_probe(store, report):
     for row in rows[1:]:
         assert row[1] == f"{costs[f'time_exponent/{row[0]}']:.3g}"
     assert re.search(r"Crossover: (transformer slower than lstm from L≈\d+|.*none)", part)
+    assert "each waited for on the device" in part
 
     page = (report / "index.html").read_text()
-    for title in (
-        "Gradient flow",
-        "Counting by rotation",
-        "Hindsight: first_token",
-        "Cost scaling",
-    ):
+    for title in ("Gradient flow", "Counting by rotation", "Cost scaling"):
         assert f"<h2>{title}</h2>" in page
-    assert page.count("<img ") == len(list((report / "figures").glob("*.png")))
+    assert page.count("<img ") == len(names)
 
 
-def test_report_with_probes_is_deterministic(store, report):
-    result = harness("report", "--experiment", EXPERIMENT, "--out", "again", cwd=store)
+def test_the_probes_report_is_deterministic(store, report):
+    result = harness("probe", "report", "--experiment", EXPERIMENT, "--out", "again", cwd=store)
     assert result.returncode == 0, result.stderr
     for path in sorted(p for p in report.rglob("*") if p.is_file()):
         assert path.read_bytes() == (store / "again" / path.relative_to(report)).read_bytes(), path
+
+
+def test_the_leaderboard_has_a_hindsight_section(store, tmp_path):
+    """first_token cells of a forward and a bidirectional family under one budget."""
+    import shutil
+
+    from harness.results import budget_key
+
+    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
+    mlflow = client(tmp_path)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    budget = {"tuner": "random", "max_trials": 1, "epochs": 1, "batch_size": 32,
+              "n_train": 64, "n_val": 32, "n_test": 32, "executions_per_trial": 1}  # fmt: skip
+    solved = {("gru", 50): 1, ("gru", 100): 0, ("bigru", 50): 1, ("bigru", 100): 1}
+    for (family, length), ok in sorted(solved.items()):
+        tags = {"harness.kind": "cell", "harness.status": "done",
+                "harness.budget_key": budget_key(budget, 0, [])}  # fmt: skip
+        run_id = mlflow.create_run(experiment, tags=tags).info.run_id
+        params = {"task": "first_token", "length": str(length), "family": family,
+                  "metric": "accuracy", "direction": "max", "seed": "0", "extra_seeds": "[]",
+                  **{f"budget.{k}": str(v) for k, v in budget.items()}}  # fmt: skip
+        for key, value in params.items():
+            mlflow.log_param(run_id, key, value)
+        score = 0.99 if ok else 0.3
+        for key, value in {"test_score": score, "baseline": 0.125, "solved_bar": 0.95}.items():
+            mlflow.log_metric(run_id, key, value)
+        mlflow.set_terminated(run_id, "FINISHED")
+    result = harness("report", "--experiment", EXPERIMENT, "--out", "board", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (tmp_path / "board" / "leaderboard.md").read_text()
+    rows = md_rows(section_text(text, "Hindsight: first_token", 3), "family")
+    assert rows[1:] == [
+        ["bigru", "bidirectional", "0.99 ✓", "0.99 ✓", "L=100", "solved through L=100"],
+        ["gru", "forward", "0.99 ✓", "0.3", "L=50", "L=100"],
+    ]
+    key = budget_key(budget, 0, [])
+    assert (tmp_path / "board" / "figures" / f"hindsight_{key}.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -404,6 +432,8 @@ def test_report_with_probes_is_deterministic(store, report):
         (("rotation", "--lengths", "ten"), "length 'ten'"),
         (("cost", "--lengths", "64"), "at least two --lengths"),
         (("cost", "--task", "nope"), "unknown task 'nope'"),
+        (("cost", "--precision", "fp8"), "unknown precision 'fp8'"),
+        (("report",), "does not exist: run `harness run` first"),
     ],
 )
 def test_bad_probe_input_is_one_line_and_exit_2(tmp_path, args, words):

@@ -1,43 +1,27 @@
-"""`harness report` on a real store made by a real tiny run: structure, numbers, determinism,
-HTML escaping, errors, the README markers, and (slow) the page in headless Chromium."""
+"""`harness report` on a real store made by a real tiny run: structure, numbers, budgets kept
+apart, the run standing for a cell, determinism, HTML escaping, errors, the README markers,
+and (slow) the page in headless Chromium."""
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from harness.results import budget_key
+from tests.conftest import REPO, client, harness, md_rows, section_text
+
 EXPERIMENT = "report-test"
 LENGTHS = (10, 20)
 FAMILY = "simple_rnn"
 PAYLOAD = "<script>alert(1)</script>|x"
-
-
-def harness(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """The real `harness` command in a subprocess, on the local store of `cwd`."""
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-c", "from harness.cli import app; app()", *args]
-    return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def uri(folder: Path) -> str:
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
-def client(folder: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri(folder))
+KINDS = ("score_vs_length", "length_generalisation", "anytime", "hyperparameters")
 
 
 @pytest.fixture(scope="module")
@@ -46,30 +30,10 @@ def store(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("store")
     lengths = [arg for L in LENGTHS for arg in ("--length", str(L))]
     result = harness(
-        "run",
-        "--task",
-        "adding",
-        *lengths,
-        "--family",
-        FAMILY,
-        "--max-trials",
-        "2",
-        "--epochs",
-        "1",
-        "--n-train",
-        "128",
-        "--n-val",
-        "64",
-        "--n-test",
-        "64",
-        "--eval-length",
-        "40",
-        "--extra-seed",
-        "1",
-        "--experiment",
-        EXPERIMENT,
-        cwd=folder,
-    )
+        "run", "--task", "adding", *lengths, "--family", FAMILY, "--max-trials", "2",
+        "--epochs", "2", "--n-train", "128", "--n-val", "64", "--n-test", "64",
+        "--eval-length", "40", "--extra-seed", "1", "--experiment", EXPERIMENT, cwd=folder,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return folder
 
@@ -86,50 +50,38 @@ def parents(folder: Path, experiment: str = EXPERIMENT) -> list:
     mlflow = client(folder)
     found = mlflow.get_experiment_by_name(experiment)
     runs = mlflow.search_runs([found.experiment_id], "tags.`harness.kind` = 'cell'")
-    return sorted(runs, key=lambda r: int(r.data.params["length"]))
+    return sorted(runs, key=lambda r: (int(r.data.params["length"]), r.info.start_time))
 
 
-def md_rows(text: str, first_header: str) -> list[list[str]]:
-    """The rows (header first) of the markdown table whose first column is `first_header`."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
-    rows = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
-    return [rows[0], *rows[2:]]
+def key_of(run) -> str:
+    return run.data.tags["harness.budget_key"]
 
 
 # -- structure and numbers --------------------------------------------------------------------
 
 
-def test_report_has_the_tables_and_figures(report):
+def test_report_has_the_tables_and_figures(store, report):
     text = (report / "leaderboard.md").read_text()
+    key = key_of(parents(store)[0])
     assert text.startswith(f"# Leaderboard: {EXPERIMENT}\n")
-    assert "## adding" in text and "Metric: mse (lower is better)." in text
-    scores = md_rows(text, "family")
+    assert "## How to read it" in text and f"## Budget {key}" in text
+    budget = section_text(text, f"Budget {key}")
+    assert "random search, 2 trials x up to 2 epochs, batch 64" in budget and "2 seeds" in budget
+    assert "### adding" in budget and "Metric: mse (lower is better)." in budget
+    scores = md_rows(budget, "family")
     assert scores[0] == ["family", *(f"L={L}" for L in LENGTHS), "longest solved"]
     assert [row[0] for row in scores[1:]] == [FAMILY, "trivial baseline", "solved bar"]
     assert (
-        "| family | length | parameters | seconds per epoch | epochs to solve | diverged trials |"
-        in text
+        "| family | length | parameters | seconds per epoch | compile seconds | epochs to solve "
+        "| trials done (diverged, failed) |" in text
     )
+    assert "| family | length | run | state | trials done | seeds | machine |" in text
     names = sorted(p.name for p in (report / "figures").glob("*.png"))
-    assert names == sorted(
-        f"{kind}_adding.png"
-        for kind in (
-            "score_vs_length",
-            "length_generalisation",
-            "anytime",
-            "hyperparameters",
-            "cost_vs_length",
-        )
-    )
-    assert "](figures/score_vs_length_adding.png)" in text
+    assert names == sorted(f"{kind}_adding_{key}.png" for kind in KINDS)
+    assert f"](figures/score_vs_length_adding_{key}.png)" in text
 
     page = (report / "index.html").read_text()
-    assert page.count("<table>") == 2
+    assert page.count("<table>") == 3
     assert page.count("<img ") == len(names)
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"[^>]*data-file="([^"]+)"', page)
@@ -138,37 +90,47 @@ def test_report_has_the_tables_and_figures(report):
         assert base64.b64decode(data) == (report / "figures" / name).read_bytes()
 
 
-def test_numbers_equal_the_store(store, report):
+def test_numbers_equal_the_seeds_in_the_store(store, report):
+    """Each score is the mean over the stored seed scores; ✓ comes from that same mean."""
     runs = parents(store)
     text = (report / "leaderboard.md").read_text()
     scores = {row[0]: row[1:] for row in md_rows(text, "family")[1:]}
+    solved = []
     for i, run in enumerate(runs):
         m = run.data.metrics
-        assert m["seed_count"] == 2
-        expected = f"{m['seed_mean']:.4g} ± {m['seed_std']:.2g}" + (" ✓" if m["solved"] else "")
-        assert scores[FAMILY][i] == expected
+        seeds = [m["test_score"], m["test_score_seed_1"]]
+        mean, std = statistics.fmean(seeds), statistics.stdev(seeds)
+        tick = " ✓" if mean <= m["solved_bar"] else ""
+        passing = sum(s <= m["solved_bar"] for s in seeds)
+        assert scores[FAMILY][i] == f"{mean:.4g} ± {std:.2g}{tick} ({passing} of 2)"
+        assert m["seed_mean"] == pytest.approx(mean) and m["solved"] == bool(tick)
         assert scores["trivial baseline"][i] == f"{m['baseline']:.4g}"
         assert scores["solved bar"][i] == f"≤ {m['solved_bar']:.4g}"
-    solved = [int(r.data.params["length"]) for r in runs if r.data.metrics["solved"]]
+        if tick:
+            solved.append(int(run.data.params["length"]))
     assert scores[FAMILY][-1] == (f"L={max(solved)}" if solved else "—")
 
-    lines = text.splitlines()
-    cost_start = lines.index("Cost of each cell's best model:") + 2
-    costs = md_rows("\n".join(lines[cost_start:]), "family")[1:]
+    costs = md_rows(text[text.index("Cost of each cell's best model:") :], "family")[1:]
     for row, run in zip(costs, runs, strict=True):
         m = run.data.metrics
-        assert row[:4] == [
+        assert row[:5] == [
             FAMILY,
             run.data.params["length"],
             f"{m['parameters']:,.0f}",
             f"{m['seconds_per_epoch']:.3g}",
+            f"{m['compile_seconds']:.3g}",
         ]
-        assert row[5] == f"{m['trials_diverged']:.4g} of {m['trials_completed']:.4g}"
+        assert row[6] == f"{m['trials_completed']:.4g} ({m['trials_diverged']:.4g}, 0)"
+    runs_rows = md_rows(text[text.index("The run behind each score") :], "family")[1:]
+    assert [row[2] for row in runs_rows] == [run.info.run_id[:8] for run in runs]
     tags = runs[0].data.tags
     assert (
         f"- {tags['harness.device']}; Keras {tags['harness.keras']} on "
         f"{tags['harness.backend']} ({tags['harness.framework']}): 2 cells" in text
     )
+    page = (report / "index.html").read_text()
+    for run in runs:  # each score names its run in the HTML
+        assert f'title="run {run.info.run_id[:8]}: 2 trials done' in page
 
 
 def test_same_store_gives_identical_files(store, report):
@@ -181,79 +143,134 @@ def test_same_store_gives_identical_files(store, report):
         assert (report / path).read_bytes() == (again / path).read_bytes(), path
 
 
-# -- escaping ----------------------------------------------------------------------------------
+# -- cells written here, to set up what a real run seldom makes ---------------------------------
 
 
-def test_store_values_are_escaped(store, tmp_path):
-    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
-    mlflow = client(tmp_path)
+BUDGET = {
+    "tuner": "random", "max_trials": 3, "epochs": 8, "executions_per_trial": 1,
+    "batch_size": 64, "n_train": 512, "n_val": 64, "n_test": 64,
+}  # fmt: skip
+
+
+def add_cell(folder: Path, family: str, length: int, metrics: dict, **options) -> str:
+    """A finished (or `status`) cell run of adding in the report's experiment."""
+    mlflow = client(folder)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
-    run = mlflow.create_run(
-        experiment,
-        run_name="evil",
-        tags={
-            "harness.kind": "cell",
-            "harness.device": "<img src=x onerror=alert(2)>",
-            "harness.backend": "jax",
-        },
-    )
-    run_id = run.info.run_id
-    for key, value in {
-        "task": "adding",
-        "length": "10",
-        "family": PAYLOAD,
-        "metric": "mse",
-        "direction": "min",
-    }.items():
+    budget = {**BUDGET, **options.get("budget", {})}
+    extra = options.get("extra_seeds", [])
+    tags = {
+        "harness.kind": "cell",
+        "harness.status": options.get("state", "done"),
+        "harness.budget_key": budget_key(budget, 0, extra),
+        "harness.fused_rnn_kernel_observed": "no",
+        "harness.device": options.get("device", "test machine"),
+    }
+    run_id = mlflow.create_run(experiment, tags=tags).info.run_id
+    params = {
+        "task": "adding", "length": str(length), "family": family, "metric": "mse",
+        "direction": "min", "seed": "0", "extra_seeds": str(extra),
+        **{f"budget.{k}": str(v) for k, v in budget.items()},
+    }  # fmt: skip
+    for key, value in params.items():
         mlflow.log_param(run_id, key, value)
-    for key, value in {
-        "test_score": 0.5,
-        "solved": 0,
-        "baseline": 0.1667,
-        "solved_bar": 0.01,
-        "seed_count": 1,
-        "seconds_per_epoch": 0.1,
-    }.items():
+    for key, value in {"baseline": 0.1667, "solved_bar": 0.01, **metrics}.items():
         mlflow.log_metric(run_id, key, value)
-    mlflow.set_terminated(run_id, "FINISHED")
+    if options.get("finished", True):
+        mlflow.set_terminated(run_id, "FINISHED")
+    return run_id
 
-    result = harness("report", "--experiment", EXPERIMENT, cwd=tmp_path)
+
+@pytest.fixture
+def copy(store, tmp_path) -> Path:
+    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
+    return tmp_path
+
+
+def scores_of(text: str, budget: dict, extra: list[int]) -> dict[str, list[str]]:
+    """The adding score table of one budget: family -> its cells."""
+    part = section_text(text, f"Budget {budget_key(budget, 0, extra)}")
+    return {row[0]: row[1:] for row in md_rows(section_text(part, "adding", 3), "family")[1:]}
+
+
+def build(folder: Path) -> str:
+    from harness import report
+    from harness.tracking import open_store
+
+    written = report.build(open_store(f"sqlite:///{folder / 'mlflow.db'}"), EXPERIMENT, folder)
+    return written.leaderboard.read_text()
+
+
+def test_the_tick_and_the_number_come_from_the_same_seeds(copy):
+    """The search seed alone solves, the retrain does not: the mean misses the bar, no ✓."""
+    metrics = {"test_score": 0.005, "test_score_seed_1": 0.3, "trials_completed": 3}
+    add_cell(copy, "gru", 50, metrics, extra_seeds=[1])
+    assert scores_of(build(copy), BUDGET, [1])["gru"] == ["0.1525 ± 0.21 (1 of 2)", "—"]
+    add_cell(copy, "lstm", 50, {**metrics, "test_score_seed_1": 0.007}, extra_seeds=[1])
+    assert scores_of(build(copy), BUDGET, [1])["lstm"] == ["0.006 ± 0.0014 ✓ (2 of 2)", "L=50"]
+
+
+def test_a_diverged_seed_counts_as_failed(copy):
+    run_id = add_cell(copy, "gru", 50, {"test_score": 0.001}, extra_seeds=[1, 2])
+    client(copy).set_tag(run_id, "harness.diverged_seeds", "2")
+    client(copy).log_metric(run_id, "test_score_seed_1", 0.002)
+    score = scores_of(build(copy), BUDGET, [1, 2])["gru"][0]
+    mean = statistics.fmean([0.001, 0.002, 0.1667])  # the diverged seed scores the baseline
+    assert score.startswith(f"{mean:.4g} ± ") and "✓" not in score and score.endswith("(2 of 3)")
+
+
+def test_budgets_are_never_mixed_and_the_latest_run_stands(copy):
+    add_cell(copy, "gru", 50, {"test_score": 0.2})
+    newer = add_cell(copy, "gru", 50, {"test_score": 0.004})  # the same budget, rerun later
+    other = add_cell(copy, "gru", 50, {"test_score": 0.001}, budget={"epochs": 2})
+    text = build(copy)
+    first, second = budget_key(BUDGET, 0, []), budget_key({**BUDGET, "epochs": 2}, 0, [])
+    assert f"## Budget {first}" in text and f"## Budget {second}" in text
+    assert "random search, 3 trials x up to 8 epochs" in section_text(text, f"Budget {first}")
+    assert scores_of(text, BUDGET, [])["gru"] == ["0.004 ✓", "L=50"]
+    assert scores_of(text, {**BUDGET, "epochs": 2}, [])["gru"] == ["0.001 ✓", "L=50"]
+    assert f"run {newer[:8]} supersedes 1 earlier finished run of the same budget" in text
+    assert other[:8] in section_text(text, f"Budget {second}")
+
+
+def test_diverged_failed_and_unfinished_cells_are_reported(copy):
+    add_cell(copy, "lstm", 10, {"solved": 0}, state="diverged")
+    add_cell(copy, "bilstm", 10, {"solved": 0}, state="failed")
+    add_cell(copy, "gru", 10, {"solved": 0}, state="partial", finished=False)
+    text = build(copy)
+    rows = scores_of(text, BUDGET, [])
+    assert rows["lstm"] == ["diverged", "—"] and rows["bilstm"] == ["failed", "—"]
+    assert "gru" not in rows
+    assert "Unfinished cell runs (running or interrupted), left out: 1." in text
+
+
+def test_store_values_are_escaped(copy):
+    add_cell(copy, PAYLOAD, 10, {"test_score": 0.5}, device="<img src=x onerror=alert(2)>")
+    result = harness("report", "--experiment", EXPERIMENT, cwd=copy)
     assert result.returncode == 0, result.stderr
-    page = (tmp_path / "reports" / "index.html").read_text()
+    page = (copy / "reports" / "index.html").read_text()
     assert "<script>alert" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;|x" in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page
     assert page.count("<script") == 1  # the page's own image check, allowed by its CSP hash
-    text = (tmp_path / "reports" / "leaderboard.md").read_text()
+    text = (copy / "reports" / "leaderboard.md").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in text and "<script>" not in text
 
 
-def test_diverged_and_unfinished_cells_are_reported(store, tmp_path):
-    from harness import report
-
-    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
-    mlflow = client(tmp_path)
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
-    params = {"task": "adding", "length": "10", "metric": "mse", "direction": "min"}
-    for family, status in (("lstm", "FINISHED"), ("gru", "RUNNING")):
-        run_id = mlflow.create_run(experiment, tags={"harness.kind": "cell"}).info.run_id
-        for key, value in {**params, "family": family}.items():
-            mlflow.log_param(run_id, key, value)
-        mlflow.set_tag(run_id, "harness.status", "all trials diverged or failed")
-        for key, value in {"solved": 0, "baseline": 0.1667, "solved_bar": 0.01}.items():
-            mlflow.log_metric(run_id, key, value)
-        if status == "FINISHED":
-            mlflow.set_terminated(run_id, status)
-
-    written = report.build(report.open_store(uri(tmp_path)), EXPERIMENT, tmp_path / "out")
-    rows = {row[0]: row[1:] for row in md_rows(written.leaderboard.read_text(), "family")[1:]}
-    assert rows["lstm"] == ["diverged", "", "—"] and "gru" not in rows
-    assert "Unfinished cell runs (running or interrupted), left out: 1." in (
-        written.leaderboard.read_text()
-    )
+# -- which experiment, and errors ---------------------------------------------------------------
 
 
-# -- errors --------------------------------------------------------------------------------------
+def test_without_flags_the_latest_runs_experiment_is_read(store, copy):
+    """After a flag-only run (experiment adhoc), report, status and verify find it alone."""
+    result = harness("run", "--task", "adding", "--length", "8", "--family", "gru",
+                     "--max-trials", "1", "--epochs", "1", "--n-train", "32", "--n-val", "32",
+                     "--n-test", "32", "--batch-size", "32", cwd=copy)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for command in (["report", "--out", "r"], ["status"]):
+        found = harness(*command, cwd=copy)
+        assert found.returncode == 0, found.stderr
+        assert "experiment 'adhoc' (the store's latest run" in found.stderr
+    assert (copy / "r" / "leaderboard.md").read_text().startswith("# Leaderboard: adhoc\n")
+    assert "adding L=8 gru" in harness("status", cwd=copy).stdout
 
 
 def test_missing_experiment_is_one_line_and_exit_2(store, tmp_path):
@@ -264,10 +281,9 @@ def test_missing_experiment_is_one_line_and_exit_2(store, tmp_path):
     assert not (tmp_path / "leaderboard.md").exists()
 
 
-def test_empty_experiment_is_one_line_and_exit_2(store, tmp_path):
-    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
-    client(tmp_path).create_experiment("empty")
-    result = harness("report", "--experiment", "empty", cwd=tmp_path)
+def test_empty_experiment_is_one_line_and_exit_2(copy):
+    client(copy).create_experiment("empty")
+    result = harness("report", "--experiment", "empty", cwd=copy)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "'empty'" in lines[0] and "no finished cells" in lines[0]
@@ -281,27 +297,36 @@ def test_missing_store_is_not_created(tmp_path):
 
 # -- README ----------------------------------------------------------------------------------
 
+README = "# Title\n\n<!-- leaderboard:start -->\nold\n<!-- leaderboard:end -->\nend\n"
 
-def test_report_refreshes_the_readme_between_its_markers(store, report, tmp_path):
-    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
-    readme = tmp_path / "README.md"
-    readme.write_text("# Title\n\n<!-- leaderboard:start -->\nold\n<!-- leaderboard:end -->\nend\n")
-    result = harness("report", "--experiment", EXPERIMENT, cwd=tmp_path)
+
+def test_out_never_touches_the_readme(copy):
+    (copy / "README.md").write_text(README)
+    result = harness("report", "--experiment", EXPERIMENT, "--out", "scratch", cwd=copy)
+    assert result.returncode == 0, result.stderr
+    assert (copy / "README.md").read_text() == README and "README" not in result.stdout
+
+
+def test_update_readme_refreshes_it_between_its_markers(store, copy):
+    readme = copy / "README.md"
+    readme.write_text(README)
+    result = harness("report", "--experiment", EXPERIMENT, "--update-readme", cwd=copy)
     assert result.returncode == 0, result.stderr
     text = readme.read_text()
     assert text.startswith("# Title\n\n<!-- leaderboard:start -->\n") and text.endswith(
         "<!-- leaderboard:end -->\nend\n"
     )
-    assert "old" not in text and "### adding" in text
+    key = key_of(parents(store)[0])
+    assert "old" not in text and "#### adding" in text and f"### Budget {key}" in text
     assert f"| family | L={LENGTHS[0]} | L={LENGTHS[1]} | longest solved |" in text
-    assert "](reports/figures/score_vs_length_adding.png)" in text
+    assert f"](reports/figures/score_vs_length_adding_{key}.png)" in text
 
     script = [sys.executable, str(REPO / "scripts" / "update_readme.py")]
-    again = subprocess.run(script, cwd=tmp_path, capture_output=True, text=True)
+    again = subprocess.run(script, cwd=copy, capture_output=True, text=True)
     assert again.returncode == 0 and "unchanged" in again.stdout and readme.read_text() == text
 
     readme.write_text("# no markers\n")
-    missing = subprocess.run(script, cwd=tmp_path, capture_output=True, text=True)
+    missing = subprocess.run(script, cwd=copy, capture_output=True, text=True)
     assert missing.returncode == 2 and "markers" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
     assert readme.read_text() == "# no markers\n"
@@ -316,23 +341,15 @@ def test_page_renders_and_every_figure_loads_in_chromium(report, tmp_path):
     if chromium is None:
         pytest.fail("chromium is not installed: apt-get install chromium (.ci/run does)")
     command = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        (report / "index.html").as_uri(),
-    ]
+        chromium, "--headless", "--no-sandbox", "--disable-gpu",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000", "--dump-dom", (report / "index.html").as_uri(),
+    ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout
-    assert dom.count("<table>") == 2 and "<h2>adding</h2>" in dom
+    assert dom.count("<table>") == 3 and "<h3>adding</h3>" in dom
     images = len(list((report / "figures").glob("*.png")))
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert f'data-images="{images}"' in body
