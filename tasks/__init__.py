@@ -5,6 +5,7 @@ from tasks.assoc_recall import AssocRecall
 from tasks.base import Task, TaskError
 from tasks.copy_memory import CopyMemory
 from tasks.counting import Counting
+from tasks.digits import Digits, PermutedDigits
 from tasks.first_token import FirstToken
 from tasks.listops import ListOps
 
@@ -17,6 +18,8 @@ REGISTRY: dict[str, Task] = {
         FirstToken(),
         ListOps(),
         AssocRecall(),
+        Digits(),
+        PermutedDigits(),
     )
 }
 

@@ -30,7 +30,16 @@ def free_port() -> int:
 def test_tasks_json_lists_every_task_with_vocabularies(workdir):
     result = harness("tasks", "--json", cwd=workdir, check=True)
     tasks = {t["name"]: t for t in json.loads(result.stdout)}
-    assert set(tasks) == {"adding", "counting", "copy", "first_token", "listops", "assoc_recall"}
+    assert set(tasks) == {
+        "adding",
+        "counting",
+        "copy",
+        "first_token",
+        "listops",
+        "assoc_recall",
+        "digits",
+        "pdigits",
+    }
     assert tasks["adding"]["input"].startswith("real") and tasks["adding"]["vocab"] == []
     assert "[MIN" in tasks["listops"]["vocab"] and "]" in tasks["listops"]["vocab"]
     assert abs(tasks["adding"]["baseline"] - 1 / 6) < 1e-9
@@ -38,7 +47,8 @@ def test_tasks_json_lists_every_task_with_vocabularies(workdir):
 
 def test_tasks_table_names_every_task(workdir):
     out = harness("tasks", cwd=workdir, check=True).stdout
-    for name in ("adding", "counting", "copy", "first_token", "listops", "assoc_recall"):
+    names = ("adding", "counting", "copy", "first_token", "listops", "assoc_recall", "digits")
+    for name in (*names, "pdigits"):
         assert name in out
 
 
@@ -63,6 +73,26 @@ def test_generate_writes_arrays_readable_with_numpy(workdir):
         assert data["y"].shape == (7, 50)
 
 
+def test_generate_digits_holds_each_pixel_length_over_64_steps(workdir):
+    target = workdir / "d.npz"
+    harness(
+        "generate",
+        "digits",
+        "--length",
+        "128",
+        "--n",
+        "5",
+        "--out",
+        str(target),
+        cwd=workdir,
+        check=True,
+    )
+    with np.load(target) as data:
+        assert data["x"].shape == (5, 128, 1) and data["x"].dtype == np.float32
+        assert (data["x"][:, ::2] == data["x"][:, 1::2]).all()
+        assert data["y"].shape == (5,) and data["y"].dtype == np.int32
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -72,6 +102,10 @@ def test_generate_writes_arrays_readable_with_numpy(workdir):
         (["generate", "adding", "--n", "0", "--out", "a.npz"], "n=0 is out of range"),
         (["generate", "adding", "--n", "100000000", "--out", "a.npz"], "n=100000000"),
         (["generate", "adding", "--out", "a.txt"], "must end in .npz"),
+        (
+            ["generate", "digits", "--length", "100", "--out", "a.npz"],
+            "length 100 is out of range for task 'digits': accepted 64..99968 in steps of 64",
+        ),
         (["run", "--task", "nosuch", "--length", "10", "--family", "gru"], "unknown task 'nosuch'"),
         (
             ["run", "--task", "adding", "--length", "10", "--family", "rnn9"],

@@ -30,7 +30,10 @@ counts = st.integers(1, 12)
 
 
 def lengths(task, most=80):
-    return st.integers(task.min_length, max(task.min_length, most))
+    """Accepted lengths up to `most` (at least three of them): multiples of the task's step."""
+    step = task.length_step
+    lowest = math.ceil(task.min_length / step)
+    return st.integers(lowest, max(lowest + 2, most // step)).map(lambda k: k * step)
 
 
 # -- every task -----------------------------------------------------------------
@@ -99,7 +102,8 @@ def test_declarations_are_consistent(name):
 
 
 def _trivial_scored(task, length, n, seed=11):
-    x, y = task.generate(n, length, seed, "train")
+    """Targets and trivial predictions on the test split, where baselines are stated."""
+    x, y = task.generate(n, length, seed, "test")
     return y, task.trivial_prediction(x, length)
 
 
