@@ -109,13 +109,17 @@ def _recurrent_layers(model) -> list:
     """The model's LSTM and GRU layers, both directions of a Bidirectional included."""
     import keras
 
-    found = []
+    found = {}
     for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 (nested layers)
-        if isinstance(layer, keras.layers.Bidirectional):
-            found += [layer.forward_layer, layer.backward_layer]
-        elif isinstance(layer, keras.layers.LSTM | keras.layers.GRU):
-            found.append(layer)
-    return [layer for layer in found if isinstance(layer, keras.layers.LSTM | keras.layers.GRU)]
+        inner = (
+            [layer.forward_layer, layer.backward_layer]
+            if isinstance(layer, keras.layers.Bidirectional)
+            else [layer]
+        )
+        for cell in inner:
+            if isinstance(cell, keras.layers.LSTM | keras.layers.GRU):
+                found[id(cell)] = cell
+    return list(found.values())
 
 
 CUDNN_RNN_CALL = "cudnn_rnn"

@@ -1,0 +1,133 @@
+"""`harness verify` recomputes every stored score from the stored models, in a fresh process
+with an empty working directory, and names every number that does not agree."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import client, harness, store_uri, tiny_cell
+
+EXPERIMENT = "verify"
+RUN = ["run", *tiny_cell(max_trials=2, epochs=2), "--eval-length", "16", "--extra-seed", "1"]
+
+
+def make_store(folder: Path, uri: str | None = None) -> Path:
+    where = ["--tracking-uri", uri] if uri else []
+    harness(*RUN, "--experiment", EXPERIMENT, *where, cwd=folder, check=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("verify"))
+
+
+def verify(uri: str):
+    """`harness verify` from a fresh, empty working directory (no tuner folders, no cache)."""
+    with tempfile.TemporaryDirectory() as empty:
+        result = harness(
+            "verify", "--experiment", EXPERIMENT, "--tracking-uri", uri, cwd=Path(empty)
+        )
+        assert not any(Path(empty).iterdir()), "verify wrote into its working directory"
+    return result
+
+
+def parent(folder: Path):
+    mlflow = client(folder)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    (run,) = mlflow.search_runs([experiment], "tags.`harness.kind` = 'cell'")
+    return run
+
+
+def test_a_real_store_verifies_clean(store):
+    result = verify(store_uri(store))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = parent(store)
+    for metric in ("test_score", "test_mse", "test_score_len_16", "test_score_seed_1", "seed_mean"):
+        assert metric in result.stdout
+    assert run.info.run_id[:8] in result.stdout
+    assert "verified 7 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
+
+
+def test_the_stored_test_score_is_the_best_models_score_on_the_test_split(store):
+    """Recomputed here independently: the model artifact on freshly generated test data."""
+    import keras
+
+    import search_spaces.layers  # noqa: F401
+    from tasks import get_task
+
+    run = parent(store)
+    params, metrics = run.data.params, run.data.metrics
+    path = client(store).download_artifacts(run.info.run_id, "best_model.keras", str(store))
+    model = keras.saving.load_model(path, compile=False)
+    x, y = get_task("adding").generate(int(params["budget.n_test"]), 8, 0, "test")
+    predicted = np.asarray(model.predict(x, batch_size=32, verbose=0), dtype="float64")
+    assert metrics["test_score"] == pytest.approx(float(np.mean((predicted - y) ** 2)), rel=1e-5)
+    cached = np.load(next((store / "data" / "cache").glob("adding_L8_n32_s0_test.npz")))
+    assert np.array_equal(cached["x"], x) and np.array_equal(cached["y"], y)
+
+
+def test_an_edited_metric_a_changed_model_and_a_lost_artifact_each_fail_by_name(tmp_path):
+    folder = make_store(tmp_path)
+    run = parent(folder)
+    run_id, mlflow = run.info.run_id, client(folder)
+
+    mlflow.log_metric(run_id, "test_score_len_16", run.data.metrics["test_score_len_16"] + 0.5)
+    result = verify(store_uri(folder))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"mismatch: run {run_id} (adding L=8 gru) test_score_len_16" in result.stderr
+    assert result.stderr.count("mismatch:") == 1
+    mlflow.log_metric(run_id, "test_score_len_16", run.data.metrics["test_score_len_16"])
+    assert verify(store_uri(folder)).returncode == 0
+
+    import keras
+
+    import search_spaces.layers  # noqa: F401
+
+    saved = Path(mlflow.download_artifacts(run_id, "seed_1_model.keras", str(tmp_path / "a")))
+    model = keras.saving.load_model(saved, compile=False)
+    model.set_weights([w * 1.5 for w in model.get_weights()])
+    model.save(tmp_path / "seed_1_model.keras")
+    mlflow.log_artifact(run_id, str(tmp_path / "seed_1_model.keras"))
+    result = verify(store_uri(folder))
+    assert result.returncode == 1
+    assert f"mismatch: run {run_id} (adding L=8 gru) test_score_seed_1" in result.stderr
+
+    artifacts = Path(mlflow.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    (artifacts / "best_model.keras").unlink()
+    result = verify(store_uri(folder))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "test_score: stored" in result.stderr and "artifact best_model.keras is missing" in (
+        result.stderr
+    )
+
+
+def test_a_legacy_cell_is_reported_not_verified(store, tmp_path):
+    """A cell recorded before verify existed has no models to recompute from: it is named."""
+    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
+    mlflow = client(tmp_path)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    run_id = mlflow.create_run(experiment, tags={"harness.kind": "cell"}).info.run_id
+    for key, value in {"task": "adding", "length": "12", "family": "lstm", "metric": "mse",
+                       "direction": "min"}.items():  # fmt: skip
+        mlflow.log_param(run_id, key, value)
+    mlflow.log_metric(run_id, "test_score", 0.1)
+    mlflow.set_terminated(run_id, "FINISHED")
+    result = verify(store_uri(tmp_path))
+    assert result.returncode == 1
+    assert f"run {run_id} (adding L=12 lstm) test_score" in result.stderr
+    assert "recorded before verify existed" in result.stderr
+
+
+@pytest.mark.slow
+def test_verify_against_a_tracking_server(tmp_path, mlflow_server):
+    """Artifacts downloaded from a real `mlflow server`."""
+    make_store(tmp_path, mlflow_server)
+    result = verify(mlflow_server)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all agree" in result.stdout
