@@ -17,14 +17,15 @@ from harness.results import (
     planned_trials,
     trial_counts,
 )
-from harness.suites import Cell, Suite, load_suite, parse_budget, parse_suite
+from harness.suites import load_suite, parse_budget, parse_suite
 from harness.tracking import Tracker
 
 ADHOC = "adhoc"
 
 
 def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds, eval_lengths):
-    """The suite and the cells to run: a suite filtered by the flags, or one block built from them."""
+    """The suite and what to run of it: (suite, cells, frontiers). A suite filtered by the
+    flags (--length leaves its frontiers out), or one block of cells built from them."""
     if suite_name is None:
         missing = [
             flag
@@ -43,31 +44,40 @@ def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds
             {"name": ADHOC, "budget": budget, "seeds": seeds, "cells": [block]},
             "command-line flags",
         )
-        return suite, list(suite.cells)
+        return suite, list(suite.cells), []
     suite = load_suite(suite_name)
-    cells = [
-        c
-        for c in suite.cells
-        if (not tasks or c.task in tasks)
-        and (not lengths or c.length in lengths)
-        and (not families or c.family in families)
-    ]
-    if not cells:
+
+    def wanted(item, length=None) -> bool:
+        return (
+            (not tasks or item.task in tasks)
+            and (not families or item.family in families)
+            and (not lengths or length in lengths)
+        )
+
+    cells = [c for c in suite.cells if wanted(c, c.length)]
+    frontiers = [f for f in suite.frontiers if wanted(f)] if not lengths else []
+    if not cells and not frontiers:
         raise UserError(f"no cell of suite '{suite.name}' matches --task/--length/--family")
-    if budget:
-        cells = [
-            replace(c, budget=parse_budget(budget, c.budget, "command-line flags", "budget"))
-            for c in cells
-        ]
-    overrides = {}
-    if seed is not None:
-        overrides["seed"] = seed
-    if extra_seeds:
-        overrides["extra_seeds"] = tuple(extra_seeds)
     if eval_lengths:
         raise UserError("--eval-length works without --suite; a suite sets eval_lengths per block")
-    cells = [replace(c, **overrides) for c in cells]
-    return Suite(suite.name, suite.description, tuple(cells), suite.source), cells
+    cells = [
+        replace(
+            c,
+            budget=parse_budget(budget, c.budget, "command-line flags", "budget"),
+            **({"seed": seed} if seed is not None else {}),
+            **({"extra_seeds": tuple(extra_seeds)} if extra_seeds else {}),
+        )
+        for c in cells
+    ]
+    frontiers = [
+        replace(
+            f,
+            budget=parse_budget(budget, f.budget, "command-line flags", "budget"),
+            **({"seed": seed} if seed is not None else {}),
+        )
+        for f in frontiers
+    ]
+    return replace(suite, cells=tuple(cells), frontiers=tuple(frontiers)), cells, frontiers
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -78,14 +88,14 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
-def shard_cells(cells: list[Cell], index: int, count: int) -> list[Cell]:
-    """Shard `index` of `count`: every count-th cell in cell-key order, in suite order.
+def shard_cells(items: list, index: int, count: int) -> list:
+    """Shard `index` of `count`: every count-th cell (or frontier) in key order, in suite order.
 
-    The split depends only on the cells' keys, so N machines given the same
-    suite and flags run each cell exactly once, with no scheduler.
+    The split depends only on the keys, so N machines given the same suite and flags
+    run each cell and frontier exactly once, with no scheduler.
     """
-    mine = set(sorted(cell.key for cell in cells)[index - 1 :: count])
-    return [cell for cell in cells if cell.key in mine]
+    mine = set(sorted(item.key for item in items)[index - 1 :: count])
+    return [item for item in items if item.key in mine]
 
 
 @dataclass(frozen=True)

@@ -239,11 +239,24 @@ def run(
         if v is not None
     }
     cluster = parse_cluster(chief, worker, worker_timeout)
-    plan, cells = select_cells(suite, task, length, family, budget, seed, extra_seed, eval_length)
+    plan, cells, frontiers = select_cells(
+        suite, task, length, family, budget, seed, extra_seed, eval_length
+    )
     if shard is not None:
-        cells = shard_cells(cells, *parse_shard(shard))
-    if experiment:
-        plan = plan.__class__(experiment, plan.description, plan.cells, plan.source)
+        part = parse_shard(shard)
+        cells, frontiers = shard_cells(cells, *part), shard_cells(frontiers, *part)
+    if cluster is not None and frontiers:
+        raise UserError(
+            "frontiers choose their cells as they go, so --chief/--worker cannot share them: "
+            "run them on one machine, or leave them out with --length"
+        )
+    _execute(experiment or plan.name, plan, cells, frontiers, tracking_uri, workdir, cluster)
+
+
+def _execute(name, plan, cells, frontiers, tracking_uri, workdir: Path, cluster=None) -> None:
+    """Run cells and frontiers with a live display; a summary table of each."""
+    from dataclasses import replace
+
     _writable_dir(workdir, "working directory")
     backend.load_frameworks()
     from harness import interrupts
@@ -256,7 +269,8 @@ def run(
     progress = ConsoleProgress(out)
     interrupts.install()
     try:
-        outcomes = Runner(tracker, workdir, progress, cluster).run(plan, cells)
+        runner = Runner(tracker, workdir, progress, cluster)
+        outcomes, found = runner.run(replace(plan, name=name), cells, frontiers)
     except KeyboardInterrupt:
         progress.close()
         err.print(
@@ -272,21 +286,90 @@ def run(
             markup=False,
         )
         raise typer.Exit(1) from None
-    table = Table(
-        "cell", "state", "test score", "seeds solved", "trials", title=f"suite {plan.name}"
+    progress.close()
+    if outcomes:
+        table = Table("cell", "state", "test score", "seeds solved", "trials", title=name)
+        for outcome in outcomes:
+            cell, result = outcome.cell, outcome.result
+            verdict = result.verdict if result is not None and result.seed_scores else None
+            table.add_row(
+                f"{cell.task} L={cell.length} {cell.family}",
+                outcome.state,
+                verdict.text() if verdict else "-",
+                verdict.seeds_text() if verdict else "-",
+                str(outcome.trials),
+            )
+        out.print(table)
+    if found:
+        table = Table("frontier", "bracket", "cells probed", "run", title=f"{name}: frontiers")
+        for outcome in found:
+            result = outcome.result
+            table.add_row(
+                f"{outcome.spec.task} {outcome.spec.family}",
+                result.bracket.text() if result else "-",
+                str(len(result.bracket.steps)) if result else "-",
+                result.run_id[:8] if result else "-",
+            )
+        out.print(table)
+    out.print(f"results in MLflow: {tracker.uri} (experiment '{name}')", highlight=False)
+
+
+@app.command()
+@user_errors
+def frontier(
+    task: Annotated[list[str], typer.Option(help="Task (repeatable).")],
+    families: Annotated[list[str], typer.Option(help="Families (repeatable or comma-separated).")],
+    params: Annotated[
+        int | None,
+        typer.Option(help="Parameter budget: every family's width gives this many parameters."),
+    ] = None,
+    min_length: Annotated[int, typer.Option(help="The first length probed.")] = 25,
+    max_length: Annotated[int, typer.Option(help="The longest length probed.")] = 3200,
+    resolution: Annotated[
+        float, typer.Option(help="Stop when longest solved x (1 + resolution) >= shortest failed.")
+    ] = 0.25,
+    seeds: Annotated[
+        int, typer.Option(help="Seeds per cell: the search's best model and seeds - 1 retrains.")
+    ] = 1,
+    seed: Annotated[int, typer.Option(help="Search seed.")] = 0,
+    tuner: Annotated[str | None, typer.Option(help="random, bayesian or hyperband.")] = None,
+    max_trials: Annotated[int | None, typer.Option(help="Trials per cell.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per trial.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    n_train: Annotated[int | None, typer.Option(help="Training examples.")] = None,
+    n_val: Annotated[int | None, typer.Option(help="Validation examples.")] = None,
+    n_test: Annotated[int | None, typer.Option(help="Test examples.")] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "frontier",
+    tracking_uri: TrackingUri = None,
+    workdir: Annotated[Path, typer.Option(help="Data cache and tuner folders.")] = DEFAULT_WORKDIR,
+):
+    """The longest length each family solves: double while solved, then bisect to the resolution.
+
+    Every probed length is an ordinary cell (resumed, reused by other frontiers); the
+    result per family is a bracket, recorded as a frontier run naming its cells.
+    """
+    from harness.suites import Budget, Suite, frontier_specs, parse_budget
+
+    overrides = {
+        k: v
+        for k, v in {
+            "tuner": tuner, "max_trials": max_trials, "epochs": epochs, "batch_size": batch_size,
+            "n_train": n_train, "n_val": n_val, "n_test": n_test, "params": params,
+        }.items()
+        if v is not None
+    }  # fmt: skip
+    budget = parse_budget(overrides, Budget(), "command-line flags", "budget")
+    specs = frontier_specs(
+        _names(task, ()),
+        _names(families, ()),
+        budget,
+        seed,
+        seeds,
+        min_length,
+        max_length,
+        resolution,
     )
-    for outcome in outcomes:
-        cell, result = outcome.cell, outcome.result
-        verdict = result.verdict if result is not None and result.seed_scores else None
-        table.add_row(
-            f"{cell.task} L={cell.length} {cell.family}",
-            outcome.state,
-            verdict.text() if verdict else "-",
-            verdict.seeds_text() if verdict else "-",
-            str(outcome.trials),
-        )
-    out.print(table)
-    out.print(f"results in MLflow: {tracker.uri} (experiment '{plan.name}')", highlight=False)
+    _execute(experiment, Suite(experiment, "", (), "flags"), [], specs, tracking_uri, workdir)
 
 
 def _experiment(tracker, suite: str | None, experiment: str | None) -> str:

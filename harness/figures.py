@@ -403,3 +403,35 @@ def cost_scaling(
         title += f"\ndotted: attention slower than an LSTM from L={crossover:.0f} ({text(crossover_kind)})"
     fig.suptitle(title)
     return fig
+
+
+def frontier(task: str, brackets: dict) -> Figure:
+    """Every length probed per family (filled: solved, hollow: failed; diamonds: the
+    confirming second seed), the bracket as a bar from longest solved to shortest failed."""
+    families = sorted(brackets)
+    palette = _family_colors(families)
+    fig, axes = _new(height=0.6 + 0.55 * len(families))
+    ax = axes[0, 0]
+    lengths = []
+    for row, family in enumerate(families):
+        bracket, color = brackets[family], palette[family]
+        low = bracket.solved if bracket.solved is not None else bracket.minimum
+        high = bracket.failed if bracket.failed is not None else bracket.maximum
+        ax.plot([low, high], [row, row], color=color, lw=6, alpha=0.3, solid_capstyle="butt")
+        for step in bracket.steps:
+            lengths.append(step.length)
+            ax.scatter(
+                [step.length],
+                [row + (0.18 if step.attempt else 0)],
+                s=46,
+                marker="D" if step.attempt else "o",
+                facecolors=color if step.solved else "none",
+                edgecolors=color,
+                linewidths=1.5,
+                zorder=3,
+            )
+    ax.set_yticks(range(len(families)), [text(f) for f in families])
+    ax.set_ylim(-0.6, len(families) - 0.4)
+    _length_axis(ax, lengths or [1], "sequence length (log scale); filled: solved, hollow: failed")
+    ax.set_title(f"{text(task)}: frontier per family (bar: the bracket)")
+    return fig

@@ -1,8 +1,241 @@
-"""`harness frontier`: the longest length each family solves at a parameter budget."""
+"""The frontier: the longest length a family solves on a task at a parameter budget.
+
+The search (`search`, a generator: it yields the length to probe and is sent whether
+that cell was solved) starts at the minimum length and doubles while the cell is
+solved; at the first failure it bisects (geometric middles) between the longest
+solved and the shortest failed length until their ratio is at most 1 + resolution,
+using only lengths the task accepts. Then it confirms the shortest failure with
+another search seed (a failure by bad luck would end a frontier too early): if the
+confirming cell solves, the search goes on above it. Last, it checks that the failure
+persists at twice that length (or the maximum): a cell that solves there flags the
+frontier non-monotone and the search goes on from it. The result is a bracket:
+longest solved and shortest failed length, "at least" the maximum when it was
+solved, "below" the minimum when that failed.
+
+Cells probed: the doubling steps, plus at most ceil(log2(log(failed/solved) /
+log(1 + resolution))) bisections, plus the confirming cell and the check above.
+Every probe is an ordinary cell (the same key, data cache, resume and MLflow runs),
+so a frontier interrupted resumes where it stopped, and a cell another frontier ran
+is reused. A frontier is recorded as its own kind of run, naming its cells.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field
+
+from harness.results import FRONTIER, FRONTIER_CELLS, KIND, param_value
+from harness.suites import Ask
+
+Accepted = Callable[[float, bool], "int | None"]
+"""The task's accepted length nearest a length, from above (True) or below; None outside."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One probed cell and whether it was solved (its run, once recorded)."""
+
+    length: int
+    attempt: int
+    role: str
+    solved: bool
+    run_id: str = ""
+    score: float = math.nan
+
+
+@dataclass
+class Bracket:
+    """The frontier: the longest solved and the shortest failed length, and every step."""
+
+    minimum: int
+    maximum: int
+    solved: int | None
+    failed: int | None
+    steps: list[Step] = field(default_factory=list)
+    non_monotone: bool = False
+
+    def text(self) -> str:
+        """How a table prints it: [solved, failed), ≥ maximum, or < minimum."""
+        mark = " (non-monotone)" if self.non_monotone else ""
+        if self.failed is None:
+            return f"≥ {self.solved}{mark}"
+        if self.solved is None:
+            return f"< {self.failed}{mark}"
+        return f"[{self.solved}, {self.failed}){mark}"
+
+
+def search(
+    minimum: int, maximum: int, resolution: float, accepted: Accepted
+) -> Generator[Ask, bool, Bracket]:
+    """The frontier's probes, one at a time; returns the bracket (see the module's text)."""
+    steps: list[Step] = []
+    longest: int | None = None
+    failures: set[int] = set()
+    non_monotone = False
+
+    def probe(length: int, role: str, attempt: int = 0):
+        solved = bool((yield Ask(length, attempt, role)))
+        steps.append(Step(length, attempt, role, solved))
+        return solved
+
+    def doubled(length: int) -> int | None:
+        found = accepted(min(2 * length, maximum), False)
+        return found if found is not None and found > length else None
+
+    def middle(low: int | None, high: int) -> int | None:
+        if low is None or high / low <= 1 + resolution:
+            return None
+        centre = math.sqrt(low * high)
+        for found in (accepted(centre, True), accepted(centre, False)):
+            if found is not None and low < found < high:
+                return found
+        return None  # no accepted length in between: the resolution is met as closely as it can be
+
+    length = accepted(minimum, True)
+    while length is not None:
+        if (yield from probe(length, "double")):
+            longest, length = length, doubled(length)
+            continue
+        failures.add(length)
+        length = None
+        while length is None:
+            shortest = min(f for f in failures if longest is None or f > longest)
+            between = middle(longest, shortest)
+            if between is not None:
+                if (yield from probe(between, "bisect")):
+                    longest = between
+                else:
+                    failures.add(between)
+                continue
+            if (yield from probe(shortest, "confirm", attempt=1)):  # bad luck: go on above it
+                failures.discard(shortest)
+                longest = shortest
+                if any(f > longest for f in failures):
+                    continue
+                length = doubled(longest)
+                if length is None:
+                    break
+                continue
+            above = doubled(shortest)
+            if above is None or not (yield from probe(above, "check")):
+                return Bracket(minimum, maximum, longest, shortest, steps, non_monotone)
+            non_monotone, longest, length = True, above, doubled(above)
+            if length is None:
+                break
+    return Bracket(minimum, maximum, longest, None, steps, non_monotone)
+
+
+# -- a frontier's run ------------------------------------------------------------------------
+
+
+def record_step(tracker, run_id: str, steps: list[Step]) -> None:
+    """The frontier's steps so far, as a tag (JSON) naming each probed cell's run."""
+    tracker.log(run_id, tags={FRONTIER_CELLS: json.dumps([asdict(s) for s in steps])})
+
+
+def bracket_metrics(bracket: Bracket) -> dict[str, float]:
+    metrics = {"cells": len(bracket.steps), "non_monotone": int(bracket.non_monotone)}
+    if bracket.solved is not None:
+        metrics["longest_solved"] = bracket.solved
+    if bracket.failed is not None:
+        metrics["shortest_failed"] = bracket.failed
+    return metrics
+
+
+@dataclass
+class FrontierResult:
+    """A frontier run read back: its spec's params, its bracket, its budget."""
+
+    run_id: str
+    task: str
+    family: str
+    budget_key: str
+    budget: dict
+    seeds: int
+    bracket: Bracket
+    finished: bool
+
+    @classmethod
+    def from_run(cls, run) -> FrontierResult | None:
+        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        try:
+            steps = [Step(**s) for s in json.loads(tags.get(FRONTIER_CELLS, "[]"))]
+            solved = metrics.get("longest_solved")
+            failed = metrics.get("shortest_failed")
+            bracket = Bracket(
+                int(params["min_length"]),
+                int(params["max_length"]),
+                None if solved is None else int(solved),
+                None if failed is None else int(failed),
+                steps,
+                bool(metrics.get("non_monotone", 0)),
+            )
+            budget = {
+                k.removeprefix("budget."): param_value(v)
+                for k, v in params.items()
+                if k.startswith("budget.")
+            }
+            return cls(
+                run.info.run_id,
+                params["task"],
+                params["family"],
+                tags.get("harness.budget_key", ""),
+                budget,
+                int(params.get("seeds", 1)),
+                bracket,
+                run.info.status == "FINISHED",
+            )
+        except (KeyError, ValueError, TypeError):
+            return None
+
 
 def frontier_section(runs: list):
-    """The report's frontier section from the experiment's frontier runs (None without any)."""
-    return None
+    """The report's frontier section: a table per budget (rows tasks, columns families) and
+    a figure per task; None without a finished frontier run."""
+    from harness import figures
+    from harness.report.tables import Section, Table
+    from harness.results import budget_label
+
+    latest: dict[tuple, FrontierResult] = {}
+    for run in runs:  # oldest first: the latest finished frontier of each stands
+        if run.data.tags.get(KIND) == FRONTIER and run.info.status == "FINISHED":
+            found = FrontierResult.from_run(run)
+            if found is not None:
+                latest[(found.budget_key, found.task, found.family)] = found
+    if not latest:
+        return None
+    section = Section(
+        "Frontier",
+        [
+            "The longest length each family solves at an equal parameter budget. [a, b): "
+            "solved at length a, failed at length b, the failure confirmed with a second "
+            "search seed; ≥ a: solved up to the largest length tried; < b: failed at the "
+            "smallest. A cell counts as solved when the mean over its seeds meets the bar."
+        ],
+    )
+    budgets = sorted({r.budget_key for r in latest.values()})
+    for key in budgets:
+        group = [r for r in latest.values() if r.budget_key == key]
+        families = sorted({r.family for r in group})
+        table = Table(["task", *families], [])
+        for task in sorted({r.task for r in group}):
+            row = len(table.rows)
+            cells = []
+            for column, family in enumerate(families, start=1):
+                found = latest.get((key, task, family))
+                cells.append(found.bracket.text() if found else "")
+                if found:
+                    probes = ", ".join(
+                        f"L={s.length}{'✓' if s.solved else '✗'}" for s in found.bracket.steps
+                    )
+                    table.titles[(row, column)] = f"run {found.run_id[:8]}: {probes}"
+            table.rows.append([task, *cells])
+        label = budget_label(group[0].budget, group[0].seeds)
+        section.tables.append((f"Budget {key}: {label}.", table))
+        for task in sorted({r.task for r in group}):
+            own = {r.family: r.bracket for r in group if r.task == task}
+            fig = figures.frontier(task, own)
+            section.figures.append((f"frontier_{task}_{key}.png", "frontier", figures.png(fig)))
+    return section

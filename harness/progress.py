@@ -1,4 +1,9 @@
-"""Progress of a run: a rich live display on a terminal, plain lines otherwise."""
+"""Progress of a run: a rich live display on a terminal, plain lines otherwise.
+
+A run is a list of units: the suite's cells, then its frontiers (each a unit however
+many cells it probes). `where` names the unit a cell belongs to, "[3/12]" or
+"frontier adding lstm".
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import math
 from rich import progress as bars
 from rich.console import Console
 
-from harness.suites import Cell, Suite
+from harness.suites import Cell
 
 
 def _label(cell: Cell) -> str:
@@ -21,24 +26,25 @@ def _score(value: float) -> str:
 class Progress:
     """Receives what the runner is doing; `ConsoleProgress` draws it. No-op by default."""
 
-    def suite_start(self, suite: Suite, total: int) -> None: ...
-    def cell_start(self, index: int, cell: Cell) -> None: ...
+    def start(self, name: str, units: int) -> None: ...
+    def cell_start(self, cell: Cell, where: str) -> None: ...
     def trial(self, event: str, **info) -> None: ...
-    def cell_end(self, index: int, cell: Cell, outcome) -> None: ...
+    def cell_end(self, cell: Cell, where: str, outcome) -> None: ...
+    def frontier_step(self, spec, step) -> None: ...
+    def unit_done(self, text: str) -> None: ...
+    def close(self) -> None: ...
 
 
 class ConsoleProgress(Progress):
-    """Cells done, the current cell, its trial and the best score so far."""
+    """Units done, the current cell, its trial and the best score so far."""
 
     def __init__(self, console: Console):
         self.console = console
         self.live = console.is_terminal
         self.bar: bars.Progress | None = None
-        self.cell_label, self.total, self.best = "", 0, math.nan
-        self.trials = 0
+        self.cell_label, self.best = "", math.nan
 
-    def suite_start(self, suite: Suite, total: int) -> None:
-        self.total = total
+    def start(self, name: str, units: int) -> None:
         if self.live:
             self.bar = bars.Progress(
                 bars.TextColumn("{task.description}"),
@@ -48,9 +54,9 @@ class ConsoleProgress(Progress):
                 console=self.console,
             )
             self.bar.start()
-            self.bar_task = self.bar.add_task(f"suite {suite.name}", total=total)
+            self.bar_task = self.bar.add_task(name, total=units)
         else:
-            self.console.print(f"suite {suite.name}: {total} cells", highlight=False)
+            self.console.print(f"{name}: {units} to run", highlight=False)
 
     def _say(self, text: str) -> None:
         if self.bar is not None:
@@ -58,17 +64,15 @@ class ConsoleProgress(Progress):
         else:
             self.console.print(text, highlight=False)
 
-    def cell_start(self, index: int, cell: Cell) -> None:
-        self.cell_label, self.best, self.trials = (
-            f"[{index + 1}/{self.total}] {_label(cell)}",
-            math.nan,
-            0,
-        )
+    def _print(self, text: str) -> None:
+        (self.bar.console if self.bar is not None else self.console).print(text, highlight=False)
+
+    def cell_start(self, cell: Cell, where: str) -> None:
+        self.cell_label, self.best = f"{where} {_label(cell)}", math.nan
         self._say(f"{self.cell_label}: starting")
 
     def trial(self, event: str, **info) -> None:
         if event == "start":
-            self.trials += 1
             self._say(
                 f"{self.cell_label}: trial {info['trial_id']} running, best {_score(self.best)}"
             )
@@ -82,20 +86,24 @@ class ConsoleProgress(Progress):
         )
         self._say(f"{self.cell_label}: trial {info['trial_id']} {status} {detail}")
 
-    def cell_end(self, index: int, cell: Cell, outcome) -> None:
-        text = f"[{index + 1}/{self.total}] {_label(cell)}: {outcome.state}"
+    def cell_end(self, cell: Cell, where: str, outcome) -> None:
+        text = f"{where} {_label(cell)}: {outcome.state}"
         if outcome.result is not None and outcome.result.seed_scores:
             verdict = outcome.result.verdict
             solved = "solved" if verdict.solved else "not solved"
             text += f", test {verdict.text()} ({solved}, {verdict.seeds_text()})"
-        text += f", {outcome.trials} trials"
+        self._print(text + f", {outcome.trials} trials")
+
+    def frontier_step(self, spec, step) -> None:
+        verdict = "solved" if step.solved else "failed"
+        extra = ", another search seed" if step.attempt else ""
+        self._print(f"{spec.label}: L={step.length} {verdict} ({step.role}{extra})")
+
+    def unit_done(self, text: str) -> None:
+        if text:
+            self._print(text)
         if self.bar is not None:
-            self.bar.console.print(text, highlight=False)
             self.bar.advance(self.bar_task)
-            if index + 1 == self.total:
-                self.bar.stop()
-        else:
-            self.console.print(text, highlight=False)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -300,7 +300,7 @@ class CellResult:
             seed = int(params.get("seed", 0))
             extra = [int(s) for s in json.loads(params.get("extra_seeds", "[]"))]
             budget = {
-                k.removeprefix("budget."): _budget_value(v)
+                k.removeprefix("budget."): param_value(v)
                 for k, v in params.items()
                 if k.startswith("budget.")
             }
@@ -347,7 +347,8 @@ class CellResult:
         return result
 
 
-def _budget_value(text: str):
+def param_value(text: str):
+    """A param as it was logged: JSON (numbers, lists) where it parses, else the text."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -29,6 +29,7 @@ from harness.results import (
     CELL,
     CELL_KEY,
     DIVERGED_SEEDS,
+    FRONTIER_KEY,
     FUSED_OBSERVED,
     KIND,
     PHASE,
@@ -61,6 +62,15 @@ class CellOutcome:
         if self.action != "ran" or self.result is None:
             return self.action
         return self.result.state.value
+
+
+@dataclass
+class FrontierOutcome:
+    """How a run of a frontier went, and the frontier the store now holds."""
+
+    spec: object
+    action: str  # "ran" or "skipped" (finished before)
+    result: object = None
 
 
 @dataclass
@@ -108,27 +118,41 @@ class Runner:
         self.progress = progress or Progress()
         self.cluster = cluster
 
-    def run(self, suite: Suite, cells: list[Cell] | None = None) -> list[CellOutcome]:
+    def run(self, suite: Suite, cells=None, frontiers=None):
+        """Every cell, then every frontier: (cell outcomes, frontier outcomes)."""
         cells = list(suite.cells if cells is None else cells)
+        frontiers = list(suite.frontiers if frontiers is None else frontiers)
         worker = self.cluster is not None and not self.cluster.is_chief
         if self.cluster is not None:
             distributed.configure(self.cluster)
         experiment_id = None if worker else self.tracker.experiment_id(suite.name)
-        self.progress.suite_start(suite, len(cells))
+        self.progress.start(f"suite {suite.name}", len(cells) + len(frontiers))
         outcomes = []
         for index, cell in enumerate(cells):
             interrupts.check()
-            self.progress.cell_start(index, cell)
+            where = f"[{index + 1}/{len(cells)}]"
             if worker:
                 outcome = self.run_worker_cell(suite.name, cell)
             else:
-                outcome = self.run_cell(experiment_id, cell)
-            self.progress.cell_end(index, cell, outcome)
+                outcome = self.run_cell(experiment_id, cell, where)
+            self.progress.unit_done("")
             outcomes.append(outcome)
-        return outcomes
+        found = []
+        for spec in frontiers:
+            outcome = self.run_frontier(experiment_id, spec)
+            bracket = outcome.result.bracket.text() if outcome.result else "-"
+            self.progress.unit_done(f"{spec.label}: {bracket} ({outcome.action})")
+            found.append(outcome)
+        return outcomes, found
 
     # -- the five steps -------------------------------------------------------------------
-    def run_cell(self, experiment_id: str, cell: Cell) -> CellOutcome:
+    def run_cell(self, experiment_id: str, cell: Cell, where: str = "") -> CellOutcome:
+        self.progress.cell_start(cell, where)
+        outcome = self._run_cell(experiment_id, cell)
+        self.progress.cell_end(cell, where, outcome)
+        return outcome
+
+    def _run_cell(self, experiment_id: str, cell: Cell) -> CellOutcome:
         resolved = resolve(cell, self.workdir)
         finished, run_id, earlier_seconds = self.resume(experiment_id, resolved)
         if finished is not None:
@@ -231,6 +255,52 @@ class Runner:
             metrics["solved"] = 0
         self.tracker.log(run_id, metrics=metrics, tags=tags)
         self.tracker.finish(run_id, "FINISHED")
+
+    # -- frontiers ---------------------------------------------------------------------------
+    def run_frontier(self, experiment_id: str, spec) -> FrontierOutcome:
+        """Probe cells of `spec` as the frontier search asks, recording the frontier run."""
+        from harness import frontier
+
+        runs = self.tracker.runs(experiment_id, f"tags.`{FRONTIER_KEY}` = '{spec.key}'")
+        runs = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+        done = [r for r in runs if r.info.status == "FINISHED"]
+        if done:
+            return FrontierOutcome(spec, "skipped", frontier.FrontierResult.from_run(done[-1]))
+        if runs:
+            run_id = runs[-1].info.run_id
+            self.tracker.reopen(run_id)
+        else:
+            tags = {**spec.tags(), **environment_tags()}
+            run_id = self.tracker.start_run(experiment_id, spec.label, tags)
+            self.tracker.log(run_id, params=spec.params())
+        task = resolve(spec.cell(frontier.Ask(spec.min_length, 0, "double")), self.workdir).task
+        probes = frontier.search(
+            spec.min_length, spec.max_length, spec.resolution, task.accepted_length
+        )
+        steps, ask = [], next(probes)
+        try:
+            while True:
+                interrupts.check()
+                outcome = self.run_cell(experiment_id, spec.cell(ask), "[frontier]")
+                result = outcome.result
+                solved = bool(result is not None and result.verdict.solved)
+                score = result.verdict.mean if result is not None else float("nan")
+                steps.append(
+                    frontier.Step(ask.length, ask.attempt, ask.role, solved, result.run_id, score)
+                )
+                frontier.record_step(self.tracker, run_id, steps)
+                self.progress.frontier_step(spec, steps[-1])
+                ask = probes.send(solved)
+        except StopIteration as stop:
+            bracket = stop.value
+        except BaseException:
+            self.tracker.finish(run_id, "KILLED")
+            raise
+        bracket.steps = steps
+        self.tracker.log(run_id, metrics=frontier.bracket_metrics(bracket))
+        self.tracker.finish(run_id, "FINISHED")
+        found = frontier.FrontierResult.from_run(self.tracker.client.get_run(run_id))
+        return FrontierOutcome(spec, "ran", found)
 
     # -- a distributed search's worker --------------------------------------------------------
     def run_worker_cell(self, experiment: str, cell: Cell) -> CellOutcome:

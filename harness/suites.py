@@ -17,6 +17,17 @@ A suite file looks like:
     families = ["lstm", "gru"]
     eval_lengths = [200]     # optional: also test the best model at these longer lengths
     budget = { epochs = 8 }  # optional: overrides the suite's budget for this block
+    [[frontier]]             # a block: every task x family in it is one frontier search
+    tasks = ["adding"]
+    families = ["lstm", "gru"]
+    min_length = 25          # optional, defaults below (FrontierSpec)
+    max_length = 400
+    resolution = 0.25        # stop when longest solved x (1 + resolution) >= shortest failed
+    seeds = 2                # seeds per probed cell: the search's and seeds - 1 retrains
+    budget = { params = 10000 }
+
+A suite needs at least one [[cells]] or [[frontier]] block; `params` in a budget sets
+each family's width from a parameter budget (search_spaces/base.py).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from harness.errors import USER_ERRORS, UserError, unknown
-from harness.results import budget_key
+from harness.results import FRONTIER, FRONTIER_KEY, KIND, budget_key
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TUNERS = ("random", "bayesian", "hyperband")
@@ -85,11 +96,72 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Ask:
+    """What a frontier search wants probed: a length, with which attempt's seeds, and why."""
+
+    length: int
+    attempt: int  # 0: the frontier's own seeds; 1: another search seed, to confirm a failure
+    role: str  # "double", "bisect", "confirm", "check"
+
+
+@dataclass(frozen=True)
+class FrontierSpec:
+    """One frontier to find: a task and family under a budget, with k seeds per cell."""
+
+    task: str
+    family: str
+    budget: Budget
+    seed: int = 0
+    seeds: int = 1
+    min_length: int = 25
+    max_length: int = 3200
+    resolution: float = 0.25
+
+    @property
+    def key(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True, default=str)
+        return f"{self.task}-{self.family}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+    @property
+    def label(self) -> str:
+        return f"frontier {self.task} {self.family}"
+
+    def cell(self, ask: Ask) -> Cell:
+        """The cell a probe runs: attempt a uses search seed seed + a*k and its k-1 retrains."""
+        first = self.seed + ask.attempt * self.seeds
+        extra = tuple(range(first + 1, first + self.seeds))
+        return Cell(self.task, ask.length, self.family, self.budget, first, extra)
+
+    @property
+    def budget_key(self) -> str:
+        """The budget of its cells (attempt 0): frontiers of one budget share a table."""
+        cell = self.cell(Ask(self.min_length, 0, "double"))
+        return budget_key(cell.as_dict()["budget"], cell.seed, list(cell.extra_seeds))
+
+    def params(self) -> dict[str, str]:
+        params = {
+            "task": self.task,
+            "family": self.family,
+            "seed": self.seed,
+            "seeds": self.seeds,
+            "min_length": self.min_length,
+            "max_length": self.max_length,
+            "resolution": self.resolution,
+        }
+        params.update({f"budget.{k}": v for k, v in asdict(self.budget).items() if v is not None})
+        return params
+
+    def tags(self) -> dict[str, str]:
+        return {KIND: FRONTIER, FRONTIER_KEY: self.key, "harness.budget_key": self.budget_key}
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     description: str
     cells: tuple[Cell, ...] = field(default_factory=tuple)
     source: str = ""
+    frontiers: tuple[FrontierSpec, ...] = field(default_factory=tuple)
 
 
 def suite_path(name_or_path: str) -> Path:
@@ -129,7 +201,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 def parse_suite(data: dict, source: str) -> Suite:
     where = f"suite file '{source}'"
-    known = {"name", "description", "budget", "seeds", "cells"}
+    known = {"name", "description", "budget", "seeds", "cells", "frontier"}
     _no_unknown_keys(data, known, where, "")
     name = data.get("name", Path(source).stem)
     if not isinstance(name, str) or not name:
@@ -142,15 +214,26 @@ def parse_suite(data: dict, source: str) -> Suite:
     if not isinstance(extra, list):
         raise UserError(f"{where}: key 'seeds.extra' must be a list of integers")
     extra_seeds = tuple(_seed(s, where, "seeds.extra") for s in extra)
-    blocks = data.get("cells")
-    if not isinstance(blocks, list) or not blocks:
-        raise UserError(f"{where}: needs at least one [[cells]] block (tasks, lengths, families)")
+    blocks, frontier_blocks = data.get("cells", []), data.get("frontier", [])
+    if not isinstance(blocks, list) or not isinstance(frontier_blocks, list):
+        raise UserError(f"{where}: [[cells]] and [[frontier]] must be arrays of tables")
+    if not blocks and not frontier_blocks:
+        raise UserError(
+            f"{where}: needs at least one [[cells]] block (tasks, lengths, families) "
+            "or [[frontier]] block (tasks, families)"
+        )
     cells: list[Cell] = []
     for i, block in enumerate(blocks):
         cells.extend(_parse_block(block, budget, seed, extra_seeds, where, f"cells[{i}]"))
     if len({c.key for c in cells}) != len(cells):
         raise UserError(f"{where}: the same cell (task, length, family) is listed twice")
-    return Suite(name, str(data.get("description", "")), tuple(cells), source)
+    frontiers: list[FrontierSpec] = []
+    for i, block in enumerate(frontier_blocks):
+        frontiers.extend(_parse_frontier(block, budget, seed, where, f"frontier[{i}]"))
+    if len({f.key for f in frontiers}) != len(frontiers):
+        raise UserError(f"{where}: the same frontier (task, family, settings) is listed twice")
+    description = str(data.get("description", ""))
+    return Suite(name, description, tuple(cells), source, tuple(frontiers))
 
 
 def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
@@ -179,7 +262,9 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
 
     if not isinstance(block, dict):
         raise UserError(f"{where}: '{key}' must be a table")
-    _no_unknown_keys(block, {"tasks", "lengths", "families", "eval_lengths", "budget"}, where, key)
+    _no_unknown_keys(
+        block, {"tasks", "lengths", "families", "eval_lengths", "budget"}, where, f"{key}."
+    )
     for required in ("tasks", "lengths", "families"):
         if not isinstance(block.get(required), list) or not block[required]:
             raise UserError(f"{where}: key '{key}.{required}' must be a non-empty list")
@@ -211,6 +296,66 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
                     Cell(task_name, length, family, block_budget, seed, extra_seeds, longer)
                 )
     return cells
+
+
+FRONTIER_KEYS = {"tasks", "families", "min_length", "max_length", "resolution", "seeds", "budget"}
+
+
+def _parse_frontier(block, budget, seed, where, key) -> list[FrontierSpec]:
+    if not isinstance(block, dict):
+        raise UserError(f"{where}: '{key}' must be a table")
+    _no_unknown_keys(block, FRONTIER_KEYS, where, f"{key}.")
+    for required in ("tasks", "families"):
+        if not isinstance(block.get(required), list) or not block[required]:
+            raise UserError(f"{where}: key '{key}.{required}' must be a non-empty list")
+    defaults = FrontierSpec("", "", budget)
+    settings = {}
+    for name in ("min_length", "max_length", "seeds"):
+        if name in block:
+            settings[name] = _positive_int(block[name], where, f"{key}.{name}")
+    if "resolution" in block:
+        settings["resolution"] = block["resolution"]
+    try:
+        return frontier_specs(
+            block["tasks"],
+            block["families"],
+            parse_budget(block.get("budget", {}), budget, where, f"{key}.budget"),
+            seed,
+            settings.get("seeds", defaults.seeds),
+            settings.get("min_length", defaults.min_length),
+            settings.get("max_length", defaults.max_length),
+            settings.get("resolution", defaults.resolution),
+        )
+    except USER_ERRORS as err:
+        raise UserError(f"{where}: key '{key}': {err}") from None
+
+
+def frontier_specs(
+    tasks, families, budget: Budget, seed: int, seeds: int, minimum, maximum, resolution
+) -> list[FrontierSpec]:
+    """One frontier per task x family, every setting checked before any work."""
+    from search_spaces import get_space
+    from tasks import get_task
+
+    if isinstance(resolution, bool) or not isinstance(resolution, int | float) or resolution <= 0:
+        raise UserError(f"resolution {resolution!r} must be a number above 0 (e.g. 0.25)")
+    if seeds < 1:
+        raise UserError(f"seeds {seeds} must be at least 1")
+    if minimum > maximum:
+        raise UserError(f"min_length {minimum} is above max_length {maximum}")
+    specs = []
+    for task_name in tasks:
+        task = get_task(task_name)
+        for length in (minimum, maximum):
+            task.check_length(length)
+        for family in families:
+            get_space(family, task, budget.params)  # an unknown family, a budget out of reach
+            specs.append(
+                FrontierSpec(
+                    task_name, family, budget, seed, seeds, minimum, maximum, float(resolution)
+                )
+            )
+    return specs
 
 
 def _no_unknown_keys(table: dict, allowed: set[str], where: str, prefix: str) -> None:

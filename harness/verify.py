@@ -98,7 +98,9 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
             compare(f"test_{name}", value)
         recomputed_seeds[cell.seed] = scores[task.metric.name]
         for length in sorted(cell.longer):
-            longer = test_scores(task, best, *task.generate(n_test, length, cell.seed, "test"), batch)
+            longer = test_scores(
+                task, best, *task.generate(n_test, length, cell.seed, "test"), batch
+            )
             compare(f"test_score_len_{length}", longer[task.metric.name])
         for seed in cell.extra_seeds:
             model = stored.model(model_file(seed))
@@ -107,7 +109,9 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                 if diverged:
                     recomputed_seeds[seed] = math.nan
                     continue
-                compare(f"test_score_seed_{seed}", math.nan, f"artifact {model_file(seed)} is missing")
+                compare(
+                    f"test_score_seed_{seed}", math.nan, f"artifact {model_file(seed)} is missing"
+                )
                 continue
             score = test_scores(task, model, x, y, batch)[task.metric.name]
             compare(f"test_score_seed_{seed}", score)

@@ -9,9 +9,9 @@ import keras_tuner as kt
 import pytest
 
 from harness.tracking import Tracker
-from harness.tuning import make_tuner
+from harness.tuning import SpaceHyperModel, make_tuner
 from search_spaces import REGISTRY
-from search_spaces.base import FamilyHyperModel
+from search_spaces.base import FamilySpace, choice
 from tasks import get_task
 from tests.conftest import all_runs, harness, store_uri, write_suite
 
@@ -48,19 +48,20 @@ def test_full_matrix_on_each_backend(workdir, backend):
     check_searched(workdir, "matrix", {(t, f) for t in KIND_TASKS for f in FAMILIES}, trials=2)
 
 
-class ExplodingSpace(FamilyHyperModel):
+class ExplodingSpace(FamilySpace):
     """A ReLU recurrence trained by SGD: with a huge learning rate its loss turns NaN/inf."""
 
     family = "exploding"
 
-    def build(self, hp):
-        units = hp.Choice("units", [4, 8])
-        learning_rate = hp.Choice("learning_rate", [1e8, 1e-2])
+    def hyperparameters(self):
+        return (choice("units", [4, 8], 4), choice("learning_rate", [1e8, 1e-2], 1e8))
+
+    def model(self, values):
         inputs = keras.Input((None, 2))
-        x = keras.layers.SimpleRNN(units, activation="relu")(inputs)
+        x = keras.layers.SimpleRNN(values["units"], activation="relu")(inputs)
         model = keras.Model(inputs, keras.layers.Reshape(())(keras.layers.Dense(1)(x)))
         model.compile(
-            keras.optimizers.SGD(learning_rate),
+            keras.optimizers.SGD(values["learning_rate"]),
             loss="mse",
             metrics=[keras.metrics.MeanSquaredError(name="mse")],
         )
@@ -76,7 +77,7 @@ def test_diverged_trials_are_recorded_and_the_search_goes_on(workdir, tuner_kind
     parent = tracker.start_run(experiment_id, "parent", {"harness.kind": "cell"})
     tuner = make_tuner(
         tuner_kind,
-        ExplodingSpace(task),
+        SpaceHyperModel(ExplodingSpace(task)),
         task,
         10,
         max_trials=4,

@@ -1,0 +1,203 @@
+"""The frontier: the search logic against pure functions solves(L), suite blocks and bad input,
+and (slow) a real tiny frontier through the CLI, rerun, killed and resumed."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+
+import pytest
+
+from harness.frontier import search
+from harness.suites import load_suite
+from tasks import get_task
+from tests.conftest import (
+    all_runs,
+    harness,
+    start_harness,
+    store_uri,
+    wait_for_output,
+)
+
+
+def probe(solves, minimum=25, maximum=3200, resolution=0.25, task="adding"):
+    """Run the search against `solves(length, attempt)`: (bracket, [(length, role, attempt)])."""
+    steps = search(minimum, maximum, resolution, get_task(task).accepted_length)
+    asked = []
+    ask = next(steps)
+    try:
+        while True:
+            asked.append((ask.length, ask.role, ask.attempt))
+            ask = steps.send(solves(ask.length, ask.attempt))
+    except StopIteration as stop:
+        return stop.value, asked
+
+
+@pytest.mark.parametrize("resolution", [0.25, 0.1, 1.0])
+@pytest.mark.parametrize("threshold", [300, 1000, 3000])
+def test_the_bracket_holds_the_threshold_within_the_resolution(threshold, resolution):
+    bracket, asked = probe(lambda L, a: L <= threshold, resolution=resolution)
+    assert bracket.solved <= threshold < bracket.failed
+    assert bracket.failed / bracket.solved <= 1 + resolution
+    assert not bracket.non_monotone and bracket.text() == f"[{bracket.solved}, {bracket.failed})"
+    doubling = sum(role == "double" for _, role, _ in asked)
+    assert doubling == math.floor(math.log2(threshold / 25)) + 2  # up to the first failure
+    bound = doubling + math.ceil(math.log2(math.log(2) / math.log(1 + resolution))) + 2
+    assert len(asked) <= bound  # + the confirming cell and the check above
+    closing = [("confirm", 1), ("check", 0)] if bracket.failed < 3200 else [("confirm", 1)]
+    assert [(role, attempt) for _, role, attempt in asked[-len(closing) :]] == closing
+    assert (bracket.failed, "confirm", 1) in asked  # confirmed with another search seed
+
+
+def test_the_edges_solved_at_the_maximum_and_failed_at_the_minimum():
+    everything, asked = probe(lambda L, a: True)
+    assert everything.text() == "≥ 3200" and [L for L, _, _ in asked][-1] == 3200
+    assert everything.solved == 3200 and everything.failed is None
+    nothing, asked = probe(lambda L, a: False)
+    assert nothing.text() == "< 25" and nothing.solved is None and nothing.failed == 25
+    assert asked == [(25, "double", 0), (25, "confirm", 1), (50, "check", 0)]
+    small, _ = probe(lambda L, a: L <= 60, minimum=25, maximum=50)
+    assert small.text() == "≥ 50"
+
+
+def test_a_failure_by_bad_luck_does_not_end_the_search():
+    """The first seeds fail beyond 300, another search seed solves up to 600."""
+    bracket, asked = probe(lambda L, a: L <= 300 or (L <= 600 and a == 1))
+    assert bracket.solved <= 600 < bracket.failed and not bracket.non_monotone
+    assert any(role == "confirm" and L <= 600 for L, role, _ in asked)
+
+
+def test_a_non_monotone_function_is_flagged():
+    """Failing from 300 but solving again at twice the failure: flagged, searched on."""
+    bracket, asked = probe(lambda L, a: L <= 300 or 600 <= L <= 1300)
+    assert bracket.non_monotone and bracket.text().endswith("(non-monotone)")
+    assert bracket.solved <= 1300 < bracket.failed
+    assert "check" in {role for _, role, _ in asked}
+
+
+def test_only_lengths_the_task_accepts_are_probed():
+    """digits takes multiples of 64: the resolution is met as closely as they allow."""
+    bracket, asked = probe(lambda L, a: L <= 300, minimum=64, maximum=3200, task="digits")
+    assert all(L % 64 == 0 for L, _, _ in asked)
+    assert (bracket.solved, bracket.failed) == (256, 320)
+
+
+def test_a_suite_frontier_block_becomes_one_frontier_per_task_and_family(tmp_path):
+    path = tmp_path / "f.toml"
+    path.write_text(
+        'name = "f"\n[budget]\nmax_trials = 1\n[seeds]\nsearch = 3\n'
+        '[[frontier]]\ntasks = ["adding", "first_token"]\nfamilies = ["gru", "lstm"]\n'
+        "min_length = 10\nmax_length = 80\nresolution = 0.5\nseeds = 2\n"
+        "budget = { params = 5000 }\n"
+    )
+    suite = load_suite(str(path))
+    assert suite.cells == () and len(suite.frontiers) == 4
+    spec = suite.frontiers[0]
+    assert (spec.task, spec.family, spec.min_length, spec.max_length) == ("adding", "gru", 10, 80)
+    assert spec.budget.params == 5000 and spec.seed == 3 and spec.seeds == 2
+    from harness.suites import Ask
+
+    cell = spec.cell(Ask(20, 0, "double"))
+    assert (cell.length, cell.seed, cell.extra_seeds) == (20, 3, (4,))
+    confirm = spec.cell(Ask(20, 1, "confirm"))
+    assert (confirm.seed, confirm.extra_seeds) == (5, (6,))  # seeds of their own
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["adding", "--families", "nope"], "unknown family 'nope'"),
+        (
+            ["adding", "--families", "gru", "--min-length", "100", "--max-length", "50"],
+            "above max_length 50",
+        ),
+        (["adding", "--families", "gru", "--resolution", "0"], "resolution 0.0 must be a number"),
+        (["adding", "--families", "gru", "--seeds", "0"], "seeds 0 must be at least 1"),
+        (["adding", "--families", "lstm", "--params", "5"], "the smallest it can meet is"),
+        (["adding", "--families", "gru", "--min-length", "1"], "length 1 is out of range"),
+        (["digits", "--families", "gru"], "in steps of 64"),
+    ],
+)
+def test_bad_frontier_input_is_one_line_and_exit_2(workdir, args, expected):
+    result = harness("frontier", "--task", *args, cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not (workdir / "mlflow.db").exists()
+
+
+# -- a real tiny frontier -------------------------------------------------------------------------
+
+FRONTIER = [
+    "frontier", "--task", "first_token", "--families", "gru,bigru", "--params", "3000",
+    "--min-length", "4", "--max-length", "32", "--resolution", "1", "--max-trials", "1",
+    "--epochs", "12", "--n-train", "2048", "--n-val", "256", "--n-test", "256",
+    "--batch-size", "64", "--experiment", "frontier",
+]  # fmt: skip
+
+
+def frontiers(folder, experiment="frontier") -> dict:
+    """The frontier runs of an experiment by family (one each)."""
+    runs = all_runs(store_uri(folder), experiment)
+    found = runs[runs["tags.harness.kind"] == "frontier"]
+    assert found["params.family"].is_unique
+    return {row["params.family"]: row for _, row in found.iterrows()}
+
+
+def brackets(found: dict) -> dict:
+    return {
+        family: (row.get("metrics.longest_solved"), row.get("metrics.shortest_failed"))
+        for family, row in found.items()
+    }
+
+
+def check_cells_run_once(folder) -> None:
+    runs = all_runs(store_uri(folder), "frontier")
+    cells = runs[runs["tags.harness.kind"] == "cell"]
+    finished = cells[cells["status"] == "FINISHED"]
+    assert finished["tags.harness.cell_key"].is_unique
+    trials = runs[runs["tags.harness.kind"] == "trial"]
+    done = trials[trials["status"] == "FINISHED"]
+    assert not done.duplicated(["tags.mlflow.parentRunId", "tags.harness.trial_id"]).any()
+
+
+@pytest.mark.slow
+def test_a_real_frontier_rerun_and_resumed_after_sigkill(workdir):
+    log = "first.log"
+    process = start_harness(*FRONTIER, cwd=workdir, log=log)
+    wait_for_output(process, workdir / log, "[frontier] first_token L=8 gru: done", timeout=900)
+    process.send_signal(signal.SIGKILL)  # mid-way: gru's frontier partly probed
+    process.wait(timeout=60)
+    harness(*FRONTIER, cwd=workdir, check=True, timeout=1800)
+    found = frontiers(workdir)
+    assert set(found) == {"gru", "bigru"}
+    assert set(r["status"] for r in found.values()) == {"FINISHED"}
+    gru, bigru = found["gru"], found["bigru"]
+    assert gru["metrics.longest_solved"] >= 4
+    assert bigru["metrics.longest_solved"] > gru["metrics.longest_solved"]
+    assert math.isnan(bigru.get("metrics.shortest_failed", math.nan)) or (
+        bigru["metrics.shortest_failed"] > gru["metrics.shortest_failed"]
+    )
+    runs = all_runs(store_uri(workdir), "frontier")
+    ids = set(runs["run_id"])
+    for row in found.values():  # a frontier run names its cells
+        steps = json.loads(row["tags.harness.frontier_cells"])
+        assert len(steps) == row["metrics.cells"] and {s["run_id"] for s in steps} <= ids
+    check_cells_run_once(workdir)
+
+    trials = len(runs[runs["tags.harness.kind"] == "trial"])
+    again = harness(*FRONTIER, cwd=workdir, check=True)
+    assert again.stdout.count("skipped") >= 2
+    runs = all_runs(store_uri(workdir), "frontier")
+    assert len(runs[runs["tags.harness.kind"] == "trial"]) == trials  # every cell reused
+    assert {f: r["run_id"] for f, r in frontiers(workdir).items()} == {
+        f: r["run_id"] for f, r in found.items()
+    }
+
+    reference = [*FRONTIER[:-1], "reference"]  # the same, uninterrupted, in a store of its own
+    harness(*reference, "--tracking-uri", store_uri(workdir / "ref"), cwd=workdir, check=True)
+    expected = brackets(frontiers(workdir / "ref", "reference"))
+    assert {f: tuple(map(str, b)) for f, b in brackets(found).items()} == {
+        f: tuple(map(str, b)) for f, b in expected.items()
+    }
