@@ -6,12 +6,13 @@ coefficients depend on x_t only, so the whole sequence is one
 
     (a1, b1) o (a2, b2) = (a1 * a2, a2 * b1 + b2)        (1 earlier, 2 later)
 
-and no Python loop. Every layer also has `step_by_step(x)`, the same recurrence as a
-loop over time, for tests. Nothing depends on the length: a model runs at lengths
-longer than any it was trained on.
+and no Python loop (`scan_over_time`). Every layer also has `step_by_step(x)`, the same
+recurrence as a loop over time, for tests. Nothing depends on the length: a model runs at
+lengths longer than any it was trained on.
 
-The scan runs in float32 even under a mixed-precision policy (bfloat16 in the cost
-probe): the projections use the compute dtype, the recurrence does not.
+Under a mixed-precision policy (the cost probe's bfloat16) these layers compute in float32
+(autocast off: their variables stay float32, so does the scan) and return the compute
+dtype: log-space gates and eigenvalue moduli near 1 do not survive bfloat16.
 
 Imported by search_spaces/layers.py, so `import search_spaces.layers` registers these
 for loading saved models.
@@ -61,6 +62,48 @@ def combine_complex(earlier, later):
     )
 
 
+def scan_over_time(combine, parts):
+    """The inclusive scan of `combine` over axis 1 of the same-shaped tensors `parts`.
+
+    `keras.ops.associative_scan` whenever the length is known when the computation is
+    traced: always on JAX (jit traces concrete shapes) and PyTorch (eager), and in a
+    TensorFlow graph traced for one length. A TensorFlow graph traced for any length
+    (`fit` relaxes the traced shapes once batches differ) gets `doubling_scan` instead:
+    Keras' TensorFlow scan at an unknown length nests a `tf.cond` per possible level
+    (48), which took 30-70 s to trace for one layer here, and compares its inputs'
+    lengths with a Python `==`, which fails for more than one input. The parts travel
+    stacked as one tensor, and the static shape TensorFlow's graph scan loses is restored.
+    """
+    count = len(parts)
+    packed = ops.stack(parts, axis=-1)
+
+    def packed_combine(earlier, later):
+        split = lambda pair: ops.unstack(pair, count, axis=-1)  # noqa: E731
+        return ops.stack(combine(split(earlier), split(later)), axis=-1)
+
+    if isinstance(packed.shape[1], int):
+        scanned = ops.associative_scan(packed_combine, packed, axis=1)
+    else:
+        scanned = doubling_scan(packed_combine, packed)
+    return ops.unstack(ops.reshape(scanned, ops.shape(packed)), count, axis=-1)
+
+
+def doubling_scan(combine, x):
+    """The inclusive scan over axis 1 by recursive doubling (Hillis-Steele) in an
+    `ops.while_loop`, for a length unknown until run time: log2(T) steps, each combining
+    every step t >= d with the one d steps earlier (T log T work instead of T)."""
+    length = ops.shape(x)[1]
+    steps = ops.reshape(ops.arange(length), (1, -1) + (1,) * (len(x.shape) - 2))
+
+    def body(distance, scanned):
+        earlier = ops.roll(scanned, distance, axis=1)  # wrapped-around rows are masked out
+        combined = combine(earlier, scanned)
+        return distance * 2, ops.where(steps >= distance, combined, scanned)
+
+    _, scanned = ops.while_loop(lambda distance, _: distance < length, body, (1, x))
+    return scanned
+
+
 class LogScanRecurrence(layers.Layer):
     """A recurrence with positive coefficients a_t, b_t (from x_t), scanned in log space.
 
@@ -72,7 +115,7 @@ class LogScanRecurrence(layers.Layer):
     blocks = 1  # projections of x_t: gates and candidate
 
     def __init__(self, units: int, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"autocast": False, **kwargs})
         self.units = int(units)
 
     def build(self, input_shape):
@@ -83,7 +126,7 @@ class LogScanRecurrence(layers.Layer):
 
     def project(self, x):
         """The gate and candidate pre-activations of every step, split: `blocks` tensors."""
-        k = ops.cast(ops.matmul(x, self.kernel) + self.bias, SCAN_DTYPE)
+        k = ops.matmul(ops.cast(x, SCAN_DTYPE), self.kernel) + self.bias
         return [k[..., i * self.units : (i + 1) * self.units] for i in range(self.blocks)]
 
     def log_coefficients(self, parts):
@@ -94,7 +137,7 @@ class LogScanRecurrence(layers.Layer):
 
     def call(self, x):
         log_a, log_b = self.log_coefficients(self.project(x))
-        _, log_h = ops.associative_scan(combine_log, (log_a, log_b), axis=1)
+        _, log_h = scan_over_time(combine_log, (log_a, log_b))
         return ops.cast(ops.exp(log_h), self.compute_dtype)
 
     def step_by_step(self, x):
@@ -179,12 +222,12 @@ class LRU(layers.Layer):
     def __init__(
         self,
         state_size: int,
-        r_min: float = 0.0,
-        r_max: float = 1.0,
+        r_min: float = 0.9,
+        r_max: float = 0.999,
         max_phase: float = 1.0,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(**{"autocast": False, **kwargs})
         if not 0.0 <= r_min < r_max < 1.0:
             raise ValueError(f"LRU needs 0 <= r_min < r_max < 1; got {r_min}, {r_max}")
         self.state_size = int(state_size)
@@ -215,43 +258,35 @@ class LRU(layers.Layer):
             return 0.5 * ops.log(1.0 - ops.exp(-2.0 * ops.exp(nu_log)))
 
         self.gamma_log = self.add_weight((n,), initializer=normaliser, name="gamma_log")
-        self.B_re = self.add_weight((width, n), initializer=normal(1 / math.sqrt(2 * width)), name="B_re")  # fmt: skip
-        self.B_im = self.add_weight((width, n), initializer=normal(1 / math.sqrt(2 * width)), name="B_im")  # fmt: skip
-        self.C_re = self.add_weight((n, width), initializer=normal(1 / math.sqrt(n)), name="C_re")
-        self.C_im = self.add_weight((n, width), initializer=normal(1 / math.sqrt(n)), name="C_im")
+        b_scale, c_scale = 1 / math.sqrt(2 * width), 1 / math.sqrt(n)
+        self.B_re = self.add_weight((width, n), initializer=normal(b_scale), name="B_re")
+        self.B_im = self.add_weight((width, n), initializer=normal(b_scale), name="B_im")
+        self.C_re = self.add_weight((n, width), initializer=normal(c_scale), name="C_re")
+        self.C_im = self.add_weight((n, width), initializer=normal(c_scale), name="C_im")
         self.D = self.add_weight((width,), initializer=normal(1.0), name="D")
 
     def diagonal(self):
         """(Re lambda, Im lambda) of every state channel, float32."""
-        modulus = ops.exp(-ops.exp(ops.cast(self.nu_log, SCAN_DTYPE)))
-        theta = ops.exp(ops.cast(self.theta_log, SCAN_DTYPE))
+        modulus = ops.exp(-ops.exp(self.nu_log))
+        theta = ops.exp(self.theta_log)
         return modulus * ops.cos(theta), modulus * ops.sin(theta)
 
     def inputs(self, x):
         """(Re, Im) of gamma * (B x_t) at every step, float32: (batch, T, N) each."""
-        gamma = ops.exp(ops.cast(self.gamma_log, SCAN_DTYPE))
-        x = ops.cast(x, SCAN_DTYPE)
-        return (
-            ops.matmul(x, ops.cast(self.B_re, SCAN_DTYPE)) * gamma,
-            ops.matmul(x, ops.cast(self.B_im, SCAN_DTYPE)) * gamma,
-        )
+        gamma, x = ops.exp(self.gamma_log), ops.cast(x, SCAN_DTYPE)
+        return ops.matmul(x, self.B_re) * gamma, ops.matmul(x, self.B_im) * gamma
 
     def readout(self, x, h_re, h_im):
         """y_t = Re(C h_t) + D * x_t in the compute dtype."""
-        cast = lambda w: ops.cast(w, SCAN_DTYPE)  # noqa: E731
-        y = (
-            ops.matmul(h_re, cast(self.C_re))
-            - ops.matmul(h_im, cast(self.C_im))
-            + ops.cast(x, SCAN_DTYPE) * cast(self.D)
-        )
-        return ops.cast(y, self.compute_dtype)
+        y = ops.matmul(h_re, self.C_re) - ops.matmul(h_im, self.C_im)
+        return ops.cast(y + ops.cast(x, SCAN_DTYPE) * self.D, self.compute_dtype)
 
     def call(self, x):
         b_re, b_im = self.inputs(x)
         lam_re, lam_im = self.diagonal()
         a_re = ops.broadcast_to(lam_re, ops.shape(b_re))
         a_im = ops.broadcast_to(lam_im, ops.shape(b_im))
-        _, _, h_re, h_im = ops.associative_scan(combine_complex, (a_re, a_im, b_re, b_im), axis=1)
+        _, _, h_re, h_im = scan_over_time(combine_complex, (a_re, a_im, b_re, b_im))
         return self.readout(x, h_re, h_im)
 
     def step_by_step(self, x):
