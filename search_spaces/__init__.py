@@ -3,11 +3,15 @@
 from search_spaces.attention import TransformerSpace
 from search_spaces.base import FamilySpace, SpaceError
 from search_spaces.recurrent import BiGRUSpace, BiLSTMSpace, GRUSpace, LSTMSpace, SimpleRNNSpace
+from search_spaces.scan import LRUSpace, MinGRUSpace, MinLSTMSpace
 from tasks.base import Task
 
 REGISTRY: dict[str, type[FamilySpace]] = {
     space.family: space
-    for space in (SimpleRNNSpace, LSTMSpace, GRUSpace, BiLSTMSpace, BiGRUSpace, TransformerSpace)
+    for space in (
+        *(SimpleRNNSpace, LSTMSpace, GRUSpace, BiLSTMSpace, BiGRUSpace, TransformerSpace),
+        *(MinGRUSpace, MinLSTMSpace, LRUSpace),
+    )
 }
 
 

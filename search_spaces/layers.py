@@ -1,7 +1,8 @@
 """The custom Keras objects the families' models hold, registered for saving and loading.
 
-Imported when a model is built or loaded (`import search_spaces.layers`), never by the
-registry, so listing families needs no Keras.
+Imported when a model is built or loaded (`import search_spaces.layers`, which also registers
+the scan recurrences of search_spaces/scan_layers.py), never by the registry, so listing
+families needs no Keras.
 """
 
 from __future__ import annotations
@@ -81,3 +82,8 @@ class PooledMetric(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "ignore": self.ignore}
+
+
+# The parallel-scan recurrences live in their own module; importing it here registers them
+# wherever `import search_spaces.layers` does (model building and loading).
+from search_spaces import scan_layers  # noqa: E402, F401

@@ -1,0 +1,328 @@
+"""Parallel-scan recurrences: minGRU, minLSTM (Feng et al. 2024) and the LRU (Orvieto et al. 2023).
+
+Each is a diagonal linear recurrence h_t = a_t * h_{t-1} + b_t (h_0 = 0) whose
+coefficients depend on x_t only, so the whole sequence is one
+`keras.ops.associative_scan` over time with the operator
+
+    (a1, b1) o (a2, b2) = (a1 * a2, a2 * b1 + b2)        (1 earlier, 2 later)
+
+and no Python loop (`scan_over_time`). Every layer also has `step_by_step(x)`, the same
+recurrence as a loop over time, for tests. Nothing depends on the length: a model runs at
+lengths longer than any it was trained on.
+
+Under a mixed-precision policy (the cost probe's bfloat16) these layers compute in float32
+(autocast off: their variables stay float32, so does the scan) and return the compute
+dtype: log-space gates and eigenvalue moduli near 1 do not survive bfloat16.
+
+Imported by search_spaces/layers.py, so `import search_spaces.layers` registers these
+for loading saved models.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+SCAN_DTYPE = "float32"
+
+
+def g(x):
+    """minGRU's candidate activation: x + 0.5 for x >= 0, sigmoid(x) below; always positive."""
+    return ops.where(x >= 0, x + 0.5, ops.sigmoid(x))
+
+
+def log_g(x):
+    """log g(x), computed without forming g(x) for negative x (log sigmoid = -softplus(-x))."""
+    return ops.where(x >= 0, ops.log(ops.relu(x) + 0.5), -ops.softplus(-x))
+
+
+def combine_log(earlier, later):
+    """The linear-recurrence operator on (log a, log b) pairs: every a, b > 0.
+
+    (a1 a2, a2 b1 + b2) in log space is (log a1 + log a2, logaddexp(log a2 + log b1, log b2)):
+    a logcumsumexp-style combination that never forms a product of many gates, so
+    it neither underflows nor loses precision at long lengths.
+    """
+    log_a1, log_b1 = earlier
+    log_a2, log_b2 = later
+    return log_a1 + log_a2, ops.logaddexp(log_a2 + log_b1, log_b2)
+
+
+def combine_complex(earlier, later):
+    """The linear-recurrence operator on complex a, b held as (re, im) pairs of real tensors."""
+    a1_re, a1_im, b1_re, b1_im = earlier
+    a2_re, a2_im, b2_re, b2_im = later
+    return (
+        a1_re * a2_re - a1_im * a2_im,
+        a1_re * a2_im + a1_im * a2_re,
+        a2_re * b1_re - a2_im * b1_im + b2_re,
+        a2_re * b1_im + a2_im * b1_re + b2_im,
+    )
+
+
+def scan_over_time(combine, parts):
+    """The inclusive scan of `combine` over axis 1 of the same-shaped tensors `parts`.
+
+    `keras.ops.associative_scan` whenever the length is known when the computation is
+    traced: always on JAX (jit traces concrete shapes) and PyTorch (eager), and in a
+    TensorFlow graph traced for one length. A TensorFlow graph traced for any length
+    (`fit` relaxes the traced shapes once batches differ) gets `doubling_scan` instead:
+    Keras' TensorFlow scan at an unknown length nests a `tf.cond` per possible level
+    (48), which took 30-70 s to trace for one layer here, and compares its inputs'
+    lengths with a Python `==`, which fails for more than one input. The parts travel
+    stacked as one tensor, and the static shape TensorFlow's graph scan loses is restored.
+    """
+    count = len(parts)
+    packed = ops.stack(parts, axis=-1)
+
+    def packed_combine(earlier, later):
+        split = lambda pair: ops.unstack(pair, count, axis=-1)  # noqa: E731
+        return ops.stack(combine(split(earlier), split(later)), axis=-1)
+
+    if isinstance(packed.shape[1], int):
+        scanned = ops.associative_scan(packed_combine, packed, axis=1)
+    else:
+        scanned = doubling_scan(packed_combine, packed)
+    return ops.unstack(ops.reshape(scanned, ops.shape(packed)), count, axis=-1)
+
+
+def doubling_scan(combine, x):
+    """The inclusive scan over axis 1 by recursive doubling (Hillis-Steele) in an
+    `ops.while_loop`, for a length unknown until run time: log2(T) steps, each combining
+    every step t >= d with the one d steps earlier (T log T work instead of T)."""
+    length = ops.shape(x)[1]
+    steps = ops.reshape(ops.arange(length), (1, -1) + (1,) * (len(x.shape) - 2))
+
+    def body(distance, scanned):
+        earlier = ops.roll(scanned, distance, axis=1)  # wrapped-around rows are masked out
+        combined = combine(earlier, scanned)
+        return distance * 2, ops.where(steps >= distance, combined, scanned)
+
+    _, scanned = ops.while_loop(lambda distance, _: distance < length, body, (1, x))
+    return scanned
+
+
+class LogScanRecurrence(layers.Layer):
+    """A recurrence with positive coefficients a_t, b_t (from x_t), scanned in log space.
+
+    Subclasses give `log_coefficients(k)` (log a_t, log b_t from the projection k = x W + c)
+    and `coefficients(k)` (a_t, b_t themselves, for the step-by-step path). `units` is
+    the state width; the output is the state h_t at every step (batch, T, units).
+    """
+
+    blocks = 1  # projections of x_t: gates and candidate
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**{"autocast": False, **kwargs})
+        self.units = int(units)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            (input_shape[-1], self.blocks * self.units), initializer="glorot_uniform", name="kernel"
+        )
+        self.bias = self.add_weight((self.blocks * self.units,), initializer="zeros", name="bias")
+
+    def project(self, x):
+        """The gate and candidate pre-activations of every step, split: `blocks` tensors."""
+        k = ops.matmul(ops.cast(x, SCAN_DTYPE), self.kernel) + self.bias
+        return [k[..., i * self.units : (i + 1) * self.units] for i in range(self.blocks)]
+
+    def log_coefficients(self, parts):
+        raise NotImplementedError
+
+    def coefficients(self, parts):
+        raise NotImplementedError
+
+    def call(self, x):
+        log_a, log_b = self.log_coefficients(self.project(x))
+        _, log_h = scan_over_time(combine_log, (log_a, log_b))
+        return ops.cast(ops.exp(log_h), self.compute_dtype)
+
+    def step_by_step(self, x):
+        """The same recurrence as a loop over time, h_t = a_t h_{t-1} + b_t, in linear space."""
+        a, b = self.coefficients(self.project(x))
+        h = ops.zeros_like(b[:, 0])
+        states = []
+        for t in range(x.shape[1]):
+            h = a[:, t] * h + b[:, t]
+            states.append(h)
+        return ops.cast(ops.stack(states, axis=1), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class MinGRU(LogScanRecurrence):
+    """minGRU (Feng et al. 2024): z_t = sigmoid(W_z x_t), h~_t = g(W_h x_t),
+    h_t = (1 - z_t) h_{t-1} + z_t h~_t. Gate and candidate depend on x_t only.
+
+    Scanned in the paper's log-space form: log a_t = -softplus(k_z) (= log(1 - z_t)),
+    log b_t = -softplus(-k_z) + log g(k_h) (= log z_t + log h~_t).
+    """
+
+    blocks = 2
+
+    def log_coefficients(self, parts):
+        k_z, k_h = parts
+        return -ops.softplus(k_z), -ops.softplus(-k_z) + log_g(k_h)
+
+    def coefficients(self, parts):
+        k_z, k_h = parts
+        z = ops.sigmoid(k_z)
+        return 1.0 - z, z * g(k_h)
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class MinLSTM(LogScanRecurrence):
+    """minLSTM (Feng et al. 2024) with normalised gates: f_t = sigmoid(W_f x_t),
+    i_t = sigmoid(W_i x_t), f'_t = f_t / (f_t + i_t), i'_t = i_t / (f_t + i_t),
+    h_t = f'_t h_{t-1} + i'_t g(W_h x_t).
+
+    In log space (the paper's form): with d = softplus(-k_f) - softplus(-k_i)
+    (= log i_t - log f_t), log f'_t = -softplus(d) and log i'_t = -softplus(-d).
+    """
+
+    blocks = 3
+
+    def log_coefficients(self, parts):
+        k_f, k_i, k_h = parts
+        difference = ops.softplus(-k_f) - ops.softplus(-k_i)
+        return -ops.softplus(difference), -ops.softplus(-difference) + log_g(k_h)
+
+    def coefficients(self, parts):
+        k_f, k_i, k_h = parts
+        f, i = ops.sigmoid(k_f), ops.sigmoid(k_i)
+        return f / (f + i), i / (f + i) * g(k_h)
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class LRU(layers.Layer):
+    """The Linear Recurrent Unit (Orvieto et al. 2023), diagonal and complex.
+
+        h_t = lambda * h_{t-1} + gamma * (B x_t),    y_t = Re(C h_t) + D * x_t,
+        lambda = exp(-exp(nu_log) + i * exp(theta_log)),  gamma = exp(gamma_log).
+
+    Initialisation as in the paper: |lambda| uniform on the ring r_min <= |lambda| <= r_max
+    (in area), its phase theta uniform in [0, 2 pi max_phase], gamma_log = log sqrt(1 -
+    |lambda|^2) (then learned), B and C complex Glorot-like normals, D normal.
+
+    Complex numbers are pairs of real tensors (real and imaginary parts: B_re, B_im,
+    C_re, C_im, and the state as h_re, h_im), never a complex dtype, so the layer runs
+    unchanged on JAX, TensorFlow and PyTorch and saves as plain float32 weights.
+    `state_size` is N (the number of complex state channels); the output has the
+    input's width H. Trainable parameters: 3 N + 4 N H + H.
+    """
+
+    def __init__(
+        self,
+        state_size: int,
+        r_min: float = 0.9,
+        r_max: float = 0.999,
+        max_phase: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**{"autocast": False, **kwargs})
+        if not 0.0 <= r_min < r_max < 1.0:
+            raise ValueError(f"LRU needs 0 <= r_min < r_max < 1; got {r_min}, {r_max}")
+        self.state_size = int(state_size)
+        self.r_min, self.r_max, self.max_phase = float(r_min), float(r_max), float(max_phase)
+
+    def build(self, input_shape):
+        width, n = input_shape[-1], self.state_size
+        r_min, r_max, max_phase = self.r_min, self.r_max, self.max_phase
+
+        def open_uniform(shape):  # uniform on (0, 1]: no log(0) below
+            return 1.0 - keras.random.uniform(shape)
+
+        def ring(shape, dtype=None):
+            radius_squared = open_uniform(shape) * (r_max**2 - r_min**2) + r_min**2
+            return ops.log(-0.5 * ops.log(radius_squared))
+
+        def phase(shape, dtype=None):
+            return ops.log(open_uniform(shape) * (2 * math.pi * max_phase))
+
+        def normal(stddev):
+            return keras.initializers.RandomNormal(stddev=stddev)
+
+        self.nu_log = self.add_weight((n,), initializer=ring, name="nu_log")
+        self.theta_log = self.add_weight((n,), initializer=phase, name="theta_log")
+        nu_log = ops.convert_to_tensor(self.nu_log)
+
+        def normaliser(shape, dtype=None):  # log sqrt(1 - |lambda|^2) at initialisation
+            return 0.5 * ops.log(1.0 - ops.exp(-2.0 * ops.exp(nu_log)))
+
+        self.gamma_log = self.add_weight((n,), initializer=normaliser, name="gamma_log")
+        b_scale, c_scale = 1 / math.sqrt(2 * width), 1 / math.sqrt(n)
+        self.B_re = self.add_weight((width, n), initializer=normal(b_scale), name="B_re")
+        self.B_im = self.add_weight((width, n), initializer=normal(b_scale), name="B_im")
+        self.C_re = self.add_weight((n, width), initializer=normal(c_scale), name="C_re")
+        self.C_im = self.add_weight((n, width), initializer=normal(c_scale), name="C_im")
+        self.D = self.add_weight((width,), initializer=normal(1.0), name="D")
+
+    def diagonal(self):
+        """(Re lambda, Im lambda) of every state channel, float32."""
+        modulus = ops.exp(-ops.exp(self.nu_log))
+        theta = ops.exp(self.theta_log)
+        return modulus * ops.cos(theta), modulus * ops.sin(theta)
+
+    def inputs(self, x):
+        """(Re, Im) of gamma * (B x_t) at every step, float32: (batch, T, N) each."""
+        gamma, x = ops.exp(self.gamma_log), ops.cast(x, SCAN_DTYPE)
+        return ops.matmul(x, self.B_re) * gamma, ops.matmul(x, self.B_im) * gamma
+
+    def readout(self, x, h_re, h_im):
+        """y_t = Re(C h_t) + D * x_t in the compute dtype."""
+        y = ops.matmul(h_re, self.C_re) - ops.matmul(h_im, self.C_im)
+        return ops.cast(y + ops.cast(x, SCAN_DTYPE) * self.D, self.compute_dtype)
+
+    def call(self, x):
+        b_re, b_im = self.inputs(x)
+        lam_re, lam_im = self.diagonal()
+        a_re = ops.broadcast_to(lam_re, ops.shape(b_re))
+        a_im = ops.broadcast_to(lam_im, ops.shape(b_im))
+        _, _, h_re, h_im = scan_over_time(combine_complex, (a_re, a_im, b_re, b_im))
+        return self.readout(x, h_re, h_im)
+
+    def step_by_step(self, x):
+        """The same recurrence as a loop over time: h_t = lambda h_{t-1} + gamma B x_t."""
+        b_re, b_im = self.inputs(x)
+        lam_re, lam_im = self.diagonal()
+        h_re, h_im = ops.zeros_like(b_re[:, 0]), ops.zeros_like(b_im[:, 0])
+        states_re, states_im = [], []
+        for t in range(x.shape[1]):
+            h_re, h_im = (
+                lam_re * h_re - lam_im * h_im + b_re[:, t],
+                lam_re * h_im + lam_im * h_re + b_im[:, t],
+            )
+            states_re.append(h_re)
+            states_im.append(h_im)
+        return self.readout(x, ops.stack(states_re, axis=1), ops.stack(states_im, axis=1))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "state_size": self.state_size,
+            "r_min": self.r_min,
+            "r_max": self.r_max,
+            "max_phase": self.max_phase,
+        }
+
+
+@keras.saving.register_keras_serializable(package="harness")
+class LastStep(layers.Layer):
+    """The last step of a sequence: (batch, T, d) -> (batch, d), whatever T."""
+
+    def call(self, x):
+        return x[:, -1, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
