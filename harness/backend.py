@@ -27,6 +27,25 @@ def configure() -> str:
     return os.environ["KERAS_BACKEND"]
 
 
+def use_compile_cache(folder) -> str | None:
+    """Turn on JAX's persistent compilation cache in `folder`; the folder in use, or None.
+
+    A program compiled before (the same architecture in another trial or cell, a retrain
+    of the best hyperparameters, an evaluation, a rerun) is then loaded rather than
+    compiled again, on a GPU and on the CPU alike. Every program is cached, however fast
+    it compiled. A cache the user set ($JAX_COMPILATION_CACHE_DIR) wins. JAX only.
+    """
+    if os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND) != "jax":
+        return None
+    import jax
+
+    chosen = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(folder)
+    jax.config.update("jax_compilation_cache_dir", chosen)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    return chosen
+
+
 @contextlib.contextmanager
 def _stderr_silenced():
     """Silence file descriptor 2 (C++ start-up logging that no environment variable turns off)."""
@@ -232,6 +251,16 @@ def train_step(model, x, y) -> dict[str, float]:
                 raise StepFailed(f"the step's {key} could not be read: {error}") from error
             raise StepFailed(f"the step's {key} is not a number: {type(value).__name__}")
     return logs
+
+
+def share_device(fraction: float) -> None:
+    """Hold a torch process to `fraction` of the GPU's memory (several share one device)."""
+    if name() != "torch" or fraction >= 1:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(fraction)
 
 
 def free_memory() -> None:

@@ -32,6 +32,13 @@ err = Console(stderr=True, soft_wrap=True)
 MAX_ELEMENTS = 500_000_000
 DEFAULT_WORKDIR = Path("data")
 
+WorkersOption = Annotated[
+    str,
+    typer.Option(
+        help="Trials, evaluations and retrains at once on this machine: N, or auto (1 on a "
+        "CPU; on a GPU by its free memory)."
+    ),
+]
 TrackingUri = Annotated[
     str | None,
     typer.Option(
@@ -214,6 +221,7 @@ def run(
         float | None,
         typer.Option(help="Chief: drop a worker silent this many seconds (default 60)."),
     ] = None,
+    workers: WorkersOption = "auto",
 ):
     """Run a suite, or single cells given by flags: one Keras Tuner search per cell.
 
@@ -248,17 +256,34 @@ def run(
     if cluster is not None and frontiers:
         raise UserError(
             "frontiers choose their cells as they go, so --chief/--worker cannot share them: "
-            "run them on one machine, or leave them out with --length"
+            "run them on one machine (--workers), or leave them out with --length"
         )
-    _execute(experiment or plan.name, plan, cells, frontiers, tracking_uri, workdir, cluster)
+    count = _workers(workers, cluster)
+    _execute(experiment or plan.name, plan, cells, frontiers, tracking_uri, workdir, cluster, count)
 
 
-def _execute(name, plan, cells, frontiers, tracking_uri, workdir: Path, cluster=None) -> None:
+def _workers(text: str, cluster) -> int:
+    """--workers as a number (auto: 1 on a CPU, by free GPU memory on a GPU)."""
+    from harness.pool import parse_workers
+
+    count = parse_workers(text)
+    if cluster is not None and count > 1:
+        raise UserError(
+            f"--workers {text} runs its own chief and workers on this machine: with --chief or "
+            "--worker, give --workers 1 (and start more workers with --worker)"
+        )
+    return count
+
+
+def _execute(
+    name, plan, cells, frontiers, tracking_uri, workdir: Path, cluster=None, workers: int = 1
+) -> None:
     """Run cells and frontiers with a live display; a summary table of each."""
     from dataclasses import replace
 
     _writable_dir(workdir, "working directory")
     backend.load_frameworks()
+    backend.use_compile_cache(workdir / "jax-cache")
     from harness import interrupts
     from harness.progress import ConsoleProgress
     from harness.runner import Runner
@@ -268,8 +293,15 @@ def _execute(name, plan, cells, frontiers, tracking_uri, workdir: Path, cluster=
     tracker.check()
     progress = ConsoleProgress(out)
     interrupts.install()
+    pool = None
+    if workers > 1:
+        from harness.pool import Pool
+
+        pool = Pool(workers, workdir, tracker.uri, progress)
+        pool.start()
+        out.print(f"{workers} workers on this machine", highlight=False)
     try:
-        runner = Runner(tracker, workdir, progress, cluster)
+        runner = Runner(tracker, workdir, progress, cluster, pool)
         outcomes, found = runner.run(replace(plan, name=name), cells, frontiers)
     except KeyboardInterrupt:
         progress.close()
@@ -286,6 +318,9 @@ def _execute(name, plan, cells, frontiers, tracking_uri, workdir: Path, cluster=
             markup=False,
         )
         raise typer.Exit(1) from None
+    finally:
+        if pool is not None:
+            pool.close()
     progress.close()
     if outcomes:
         table = Table("cell", "state", "test score", "seeds solved", "trials", title=name)
@@ -342,6 +377,7 @@ def frontier(
     experiment: Annotated[str, typer.Option(help="MLflow experiment.")] = "frontier",
     tracking_uri: TrackingUri = None,
     workdir: Annotated[Path, typer.Option(help="Data cache and tuner folders.")] = DEFAULT_WORKDIR,
+    workers: WorkersOption = "auto",
 ):
     """The longest length each family solves: double while solved, then bisect to the resolution.
 
@@ -369,7 +405,9 @@ def frontier(
         max_length,
         resolution,
     )
-    _execute(experiment, Suite(experiment, "", (), "flags"), [], specs, tracking_uri, workdir)
+    suite = Suite(experiment, "", (), "flags")
+    count = _workers(workers, None)
+    _execute(experiment, suite, [], specs, tracking_uri, workdir, workers=count)
 
 
 def _experiment(tracker, suite: str | None, experiment: str | None) -> str:

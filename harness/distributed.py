@@ -93,11 +93,28 @@ def parse_cluster(chief: str | None, worker: str | None, worker_timeout: float |
     return Cluster(CHIEF, host, int(port), timeout)
 
 
+VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+
+
 def configure(cluster: Cluster) -> None:
     """Set Keras Tuner's distribution variables; read when a tuner is built."""
-    os.environ["KERASTUNER_TUNER_ID"] = cluster.role
-    os.environ["KERASTUNER_ORACLE_IP"] = cluster.host
-    os.environ["KERASTUNER_ORACLE_PORT"] = str(cluster.port)
+    values = (cluster.role, cluster.host, str(cluster.port))
+    os.environ.update(dict(zip(VARIABLES, values, strict=True)))
+
+
+def unconfigure() -> None:
+    """Back to a tuner of its own (not distributed): the variables removed."""
+    for name in VARIABLES:
+        os.environ.pop(name, None)
+
+
+def free_port(host: str) -> int:
+    """A port free on `host` now (for a local chief)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 # -- the chief -------------------------------------------------------------------------
@@ -110,9 +127,10 @@ def _servicer_class():
     from keras_tuner.src.engine.trial import TrialStatus
 
     class WatchedServicer(OracleServicer):
-        def __init__(self, oracle):
+        def __init__(self, oracle, leave_when_idle: bool = False, on_end=None):
             super().__init__(oracle)
             self.heard: dict[str, float] = {}  # tuner id -> last request
+            self.leave_when_idle, self.on_end = leave_when_idle, on_end
 
         def hear_trial(self, trial_id: str) -> None:
             for tuner_id, trial in dict(self.oracle.ongoing_trials).items():
@@ -122,6 +140,15 @@ def _servicer_class():
         def CreateTrial(self, request, context):
             self.heard[request.tuner_id] = time.monotonic()
             trial = self.oracle.create_trial(request.tuner_id)
+            if self.leave_when_idle and trial.status != TrialStatus.RUNNING:
+                # a local pool's worker leaves when there is nothing to run now; the pool
+                # sends one back if a trial comes back or a round of trials opens
+                if trial.status == TrialStatus.IDLE or self.oracle.ongoing_trials:
+                    self.oracle.tuner_ids.discard(request.tuner_id)
+                else:
+                    self.stop_triggered = True
+                trial.status = TrialStatus.STOPPED
+                return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
             if trial.status == TrialStatus.STOPPED and self.oracle.ongoing_trials:
                 trial.status = TrialStatus.IDLE  # stay: another worker's trial may come back
                 self.oracle.tuner_ids.add(request.tuner_id)  # and the chief waits for you
@@ -137,7 +164,10 @@ def _servicer_class():
 
         def EndTrial(self, request, context):
             self.hear_trial(request.trial.trial_id)
-            return super().EndTrial(request, context)
+            response = super().EndTrial(request, context)
+            if self.on_end is not None:
+                self.on_end()
+            return response
 
         def GetTrial(self, request, context):
             self.hear_trial(request.trial_id)
@@ -191,15 +221,25 @@ class Lost:
     failed: bool
 
 
-def serve(oracle, cluster: Cluster, on_lost: Callable[[Lost], None]) -> None:
-    """Serve `oracle` to the workers until every trial has ended; drop silent workers."""
+def serve(
+    oracle,
+    cluster: Cluster,
+    on_lost: Callable[[Lost], None],
+    leave_when_idle: bool = False,
+    on_end: Callable[[], None] | None = None,
+) -> None:
+    """Serve `oracle` to the workers until every trial has ended; drop silent workers.
+
+    With `leave_when_idle` (a local pool) a worker with nothing to run now is told to
+    stop rather than to wait; `on_end` is called after each trial ends.
+    """
     import grpc
     from keras_tuner.src import protos
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)]
     )
-    servicer = _servicer_class()(oracle)
+    servicer = _servicer_class()(oracle, leave_when_idle, on_end)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     try:
         bound = server.add_insecure_port(cluster.address)

@@ -89,9 +89,8 @@ class Evaluation:
     best_val_score: float = math.nan
 
 
-def evaluate(resolved, model: keras.Model, values: dict, folder: Path) -> Evaluation:
-    """Score the search's best `model` and retrain `values` with each extra seed; every
-    scored model is saved in `folder` as it is scored."""
+def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Evaluation:
+    """Score the search's best `model`: the test split, the longer lengths; saved in `folder`."""
     cell, task = resolved.cell, resolved.task
     batch, primary = cell.budget.batch_size, task.metric.name
     x, y = resolved.split("test")
@@ -103,27 +102,47 @@ def evaluate(resolved, model: keras.Model, values: dict, folder: Path) -> Evalua
         longer = test_scores(task, model, *resolved.split("test", length), batch)
         metrics[f"test_score_len_{length}"] = longer[primary]
     model.save(folder / model_file())
-    files = [folder / model_file()]
-    seed_scores, diverged = {cell.seed: scores[primary]}, []
     fused = backend.observe_fused_rnn(model, x[:batch], y[:batch])
-    for seed in cell.extra_seeds:
-        seed_model = retrain(
-            resolved.space,
-            values,
-            task,
-            cell.length,
-            seed,
-            resolved.split("train"),
-            resolved.split("val"),
-            cell.budget.epochs,
-            batch,
-        )
-        if seed_model is None:
-            seed_scores[seed] = math.nan
-            diverged.append(seed)
-            continue
-        score = test_scores(task, seed_model, x, y, batch)[primary]
-        seed_scores[seed] = metrics[f"test_score_seed_{seed}"] = score
-        seed_model.save(folder / model_file(seed))
-        files.append(folder / model_file(seed))
-    return Evaluation(values, metrics, seed_scores, diverged, files, fused)
+    return Evaluation(
+        values, metrics, {cell.seed: scores[primary]}, [], [folder / model_file()], fused
+    )
+
+
+def retrain_seed(resolved, values: dict, seed: int, folder: Path) -> tuple[float, Path | None]:
+    """Retrain `values` with `seed`: (its test score, its saved model), (nan, None) if it diverged."""
+    cell, task = resolved.cell, resolved.task
+    model = retrain(
+        resolved.space,
+        values,
+        task,
+        cell.length,
+        seed,
+        resolved.split("train"),
+        resolved.split("val"),
+        cell.budget.epochs,
+        cell.budget.batch_size,
+    )
+    if model is None:
+        return math.nan, None
+    x, y = resolved.split("test")
+    score = test_scores(task, model, x, y, cell.budget.batch_size)[task.metric.name]
+    model.save(folder / model_file(seed))
+    return score, folder / model_file(seed)
+
+
+def add_seed(found: Evaluation, seed: int, score: float, file: Path | None) -> None:
+    """Fold one retrain into a cell's evaluation (a diverged one scores nan, saves nothing)."""
+    found.seed_scores[seed] = score
+    if file is None:
+        found.diverged_seeds.append(seed)
+        return
+    found.metrics[f"test_score_seed_{seed}"] = score
+    found.files.append(file)
+
+
+def evaluate(resolved, model: keras.Model, values: dict, folder: Path) -> Evaluation:
+    """Score the search's best `model` and retrain `values` with each extra seed, in turn."""
+    found = score_best(resolved, model, values, folder)
+    for seed in resolved.cell.extra_seeds:
+        add_seed(found, seed, *retrain_seed(resolved, values, seed, folder))
+    return found

@@ -42,7 +42,7 @@ class ConsoleProgress(Progress):
         self.console = console
         self.live = console.is_terminal
         self.bar: bars.Progress | None = None
-        self.cell_label, self.best = "", math.nan
+        self.cell_label = ""
 
     def start(self, name: str, units: int) -> None:
         if self.live:
@@ -68,23 +68,23 @@ class ConsoleProgress(Progress):
         (self.bar.console if self.bar is not None else self.console).print(text, highlight=False)
 
     def cell_start(self, cell: Cell, where: str) -> None:
-        self.cell_label, self.best = f"{where} {_label(cell)}", math.nan
+        self.cell_label = f"{where} {_label(cell)}"
         self._say(f"{self.cell_label}: starting")
 
     def trial(self, event: str, **info) -> None:
+        """A trial started or ended (`label` names the cell where workers run several)."""
+        label = info.get("label") or self.cell_label
+        worker = f" on {info['worker']}" if info.get("worker") else ""
         if event == "start":
-            self._say(
-                f"{self.cell_label}: trial {info['trial_id']} running, best {_score(self.best)}"
-            )
+            self._say(f"{label}: trial {info['trial_id']} running{worker}")
             return
-        self.best = info.get("best", self.best)
         status = info.get("status")
         detail = (
-            f"objective {_score(info.get('objective'))}, best {_score(self.best)}"
+            f"objective {_score(info.get('objective'))}, best {_score(info.get('best'))}"
             if status == "finished"
             else info.get("reason", "")
         )
-        self._say(f"{self.cell_label}: trial {info['trial_id']} {status} {detail}")
+        self._say(f"{label}: trial {info['trial_id']} {status}{worker} {detail}")
 
     def cell_end(self, cell: Cell, where: str, outcome) -> None:
         text = f"{where} {_label(cell)}: {outcome.state}"

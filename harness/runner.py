@@ -13,10 +13,13 @@ runs, serves each cell's oracle and evaluates; a worker only runs trials.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +45,7 @@ from harness.results import (
     cell_params,
     environment_tags,
     judge,
+    planned_trials,
     trial_counts,
 )
 from harness.suites import Cell, Suite
@@ -113,10 +117,12 @@ class Runner:
         workdir: Path,
         progress: Progress | None = None,
         cluster: Cluster | None = None,
+        pool=None,
     ):
         self.tracker, self.workdir = tracker, workdir
         self.progress = progress or Progress()
-        self.cluster = cluster
+        self.cluster, self.pool = cluster, pool
+        self._chief = threading.Lock()  # one tuner built at a time in a pool's coordinator
 
     def run(self, suite: Suite, cells=None, frontiers=None):
         """Every cell, then every frontier: (cell outcomes, frontier outcomes)."""
@@ -127,6 +133,8 @@ class Runner:
             distributed.configure(self.cluster)
         experiment_id = None if worker else self.tracker.experiment_id(suite.name)
         self.progress.start(f"suite {suite.name}", len(cells) + len(frontiers))
+        if self.pool is not None:
+            return self._run_side_by_side(experiment_id, cells, frontiers)
         outcomes = []
         for index, cell in enumerate(cells):
             interrupts.check()
@@ -144,6 +152,26 @@ class Runner:
             self.progress.unit_done(f"{spec.label}: {bracket} ({outcome.action})")
             found.append(outcome)
         return outcomes, found
+
+    def _run_side_by_side(self, experiment_id, cells, frontiers):
+        """Cells and frontiers as units, up to the pool's size at once (their order kept)."""
+
+        def cell_unit(index_cell):
+            index, cell = index_cell
+            outcome = self.run_cell(experiment_id, cell, f"[{index + 1}/{len(cells)}]")
+            self.progress.unit_done("")
+            return outcome
+
+        def frontier_unit(spec):
+            outcome = self.run_frontier(experiment_id, spec)
+            bracket = outcome.result.bracket.text() if outcome.result else "-"
+            self.progress.unit_done(f"{spec.label}: {bracket} ({outcome.action})")
+            return outcome
+
+        with ThreadPoolExecutor(self.pool.size, thread_name_prefix="unit") as units:
+            cell_runs = [units.submit(cell_unit, item) for item in enumerate(cells)]
+            frontier_runs = [units.submit(frontier_unit, spec) for spec in frontiers]
+            return [f.result() for f in cell_runs], [f.result() for f in frontier_runs]
 
     # -- the five steps -------------------------------------------------------------------
     def run_cell(self, experiment_id: str, cell: Cell, where: str = "") -> CellOutcome:
@@ -198,24 +226,92 @@ class Runner:
 
     def search(self, experiment_id: str, run_id: str, resolved: Resolved):
         """Run (or, as a chief, serve) the cell's search: (the tuner, seconds it took)."""
-        tuner = self._tuner(experiment_id, run_id, resolved, declare_only=self.cluster is not None)
+        serving = self.cluster is not None or self.pool is not None
+        with self._chief:
+            tuner = self._tuner(experiment_id, run_id, resolved, declare_only=serving)
         started = time.perf_counter()
-        if self.cluster is not None:
+        if self.pool is not None:
+            self._serve_pool(tuner, experiment_id, run_id, resolved)
+        elif self.cluster is not None:
             self._serve(tuner, experiment_id, run_id)
         else:
             self._search(tuner, resolved)
         return tuner, time.perf_counter() - started
 
+    def _serve_pool(self, tuner, experiment_id: str, run_id: str, resolved: Resolved) -> None:
+        """Serve the cell's oracle on 127.0.0.1 to the pool's workers (harness/pool.py)."""
+        from harness.pool import HOST, WORKER_TIMEOUT_S, Demand
+
+        cell = resolved.cell
+        port = distributed.free_port(HOST)
+        job = {"cell": cell, "experiment_id": experiment_id, "run_id": run_id,
+               "address": f"{HOST}:{port}"}  # fmt: skip
+        planned = planned_trials(cell.budget.tuner, cell.budget.max_trials, cell.budget.epochs)
+        demand = Demand(resolved.label, job, tuner.oracle, planned)
+        self.pool.search(demand)
+        try:
+            self._serve(
+                tuner,
+                experiment_id,
+                run_id,
+                Cluster(distributed.CHIEF, HOST, port, WORKER_TIMEOUT_S),
+                on_end=lambda: self.pool.trial_ended(demand),
+            )
+        finally:
+            self.pool.searched(demand)
+
+    def job(self, job: dict, worker_id: str) -> object:
+        """A pool worker's job (harness/pool.py): join a cell's search, evaluate, retrain."""
+        resolved = resolve(job["cell"], self.workdir)
+        self.progress.label = resolved.label
+        if job["kind"] == "search":
+            host, _, port = job["address"].rpartition(":")
+            distributed.configure(Cluster(worker_id, host, int(port)))
+            tuner = self._tuner(job["experiment_id"], job["run_id"], resolved)
+            with distributed.Heartbeat(tuner):
+                self._search(tuner, resolved)
+            return len(tuner.records)
+        distributed.unconfigure()
+        folder = Path(job["folder"])
+        if job["kind"] == "evaluate":  # the chief's tuner, reloaded from its folder (no server)
+            os.environ[distributed.VARIABLES[0]] = distributed.CHIEF
+            tuner = self._tuner(None, None, resolved)
+            return self._best(resolved, tuner, folder, retrain=False)
+        return evaluation.retrain_seed(resolved, job["values"], job["seed"], folder)
+
     def evaluate(self, resolved: Resolved, tuner, folder: Path) -> evaluation.Evaluation:
-        """The best trial's model and the retrains of its hyperparameters, scored and saved."""
+        """The best trial's model and the retrains of its hyperparameters, scored and saved;
+        with a pool, each a job of its own (the retrains side by side)."""
         interrupts.check()
+        if self.pool is None:
+            return self._best(resolved, tuner, folder, retrain=True)
+        cell = resolved.cell
+        found = self.pool.run("evaluate", cell=cell, folder=str(folder))
+        with ThreadPoolExecutor(max(1, len(cell.extra_seeds))) as seeds:
+            retrains = {
+                seed: seeds.submit(
+                    self.pool.run,
+                    "retrain",
+                    cell=cell,
+                    values=found.values,
+                    seed=seed,
+                    folder=str(folder),
+                )
+                for seed in cell.extra_seeds
+            }
+            for seed, retrain in retrains.items():
+                evaluation.add_seed(found, seed, *retrain.result())
+        return found
+
+    def _best(self, resolved: Resolved, tuner, folder: Path, retrain: bool):
         best_trial = tuner.oracle.get_best_trials(1)[0]
         tuner.hypermodel.declare_only = False  # a chief's hypermodel builds from here on
         with warnings.catch_warnings():  # the checkpoint holds weights only, not optimizer state
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             model = tuner.get_best_models(1)[0]
         values = resolved.space.complete(dict(best_trial.hyperparameters.values))
-        found = evaluation.evaluate(resolved, model, values, folder)
+        score = evaluation.evaluate if retrain else evaluation.score_best
+        found = score(resolved, model, values, folder)
         found.best_trial, found.best_val_score = best_trial.trial_id, float(best_trial.score)
         return found
 
@@ -354,7 +450,7 @@ class Runner:
             if "consecutive failures exceeded" not in str(error):
                 raise
 
-    def _serve(self, tuner, experiment_id: str, run_id: str) -> None:
+    def _serve(self, tuner, experiment_id: str, run_id: str, cluster=None, on_end=None) -> None:
         """The chief's search: serve the oracle to the workers, closing lost trials' runs."""
 
         def lost(event: distributed.Lost) -> None:
@@ -376,7 +472,9 @@ class Runner:
         tuner.oracle.verbose = 0
         tuner.save()
         self.tracker.log(run_id, tags={PHASE: "search"})
-        distributed.serve(tuner.oracle, self.cluster, lost)
+        local = cluster is not None
+        distributed.serve(tuner.oracle, cluster or self.cluster, lost, local, on_end)
+        tuner.save()  # the trials' end, for an evaluation that reloads the tuner elsewhere
         self.tracker.log(run_id, tags={PHASE: "evaluation"})
 
     def _log_artifacts(self, run_id, tuner, found: evaluation.Evaluation, folder: Path) -> None:

@@ -199,7 +199,8 @@ class TrackedTuner:
         run_id = self._open_trial_run(trial)
         watch = TrialWatch(self.tracker, run_id, self.task, self.length)
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), watch]
-        self.on_trial("start", trial_id=trial.trial_id)
+        worker = self.tuner_id if os.environ.get("KERASTUNER_ORACLE_IP") else None
+        self.on_trial("start", trial_id=trial.trial_id, worker=worker)
         started = time.perf_counter()
         try:
             faults.point("trial_start")

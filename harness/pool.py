@@ -1,0 +1,329 @@
+"""`--workers N`: N local worker processes sharing one machine (and its GPU), one command.
+
+The main process (the coordinator) runs each cell's steps as the sequential runner
+does (resume, search, evaluate, record), several cells and frontiers side by side,
+and hands the work that trains to its workers:
+
+- a cell's search: the coordinator serves the cell's Keras Tuner oracle on 127.0.0.1
+  (harness/distributed.py, with its watchdog) and sends workers to it; each worker
+  runs trials (a Keras Tuner worker, its child runs tagged with its id) until the
+  oracle has nothing for it now, then comes back for other work. Up to N trials of
+  one cell run at once, or trials of several cells;
+- evaluating the best model, and each extra seed's retrain: one job each, side by side.
+
+A free worker takes a waiting evaluation or retrain first, else joins the searching
+cell with the fewest workers that can use one more. The MLflow tree is the
+sequential one: a parent run per cell, a child per trial. How work is spread is not
+part of any cell's key. Workers share the device: JAX workers get
+XLA_PYTHON_CLIENT_PREALLOCATE=false (by default each JAX process takes 75% of the GPU
+memory) and torch workers a per-process memory fraction of 1/N, unless the user set
+their own. A worker that dies is replaced; its trial goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.progress import Progress
+
+HOST = "127.0.0.1"
+WORKER_TIMEOUT_S = 20.0  # a local worker silent this long is dropped (its trial re-queued)
+TRIAL_PEAK_BYTES = 4 * 2**30  # a trial's device memory when the store has not measured one
+COOLDOWN_S = 2.0
+KEY = "HARNESS_POOL_KEY"
+TORCH_FRACTION = "HARNESS_TORCH_MEMORY_FRACTION"
+
+
+# -- how many, and the environment they share -------------------------------------------------
+
+
+def auto_workers(free_bytes: int | None, trial_peak_bytes: int, cpus: int) -> int:
+    """Workers for `--workers auto`: 1 without a GPU; on a GPU as many trials as fit in 80%
+    of its free memory at `trial_peak_bytes` each, at most one per CPU core."""
+    if free_bytes is None:
+        return 1
+    return max(1, min(cpus, math.floor(0.8 * free_bytes / max(trial_peak_bytes, 1))))
+
+
+def gpu_free_bytes() -> int | None:
+    """Free memory of the first NVIDIA GPU (nvidia-smi, no framework started), or None."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def parse_workers(text: str, trial_peak_bytes: int | None = None) -> int:
+    """`--workers N` or `auto`."""
+    if text == "auto":
+        peak = trial_peak_bytes or TRIAL_PEAK_BYTES
+        return auto_workers(gpu_free_bytes(), peak, os.cpu_count() or 1)
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"--workers '{text}' is not a positive whole number or auto")
+    return int(text)
+
+
+def worker_environment(env: dict[str, str], workers: int) -> dict[str, str]:
+    """The environment of a worker process: device memory shared, the user's settings kept."""
+    env = dict(env)
+    if "XLA_PYTHON_CLIENT_PREALLOCATE" not in env and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    env.setdefault(TORCH_FRACTION, f"{1 / workers:.4f}")
+    return env
+
+
+# -- the coordinator's side ---------------------------------------------------------------------
+
+
+@dataclass
+class Demand:
+    """A cell whose search is being served: how many workers it has and can use."""
+
+    label: str
+    job: dict  # what a worker needs to join it
+    oracle: object
+    planned: int
+    assigned: int = 0
+    done: bool = False
+    resting_until: float = 0.0  # after a worker found nothing to run now
+
+    def wants(self, now: float) -> bool:
+        if self.done or now < self.resting_until:
+            return False
+        if self.assigned == 0:
+            return True  # a trial re-queued from a lost worker, or the last one to end
+        return self.assigned < self.planned - len(self.oracle.trials)
+
+
+@dataclass
+class Worker:
+    index: int
+    process: subprocess.Popen
+    connection: object = None
+    busy: dict | None = None  # the job it runs
+
+
+class Pool:
+    """N worker processes and the jobs they run (see the module's text)."""
+
+    def __init__(self, size: int, workdir: Path, tracking_uri: str, progress):
+        self.size, self.workdir, self.uri, self.progress = size, workdir, tracking_uri, progress
+        self.lock = threading.Condition()
+        self.jobs: list[dict] = []
+        self.demands: list[Demand] = []
+        self.workers: list[Worker] = []
+        self.results: dict[int, object] = {}
+        self.counter = 0
+        self.closed = False
+        self.key = secrets.token_bytes(16)
+        self.listener = Listener((HOST, 0), authkey=self.key)
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the workers (the chief's variables first: cells' oracles are served here)."""
+        os.environ["KERASTUNER_TUNER_ID"] = "chief"
+        os.environ["KERASTUNER_ORACLE_IP"] = HOST
+        os.environ["KERASTUNER_ORACLE_PORT"] = "0"
+        for index in range(1, self.size + 1):
+            self._spawn(index)
+        threading.Thread(target=self._schedule, name="pool", daemon=True).start()
+
+    def _spawn(self, index: int) -> None:
+        env = worker_environment(os.environ, self.size)
+        env[KEY] = self.key.hex()
+        for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+            env.pop(name, None)
+        host, port = self.listener.address
+        process = subprocess.Popen(  # its output travels through the connection; errors stay
+            [sys.executable, "-m", "harness.pool", f"{host}:{port}", f"local{index}"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        worker = Worker(index, process)
+        worker.connection = self.listener.accept()
+        worker.connection.send({"workdir": str(self.workdir), "uri": self.uri})
+        self.workers.append(worker)
+        threading.Thread(target=self._listen, args=(worker,), daemon=True).start()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.lock.notify_all()
+        for worker in self.workers:
+            try:
+                worker.connection.send(None)
+            except OSError:
+                pass
+        for worker in self.workers:
+            try:
+                worker.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+        self.listener.close()
+
+    # -- what the runner asks -------------------------------------------------------------------
+    def run(self, kind: str, **payload):
+        """Run one job (an evaluation, a retrain) on the next free worker; its result."""
+        with self.lock:
+            self.counter += 1
+            job = {"id": self.counter, "kind": kind, **payload}
+            self.jobs.append(job)
+            self.lock.notify_all()
+            while job["id"] not in self.results:
+                self.lock.wait()
+            found = self.results.pop(job["id"])
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def search(self, demand: Demand) -> None:
+        """Offer workers to a cell's search until `finished()` says it has ended."""
+        with self.lock:
+            self.demands.append(demand)
+            self.lock.notify_all()
+
+    def searched(self, demand: Demand) -> None:
+        with self.lock:
+            demand.done = True
+            self.demands.remove(demand)
+            self.lock.notify_all()
+
+    def trial_ended(self, demand: Demand) -> None:
+        with self.lock:
+            demand.resting_until = 0.0
+            self.lock.notify_all()
+
+    # -- scheduling --------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        with self.lock:
+            while not self.closed:
+                self._replace_dead()
+                for worker in self.workers:
+                    if worker.busy is None:
+                        job = self._next_job(time.monotonic())
+                        if job is None:
+                            break
+                        worker.busy = job
+                        worker.connection.send(send_job(job))
+                self.lock.wait(timeout=0.5)
+
+    def _next_job(self, now: float) -> dict | None:
+        if self.jobs:
+            return self.jobs.pop(0)
+        wanting = [d for d in self.demands if d.wants(now)]
+        if not wanting:
+            return None
+        demand = min(wanting, key=lambda d: d.assigned)
+        demand.assigned += 1
+        self.counter += 1
+        return {"id": self.counter, "kind": "search", "demand": demand, **demand.job}
+
+    def _replace_dead(self) -> None:
+        for worker in list(self.workers):
+            if worker.process.poll() is None or self.closed:
+                continue
+            self.workers.remove(worker)
+            self._finish(worker, RuntimeError(f"worker local{worker.index} died"))
+            self._spawn(worker.index)
+
+    def _finish(self, worker: Worker, result) -> None:
+        """The worker's job ended with `result` (called under the lock)."""
+        job, worker.busy = worker.busy, None
+        if job is None:
+            return
+        if job["kind"] == "search":
+            demand = job["demand"]
+            demand.assigned -= 1
+            if not isinstance(result, int) or result == 0:  # nothing to run now: rest
+                demand.resting_until = time.monotonic() + (
+                    COOLDOWN_S if demand.assigned == 0 else math.inf
+                )
+        else:
+            self.results[job["id"]] = result
+        self.lock.notify_all()
+
+    def _listen(self, worker: Worker) -> None:
+        """Messages from one worker: progress events, and each job's end."""
+        while True:
+            try:
+                message = worker.connection.recv()
+            except (EOFError, OSError):
+                return
+            if message[0] == "event":
+                _, event, info = message
+                self.progress.trial(event, **info)
+                continue
+            _, result = message
+            with self.lock:
+                self._finish(worker, result)
+
+
+def send_job(job: dict) -> dict:
+    """A job as it travels to a worker (the coordinator's own objects left behind)."""
+    return {k: v for k, v in job.items() if k != "demand"}
+
+
+# -- a worker process -----------------------------------------------------------------------------
+
+
+class WorkerProgress(Progress):
+    """A worker's trial events, sent on to the coordinator's display."""
+
+    def __init__(self, connection):
+        self.connection, self.label = connection, ""
+
+    def trial(self, event: str, **info) -> None:
+        self.connection.send(("event", event, {**info, "label": self.label}))
+
+
+def worker_main(address: str, worker_id: str) -> None:
+    from harness import backend, interrupts
+
+    backend.configure()
+    host, _, port = address.rpartition(":")
+    connection = Client((host, int(port)), authkey=bytes.fromhex(os.environ.pop(KEY)))
+    settings = connection.recv()
+    workdir = Path(settings["workdir"])
+    backend.load_frameworks()
+    backend.use_compile_cache(workdir / "jax-cache")
+    backend.share_device(float(os.environ.get(TORCH_FRACTION, "1")))
+    interrupts.install()
+    from harness.runner import Runner
+    from harness.tracking import Tracker
+
+    runner = Runner(Tracker(settings["uri"]), workdir, WorkerProgress(connection))
+    while True:
+        job = connection.recv()
+        if job is None:
+            return
+        try:
+            result = runner.job(job, worker_id)
+        except KeyboardInterrupt:
+            connection.send(("done", KeyboardInterrupt("interrupted")))
+            return
+        except Exception as error:  # the coordinator raises it where the job was asked for
+            result = RuntimeError(f"{type(error).__name__}: {error}")
+        connection.send(("done", result))
+
+
+if __name__ == "__main__":
+    worker_main(sys.argv[1], sys.argv[2])
