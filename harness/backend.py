@@ -33,9 +33,11 @@ def use_compile_cache(folder) -> str | None:
     A program compiled before (the same architecture in another trial or cell, a retrain
     of the best hyperparameters, an evaluation, a rerun) is then loaded rather than
     compiled again, on a GPU and on the CPU alike. Every program is cached, however fast
-    it compiled. A cache the user set ($JAX_COMPILATION_CACHE_DIR) wins. JAX only.
+    it compiled. A cache the user set ($JAX_COMPILATION_CACHE_DIR) wins;
+    HARNESS_COMPILE_CACHE=0 turns it off (benchmarks/compile_cache.py). JAX only.
     """
-    if os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND) != "jax":
+    off = os.environ.get("HARNESS_COMPILE_CACHE") == "0"
+    if off or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND) != "jax":
         return None
     import jax
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before any test module imports Keras
 HARNESS = [sys.executable, "-m", "harness"]
 # The data sizes of every tiny real search in the tests.
 TINY_DATA = ["--n-train", "64", "--n-val", "32", "--n-test", "32", "--batch-size", "32"]

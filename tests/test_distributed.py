@@ -46,7 +46,7 @@ def test_bad_distributed_flags_end_with_one_line_and_exit_2(workdir, flags, expe
 def test_shards_cover_every_cell_exactly_once_whatever_the_order():
     from harness.cells import select_cells, shard_cells
 
-    _, cells = select_cells(
+    _, cells, _ = select_cells(
         None, ["adding"], [8, 16, 32], ["gru", "lstm", "simple_rnn"], {}, None, None, None
     )
     for count in (1, 2, 3, 4, 11):
@@ -57,7 +57,7 @@ def test_shards_cover_every_cell_exactly_once_whatever_the_order():
         assert shards == [shard_cells(cells[::-1], i, count)[::-1] for i in range(1, count + 1)]
 
 
-def oracle_and_servicer(folder, max_trials: int):
+def oracle_and_servicer(folder, max_trials: int, **options):
     """A real chief oracle behind the harness's servicer, called as gRPC would call it."""
     hp = kt.HyperParameters()
     hp.Int("units", 1, 100)
@@ -65,7 +65,7 @@ def oracle_and_servicer(folder, max_trials: int):
         objective=kt.Objective("loss", "min"), max_trials=max_trials, hyperparameters=hp, seed=0
     )
     oracle._set_project_dir(str(folder), "project")
-    return oracle, distributed._servicer_class()(oracle)
+    return oracle, distributed._servicer_class()(oracle, **options)
 
 
 def ask(servicer, tuner_id: str):
@@ -167,3 +167,21 @@ def test_three_shards_run_every_cell_of_a_suite_exactly_once(workdir, mlflow_ser
     assert set(parents["status"]) == {"FINISHED"} and len(children) == 3
     status = harness("status", "--suite", str(suite), "--tracking-uri", mlflow_server, cwd=workdir)
     assert "3 done; 3 of 3 trials" in status.stdout, status.stdout + status.stderr
+
+
+def test_a_local_pools_worker_leaves_when_nothing_is_left_to_run_now(tmp_path):
+    """--workers: a worker is told to stop (not to wait) while another runs the last trial;
+    the search ends when the last one reports; each end is announced to the pool."""
+    ended = []
+    oracle, servicer = oracle_and_servicer(
+        tmp_path, 2, leave_when_idle=True, on_end=lambda: ended.append(1)
+    )
+    first, status = ask(servicer, "local1")
+    second, _ = ask(servicer, "local2")
+    assert status == TrialStatus.RUNNING and first != second
+    complete(servicer, first)
+    assert ask(servicer, "local1")[1] == TrialStatus.STOPPED  # local2's trial still runs
+    assert not servicer.stop_triggered and "local1" not in oracle.tuner_ids
+    complete(servicer, second)
+    assert ask(servicer, "local2")[1] == TrialStatus.STOPPED
+    assert servicer.stop_triggered and not oracle.tuner_ids and len(ended) == 2

@@ -36,8 +36,12 @@ def test_run_tree_and_resume(workdir):
     # tags: key, backend, versions, device, fused kernel
     assert parent["tags.harness.cell_key"].startswith("adding-L8-gru-")
     assert parent["tags.harness.backend"] == "jax"
-    for tag in ("keras", "keras_tuner", "framework", "device", "fused_rnn_kernel", "version"):
+    for tag in (
+        "keras", "keras_tuner", "framework", "device", "fused_rnn_kernel_observed", "version",
+        "budget_key", "status",
+    ):  # fmt: skip
         assert parent[f"tags.harness.{tag}"]
+    assert parent["tags.harness.fused_rnn_kernel_observed"] == "no"  # no cuDNN on this CPU
     # metrics: scores, generalisation, seeds, costs
     for metric in (
         "test_score",
@@ -51,6 +55,8 @@ def test_run_tree_and_resume(workdir):
         "seed_mean",
         "seed_std",
         "seconds_per_epoch",
+        "compile_seconds",
+        "seeds_solved",
         "search_seconds",
         "trials_completed",
         "trials_diverged",
@@ -65,7 +71,9 @@ def test_run_tree_and_resume(workdir):
         history = client.get_metric_history(child_id, "val_loss")
         assert sorted(m.step for m in history) == [0, 1]
     artifacts = {a.path for a in client.list_artifacts(parent["run_id"])}
-    assert {"best_hyperparameters.json", "best_model.keras", "trials.json"} <= artifacts
+    assert {
+        "best_hyperparameters.json", "best_model.keras", "seed_1_model.keras", "trials.json"
+    } <= artifacts  # fmt: skip
     best = json.loads(
         open(
             client.download_artifacts(parent["run_id"], "best_hyperparameters.json", str(workdir))
