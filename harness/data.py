@@ -17,7 +17,7 @@ from tasks.base import Task
 def split(task: Task, length: int, n: int, seed: int, name: str, cache_dir: Path):
     """(x, y) of one split ("train", "val" or "test") of a search seed, from the cache or
     generated and written atomically."""
-    path = cache_dir / f"{task.name}_L{length}_n{n}_s{seed}_{name}.npz"
+    path = cache_dir / f"{task.data_name}_L{length}_n{n}_s{seed}_{name}.npz"
     if path.exists():
         with np.load(path) as cached:
             return cached["x"], cached["y"]

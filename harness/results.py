@@ -377,5 +377,26 @@ def cell_params(cell, task) -> dict[str, str]:
         "extra_seeds": list(cell.extra_seeds),
         "eval_lengths": list(cell.eval_lengths),
     }
+    if cell.code is not None:  # your own task or family: which source produced the result
+        params["code"] = cell.code
+        params["code_roots"] = plugin_roots(cell.task, cell.family)
     params.update({f"budget.{k}": v for k, v in cell.as_dict()["budget"].items() if v is not None})
     return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+def plugin_roots(*names: str) -> list[str]:
+    """The folders to put on sys.path to import these tasks' or families' own modules again
+    (verify runs from an empty folder): each module file's path less its package path."""
+    import inspect
+    import sys
+
+    from tasks.base import is_import_path
+
+    roots = []
+    for name in names:
+        if not is_import_path(name):
+            continue
+        module = name.partition(":")[0]
+        path = Path(inspect.getsourcefile(sys.modules[module])).resolve()
+        roots.append(str(path.parents[len(module.split(".")) - 1]))
+    return sorted(set(roots))

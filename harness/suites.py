@@ -73,6 +73,8 @@ class Cell:
     seed: int = 0
     extra_seeds: tuple[int, ...] = ()
     eval_lengths: tuple[int, ...] = ()
+    code: str | None = None
+    """Your own task's or family's source hashes (`plugin_code`): an edit is a new cell."""
 
     @property
     def key(self) -> str:
@@ -116,6 +118,7 @@ class FrontierSpec:
     min_length: int = 25
     max_length: int = 3200
     resolution: float = 0.25
+    code: str | None = None
 
     @property
     def key(self) -> str:
@@ -130,7 +133,7 @@ class FrontierSpec:
         """The cell a probe runs: attempt a uses search seed seed + a*k and its k-1 retrains."""
         first = self.seed + ask.attempt * self.seeds
         extra = tuple(range(first + 1, first + self.seeds))
-        return Cell(self.task, ask.length, self.family, self.budget, first, extra)
+        return Cell(self.task, ask.length, self.family, self.budget, first, extra, (), self.code)
 
     @property
     def budget_key(self) -> str:
@@ -140,6 +143,7 @@ class FrontierSpec:
 
     def params(self) -> dict[str, str]:
         params = {
+            "code": self.code,
             "task": self.task,
             "family": self.family,
             "seed": self.seed,
@@ -149,7 +153,7 @@ class FrontierSpec:
             "resolution": self.resolution,
         }
         params.update({f"budget.{k}": v for k, v in asdict(self.budget).items() if v is not None})
-        return params
+        return {k: v for k, v in params.items() if v is not None}
 
     def tags(self) -> dict[str, str]:
         return {KIND: FRONTIER, FRONTIER_KEY: self.key, "harness.budget_key": self.budget_key}
@@ -256,7 +260,6 @@ def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
 
 
 def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
-    from search_spaces import REGISTRY as FAMILIES
     from search_spaces import get_space
     from tasks import get_task
 
@@ -282,18 +285,15 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
         except USER_ERRORS as err:
             raise UserError(f"{where}: key '{key}': {err}") from None
         for family in block["families"]:
-            if family not in FAMILIES:
-                bad = unknown("family", family, list(FAMILIES))
-                raise UserError(f"{where}: key '{key}.families': {bad}")
-            if block_budget.params is not None:  # a budget the family cannot meet: now
-                try:
-                    get_space(family, task, block_budget.params)
-                except USER_ERRORS as err:
-                    raise UserError(f"{where}: key '{key}': {err}") from None
+            try:  # an unknown family, your own that breaks the contract, a budget out of reach
+                get_space(family, task, block_budget.params)
+            except USER_ERRORS as err:
+                raise UserError(f"{where}: key '{key}.families': {err}") from None
+            code = plugin_code(task_name, family)
             for length in lengths:
                 longer = tuple(sorted(v for v in eval_lengths if v > length))
                 cells.append(
-                    Cell(task_name, length, family, block_budget, seed, extra_seeds, longer)
+                    Cell(task_name, length, family, block_budget, seed, extra_seeds, longer, code)
                 )
     return cells
 
@@ -350,12 +350,35 @@ def frontier_specs(
             task.check_length(length)
         for family in families:
             get_space(family, task, budget.params)  # an unknown family, a budget out of reach
+            code = plugin_code(task_name, family)
             specs.append(
                 FrontierSpec(
-                    task_name, family, budget, seed, seeds, minimum, maximum, float(resolution)
-                )
+                    task_name,
+                    family,
+                    budget,
+                    seed,
+                    seeds,
+                    minimum,
+                    maximum,
+                    float(resolution),
+                    code,
+                )  # fmt: skip
             )
     return specs
+
+
+def plugin_code(task: str, family: str) -> str | None:
+    """The source hashes of a cell's own (imported) task and family, None for built-ins."""
+    from search_spaces import family_class
+    from tasks import get_task
+    from tasks.base import is_import_path
+
+    found = {}
+    if is_import_path(task):
+        found["task"] = get_task(task).code
+    if is_import_path(family):
+        found["family"] = family_class(family).code
+    return json.dumps(found, sort_keys=True) if found else None
 
 
 def _no_unknown_keys(table: dict, allowed: set[str], where: str, prefix: str) -> None:

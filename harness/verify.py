@@ -82,6 +82,11 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
 
     if cell.state is not CellState.DONE:
         return checks  # no model was trained: nothing was scored
+    if "code" in cell.params:  # your own task or family: import it from where it was
+        changed = own_code_changed(cell)
+        if changed:
+            compare("test_score", math.nan, changed)
+            return checks
     task = get_task(cell.task)
     batch, n_test = int(cell.budget["batch_size"]), int(cell.budget["n_test"])
     x, y = task.generate(n_test, cell.length, cell.seed, "test")
@@ -123,6 +128,26 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
         compare("seeds_solved", verdict.seeds_solved)
         compare("solved", float(verdict.solved))
     return checks
+
+
+def own_code_changed(cell: CellResult) -> str:
+    """Why a cell's own task or family cannot be checked (its source changed or is gone)."""
+    import json
+    import sys
+
+    from harness.errors import USER_ERRORS
+    from harness.suites import plugin_code
+
+    for root in json.loads(cell.params.get("code_roots", "[]")):
+        if root not in sys.path:
+            sys.path.append(root)
+    try:
+        now = plugin_code(cell.task, cell.family)
+    except USER_ERRORS as error:
+        return f"its own task or family cannot be loaded: {error}"
+    if now != cell.params["code"]:
+        return f"its own task or family changed since the run (source {now}, run {cell.params['code']})"
+    return ""
 
 
 def verify(

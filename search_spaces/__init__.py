@@ -1,10 +1,13 @@
-"""The model registry: a family name -> its search space class (no Keras imported here)."""
+"""The model registry: a family name -> its search space class (no Keras imported here), or
+your own family by import path."""
+
+import functools
 
 from search_spaces.attention import TransformerSpace
 from search_spaces.base import FamilySpace, SpaceError
 from search_spaces.recurrent import BiGRUSpace, BiLSTMSpace, GRUSpace, LSTMSpace, SimpleRNNSpace
 from search_spaces.scan import LRUSpace, MinGRUSpace, MinLSTMSpace
-from tasks.base import Task
+from tasks.base import Task, is_import_path, load_class, source_hash
 
 REGISTRY: dict[str, type[FamilySpace]] = {
     space.family: space
@@ -16,10 +19,29 @@ REGISTRY: dict[str, type[FamilySpace]] = {
 
 
 def family_class(family: str) -> type[FamilySpace]:
-    """The space class of `family`; a SpaceError naming the accepted ones otherwise."""
+    """The space class of `family`, or the FamilySpace subclass at an import path
+    (`package.module:ClassName`); a SpaceError naming what is wrong otherwise."""
+    if is_import_path(family):
+        return plugin(family)
     if family not in REGISTRY:
         raise SpaceError(f"unknown family '{family}': accepted {', '.join(sorted(REGISTRY))}")
     return REGISTRY[family]
+
+
+@functools.cache
+def plugin(path: str) -> type[FamilySpace]:
+    """Your own family, imported and checked: it declares hyperparameters and its parameter
+    formula answers for its defaults (a width of 8) on the adding task."""
+    from tasks import get_task
+
+    try:
+        cls = load_class(path, FamilySpace)
+        space = cls(get_task("adding"))
+        values = {**space.defaults(), space.width_name: 8}
+        space.parameters(values)
+    except (ValueError, TypeError, KeyError, NotImplementedError) as error:
+        raise SpaceError(f"family '{path}' breaks the family contract: {error!r}") from None
+    return type(cls.__name__, (cls,), {"family": path, "code": source_hash(cls)})
 
 
 def get_space(family: str, task: Task, params: int | None = None) -> FamilySpace:

@@ -120,6 +120,8 @@ class FamilySpace:
 
     family: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    code: ClassVar[str | None] = None
+    """The hash of a plug-in's source file (search_spaces.plugin sets it); None built in."""
     width_name: ClassVar[str] = "units"
     widths: ClassVar[tuple[int, ...]] = (32, 64, 128)
     width_default: ClassVar[int] = 64

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -135,6 +136,14 @@ class Task(ABC):
     length_step: ClassVar[int] = 1
     """Accepted lengths are the multiples of this between min_length and max_length."""
 
+    code: str | None = None
+    """The hash of a plug-in's source file (tasks.plugin sets it); None for a built-in."""
+
+    @property
+    def data_name(self) -> str:
+        """The name its cached data is filed under (a plug-in's: its import path and hash)."""
+        return self.name if self.code is None else f"{self.name.replace(':', '-')}-{self.code}"
+
     # -- data ---------------------------------------------------------------
     @abstractmethod
     def _generate(
@@ -210,6 +219,42 @@ class Task(ABC):
             default_lengths=tuple(self.default_lengths),
             vocab=self.input.vocab,
         )
+
+
+# -- your own classes, by import path -----------------------------------------
+
+
+def is_import_path(name: str) -> bool:
+    """Whether a task or family name is an import path, `package.module:ClassName`."""
+    return ":" in name
+
+
+def load_class(path: str, base: type) -> type:
+    """The class at `package.module:ClassName`, a subclass of `base`; ValueError with one
+    line naming what is wrong otherwise (tasks and search_spaces load plug-ins with it)."""
+    import importlib
+
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name.isidentifier():
+        raise ValueError(f"'{path}' is not an import path: accepted package.module:ClassName")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise ValueError(f"cannot import '{path}': {type(error).__name__}: {error}") from None
+    found = getattr(module, class_name, None)
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ValueError(
+            f"'{path}' is not a subclass of {base.__module__}.{base.__name__} (found {found!r})"
+        )
+    return found
+
+
+def source_hash(cls: type) -> str:
+    """The first 12 hex digits of the SHA-256 of the file a class is defined in."""
+    import hashlib
+    import inspect
+
+    return hashlib.sha256(Path(inspect.getsourcefile(cls)).read_bytes()).hexdigest()[:12]
 
 
 # -- shared numpy scoring helpers ---------------------------------------------

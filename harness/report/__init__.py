@@ -48,8 +48,8 @@ HOW_TO_READ = (
     "scores the trivial baseline) ± their standard deviation. ✓ marks a cell whose mean meets "
     "the task's solved bar; (k of n) counts the seeds that meet it alone. A table compares "
     "cells of one budget; each score names its MLflow run (the runs table, or hover in the "
-    "HTML report). Every number was recomputed from the stored models by `harness verify` "
-    "when `make leaderboard` wrote it."
+    "HTML report). `make leaderboard` writes a report only after `harness verify` has "
+    "recomputed every number from the stored models; `harness verify` checks any store."
 )
 
 
