@@ -8,6 +8,7 @@ from harness.errors import UserError
 from harness.results import (
     CELL,
     CELL_KEY,
+    FRONTIER,
     KIND,
     PARENT,
     TRIAL,
@@ -145,3 +146,22 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
         state = CellState.of(run.info.status, outcomes)
         states.append(CellStatus(label, state, done, planned, CellResult.from_run(run)))
     return states
+
+
+def frontier_states(tracker: Tracker, experiment: str) -> list[str]:
+    """One line per frontier run of the experiment: its bracket, or its cells so far."""
+    from harness.frontier import FrontierResult
+
+    experiment_id = tracker.experiment_id(experiment, create=False)
+    runs = tracker.runs(experiment_id, f"tags.`{KIND}` = '{FRONTIER}'") if experiment_id else []
+    lines = []
+    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+        found = FrontierResult.from_run(run)
+        if found is None:
+            continue
+        if found.finished:
+            lines.append(f"frontier {found.task} {found.family}: {found.bracket.text()} (done)")
+        else:
+            probed = len(found.bracket.steps)
+            lines.append(f"frontier {found.task} {found.family}: {probed} cells so far (partial)")
+    return lines

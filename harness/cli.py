@@ -447,7 +447,7 @@ def status(
     Read from the tracking store alone, so it shows the progress of every
     machine and shard logging to it.
     """
-    from harness.cells import cell_states
+    from harness.cells import cell_states, frontier_states
     from harness.suites import load_suite
     from harness.tracking import open_store
 
@@ -457,7 +457,8 @@ def status(
     table = Table("cell", "state", "trials", "test score", title=f"experiment {name}")
     counts: dict[str, int] = {}
     trials_done = trials_planned = 0
-    for found in cell_states(tracker, name, plan.cells if plan else None):
+    listed = plan.cells if plan and not plan.frontiers else None  # frontiers pick cells as they go
+    for found in cell_states(tracker, name, listed):
         counts[found.state] = counts.get(found.state, 0) + 1
         trials_done += found.trials_done
         trials_planned += found.trials_planned
@@ -467,6 +468,8 @@ def status(
             found.label, found.state, f"{found.trials_done} of {found.trials_planned}", score
         )
     out.print(table)
+    for line in frontier_states(tracker, name):
+        out.print(line, highlight=False)
     cells_line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     out.print(
         f"{cells_line or 'no cells'}; {trials_done} of {trials_planned} trials", highlight=False

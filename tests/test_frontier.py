@@ -185,6 +185,8 @@ def test_a_real_frontier_rerun_and_resumed_after_sigkill(workdir):
         steps = json.loads(row["tags.harness.frontier_cells"])
         assert len(steps) == row["metrics.cells"] and {s["run_id"] for s in steps} <= ids
     check_cells_run_once(workdir)
+    status = harness("status", "--experiment", "frontier", cwd=workdir, check=True).stdout
+    assert "frontier first_token bigru: " in status and "(done)" in status
 
     trials = len(runs[runs["tags.harness.kind"] == "trial"])
     again = harness(*FRONTIER, cwd=workdir, check=True)
