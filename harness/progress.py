@@ -47,7 +47,7 @@ class ConsoleProgress(Progress):
     def start(self, name: str, units: int) -> None:
         if self.live:
             self.bar = bars.Progress(
-                bars.TextColumn("{task.description}"),
+                bars.TextColumn("{task.description}", markup=False),
                 bars.BarColumn(),
                 bars.MofNCompleteColumn(),
                 bars.TimeElapsedColumn(),
@@ -56,16 +56,17 @@ class ConsoleProgress(Progress):
             self.bar.start()
             self.bar_task = self.bar.add_task(name, total=units)
         else:
-            self.console.print(f"{name}: {units} to run", highlight=False)
+            self.console.print(f"{name}: {units} to run", highlight=False, markup=False)
 
     def _say(self, text: str) -> None:
         if self.bar is not None:
             self.bar.update(self.bar_task, description=text)
         else:
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, markup=False)
 
     def _print(self, text: str) -> None:
-        (self.bar.console if self.bar is not None else self.console).print(text, highlight=False)
+        console = self.bar.console if self.bar is not None else self.console
+        console.print(text, highlight=False, markup=False)
 
     def cell_start(self, cell: Cell, where: str) -> None:
         self.cell_label = f"{where} {_label(cell)}"
