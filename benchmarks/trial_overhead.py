@@ -26,7 +26,7 @@ import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
 
 from harness.tracking import Tracker  # noqa: E402
-from harness.tuning import make_tuner  # noqa: E402
+from harness.tuning import SpaceHyperModel, make_tuner  # noqa: E402
 from search_spaces import get_space  # noqa: E402
 from tasks import get_task  # noqa: E402
 
@@ -121,7 +121,7 @@ def main() -> None:
     task = get_task(args.task)
     train = task.generate(args.n_train, args.length, 0, "train")
     val = task.generate(1024, args.length, 0, "val")
-    hypermodel = get_space(args.family, task)
+    hypermodel = SpaceHyperModel(get_space(args.family, task))
     hp = fixed_defaults(hypermodel)
     print(f"backend {backend.name()} on {backend.device()}")
     print(f"cell: {args.task} L={args.length} {args.family}, defaults {hp.values}")

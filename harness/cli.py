@@ -39,6 +39,13 @@ WorkersOption = Annotated[
         "CPU; on a GPU by its free memory)."
     ),
 ]
+ReadSuite = Annotated[
+    str | None, typer.Option(help="Bundled suite name or path to a suite TOML: its experiment.")
+]
+ReadExperiment = Annotated[
+    str | None,
+    typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
+]
 TrackingUri = Annotated[
     str | None,
     typer.Option(
@@ -410,6 +417,14 @@ def frontier(
     _execute(experiment, suite, [], specs, tracking_uri, workdir, workers=count)
 
 
+def _reading(tracking_uri: str | None, suite: str | None, experiment: str | None):
+    """(the store, which must exist; the experiment to read) for the commands that read."""
+    from harness.tracking import open_store
+
+    tracker = open_store(tracking_uri)
+    return tracker, _experiment(tracker, suite, experiment)
+
+
 def _experiment(tracker, suite: str | None, experiment: str | None) -> str:
     """--experiment, else the suite's name, else the experiment of the store's latest run."""
     if experiment:
@@ -432,14 +447,8 @@ def _experiment(tracker, suite: str | None, experiment: str | None) -> str:
 @app.command()
 @user_errors
 def status(
-    suite: Annotated[
-        str | None,
-        typer.Option(help="Bundled suite name or TOML: its cells, started or not."),
-    ] = None,
-    experiment: Annotated[
-        str | None,
-        typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
-    ] = None,
+    suite: ReadSuite = None,
+    experiment: ReadExperiment = None,
     tracking_uri: TrackingUri = None,
 ):
     """Show each cell: done, partial (k of n trials), diverged, failed or not started.
@@ -449,11 +458,9 @@ def status(
     """
     from harness.cells import cell_states, frontier_states
     from harness.suites import load_suite
-    from harness.tracking import open_store
 
     plan = load_suite(suite) if suite else None
-    tracker = open_store(tracking_uri)
-    name = _experiment(tracker, suite, experiment)
+    tracker, name = _reading(tracking_uri, suite, experiment)
     table = Table("cell", "state", "trials", "test score", title=f"experiment {name}")
     counts: dict[str, int] = {}
     trials_done = trials_planned = 0
@@ -511,13 +518,8 @@ def ui(
 @app.command()
 @user_errors
 def report(
-    suite: Annotated[
-        str | None, typer.Option(help="Bundled suite name or path to a suite TOML.")
-    ] = None,
-    experiment: Annotated[
-        str | None,
-        typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
-    ] = None,
+    suite: ReadSuite = None,
+    experiment: ReadExperiment = None,
     tracking_uri: TrackingUri = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports"),
     readme: Annotated[
@@ -530,10 +532,8 @@ def report(
 ):
     """Write leaderboard.md, index.html and figures from the MLflow store alone."""
     from harness import report as reporting
-    from harness.tracking import open_store
 
-    tracker = open_store(tracking_uri)
-    name = _experiment(tracker, suite, experiment)
+    tracker, name = _reading(tracking_uri, suite, experiment)
     _writable_dir(out_dir, "output folder")
     written = reporting.build(tracker, name, out_dir, lambda line: out.print(line, highlight=False))
     out.print(
@@ -551,13 +551,8 @@ def report(
 @app.command()
 @user_errors
 def verify(
-    suite: Annotated[
-        str | None, typer.Option(help="Bundled suite name or path to a suite TOML.")
-    ] = None,
-    experiment: Annotated[
-        str | None,
-        typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
-    ] = None,
+    suite: ReadSuite = None,
+    experiment: ReadExperiment = None,
     tracking_uri: TrackingUri = None,
 ):
     """Recompute every score the report would show from the stored models; exit 1 on a mismatch.
@@ -566,10 +561,8 @@ def verify(
     seeds and sizes); never trains and never reads the working directory.
     """
     from harness import verify as checking
-    from harness.tracking import open_store
 
-    tracker = open_store(tracking_uri)
-    name = _experiment(tracker, suite, experiment)
+    tracker, name = _reading(tracking_uri, suite, experiment)
     backend.load_frameworks()
     checks = checking.verify(tracker, name, lambda line: err.print(line, highlight=False))
     table = Table("run", "cell", "metric", "stored", "recomputed", "ok", title=f"verify {name}")
@@ -786,22 +779,15 @@ def probe_cost(
 @probe_app.command("report")
 @user_errors
 def probe_report(
-    suite: Annotated[
-        str | None, typer.Option(help="Suite whose experiment holds the probes (name or TOML).")
-    ] = None,
-    experiment: Annotated[
-        str | None,
-        typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
-    ] = None,
+    suite: ReadSuite = None,
+    experiment: ReadExperiment = None,
     tracking_uri: TrackingUri = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reports/probes"),
 ):
     """Write the probes' report (probes.md, index.html, figures) from their latest runs."""
     from harness.probes import report as probes_report
-    from harness.tracking import open_store
 
-    tracker = open_store(tracking_uri)
-    name = _experiment(tracker, suite, experiment)
+    tracker, name = _reading(tracking_uri, suite, experiment)
     _writable_dir(out_dir, "output folder")
     written = probes_report.build(
         tracker, name, out_dir, lambda line: out.print(line, highlight=False)

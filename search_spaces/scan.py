@@ -66,12 +66,16 @@ class MinRecurrenceSpace(ScanSpace):
     """minGRU/minLSTM blocks: x + Rec(LN(x)), then x + MLP(LN(x)); state width = width."""
 
     mlp_expansion = 2
+    layer = ""  # the recurrence's class in search_spaces/scan_layers.py
+    projections = 0  # its width x width projections (with bias) from x_t
 
     def recurrence(self, units: int, name: str):
-        raise NotImplementedError
+        from search_spaces import scan_layers
+
+        return getattr(scan_layers, self.layer)(units, name=name)
 
     def recurrence_parameters(self, width: int) -> int:
-        raise NotImplementedError
+        return self.projections * (width * width + width)
 
     def block(self, values, x, index):
         from keras import layers
@@ -100,13 +104,7 @@ class MinGRUSpace(MinRecurrenceSpace):
         "pre-norm residual blocks with an MLP, last-step output"
     )
 
-    def recurrence(self, units, name):
-        from search_spaces.scan_layers import MinGRU
-
-        return MinGRU(units, name=name)
-
-    def recurrence_parameters(self, width):
-        return 2 * (width * width + width)  # gate and candidate projections
+    layer, projections = "MinGRU", 2  # gate and candidate
 
 
 class MinLSTMSpace(MinRecurrenceSpace):
@@ -118,13 +116,7 @@ class MinLSTMSpace(MinRecurrenceSpace):
         "parallel scan; pre-norm residual blocks with an MLP, last-step output"
     )
 
-    def recurrence(self, units, name):
-        from search_spaces.scan_layers import MinLSTM
-
-        return MinLSTM(units, name=name)
-
-    def recurrence_parameters(self, width):
-        return 3 * (width * width + width)  # forget, input and candidate projections
+    layer, projections = "MinLSTM", 3  # forget, input and candidate
 
 
 class LRUSpace(ScanSpace):

@@ -11,19 +11,25 @@ from tests.conftest import write_suite
 GOOD_BLOCK = {"tasks": ["adding"], "lengths": [10], "families": ["gru"]}
 
 
-def test_bundled_suites_load_with_distinct_cells():
+def test_bundled_suites_load_with_distinct_frontiers():
     assert {"quick", "seed"} <= set(bundled_suites())
     for name in ("quick", "seed"):
         suite = load_suite(name)
-        keys = [cell.key for cell in suite.cells]
+        keys = [item.key for item in (*suite.cells, *suite.frontiers)]
         assert suite.name == name and len(keys) == len(set(keys)) > 0
 
 
-def test_quick_suite_compares_the_promised_families():
-    cells = load_suite("quick").cells
-    adding = {c.family for c in cells if c.task == "adding"}
-    assert {"simple_rnn", "lstm", "gru", "transformer"} <= adding
-    assert {"gru", "bigru"} <= {c.family for c in cells if c.task == "first_token"}
+def test_the_suites_find_the_promised_frontiers_at_one_budget():
+    quick = load_suite("quick").frontiers
+    assert {f.family for f in quick if f.task == "adding"} == {"simple_rnn", "lstm", "gru"}
+    assert {f.family for f in quick if f.task == "first_token"} == {"gru", "bigru"}
+    assert {f.budget.params for f in quick} == {10_000}
+    seed = load_suite("seed").frontiers
+    assert {f.task for f in seed} == {"adding", "copy", "first_token", "assoc_recall"}
+    assert {"transformer", "lstm", "mingru", "lru"} <= {
+        f.family for f in seed if f.task == "assoc_recall"
+    }
+    assert {f.seeds for f in seed} == {3} and {f.budget.params for f in seed} == {20_000}
 
 
 def test_cell_key_is_stable_and_changes_with_the_budget():

@@ -38,7 +38,7 @@ from harness.probes import log_series, loglog_fit, start_probe
 from harness.tracking import Tracker
 
 TASK = "adding"
-FAMILIES = ("simple_rnn", "lstm", "gru", "transformer")
+FAMILIES = ("simple_rnn", "lstm", "gru", "mingru", "minlstm", "lru", "transformer")
 LENGTHS = (64, 128, 256, 512, 1024)
 BATCH = 16
 STEPS = 5

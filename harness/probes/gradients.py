@@ -37,7 +37,17 @@ from harness.probes import (
 from harness.tracking import Tracker
 
 TASK = "adding"
-FAMILIES = ("simple_rnn", "lstm", "gru", "bilstm", "bigru", "transformer")
+FAMILIES = (
+    "simple_rnn",
+    "lstm",
+    "gru",
+    "bilstm",
+    "bigru",
+    "transformer",
+    "mingru",
+    "minlstm",
+    "lru",
+)
 LENGTHS = (50, 100)
 BATCH = 128
 TRAIN_EXAMPLES = 2048
