@@ -157,7 +157,7 @@ def test_three_shards_run_every_cell_of_a_suite_exactly_once(workdir, mlflow_ser
         for i in (1, 2, 3)
     ]
     for i, process in zip((1, 2, 3), shards, strict=True):
-        assert "1 cells" in finish(process, workdir, f"shard{i}.log")
+        assert "suite shards: 1 to run" in finish(process, workdir, f"shard{i}.log")
     parents, children = trial_runs(mlflow_server, "shards")
     assert sorted(parents["tags.harness.cell_key"].str.split("-").str[2]) == [
         "gru",

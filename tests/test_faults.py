@@ -134,10 +134,11 @@ def test_a_trial_that_raises_is_recorded_failed_and_the_search_goes_on(workdir):
     parents, children = split_runs(store_uri(workdir), "raises")
     parent = parents.iloc[0]
     assert parent["status"] == "FINISHED" and parent["metrics.trials_failed"] == 1
-    assert parent["metrics.trials_completed"] == 2
+    assert parent["metrics.trials_completed"] == 3  # a failed trial is done (harness/results.py)
+    assert parent["metrics.trials_finished"] == 2 and parent["tags.harness.status"] == "done"
     failed = children[children["status"] == "FAILED"]
     assert list(failed["tags.harness.trial_id"]) == ["1"]
-    assert failed.iloc[0]["tags.harness.status"] == "error"
+    assert failed.iloc[0]["tags.harness.status"] == "failed"
     assert failed.iloc[0]["tags.harness.reason"].startswith("MemoryError: injected fault")
     assert sorted(children[children["status"] == "FINISHED"]["tags.harness.trial_id"]) == [
         "0",
