@@ -121,7 +121,11 @@ def free_port(host: str) -> int:
 
 
 def _servicer_class():
-    """OracleServicer that notes who spoke when; imported late (protobuf versions)."""
+    """OracleServicer that notes who spoke when; imported late (protobuf versions).
+
+    Private Keras Tuner API, unavoidably: the chief's gRPC servicer, its protos and trial
+    states have no public form, and the watchdog must sit inside the servicer.
+    """
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
     from keras_tuner.src.engine.trial import TrialStatus
@@ -204,7 +208,7 @@ def _drop(oracle, tuner_id: str, trial_id: str | None, reason: str, losses: int)
         return
     if losses < MAX_LOSSES:
         del oracle.ongoing_trials[tuner_id]
-        oracle._retry_queue.append(trial_id)
+        oracle._retry_queue.append(trial_id)  # private: no public way to run a trial again
         oracle.save()
         return
     trial.status, trial.message = TrialStatus.FAILED, reason

@@ -99,8 +99,9 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     metrics["test_score"] = scores[primary]
     metrics["parameters"] = model.count_params()
     for length in cell.eval_lengths:
-        longer = test_scores(task, model, *resolved.split("test", length), batch)
-        metrics[f"test_score_len_{length}"] = longer[primary]
+        metrics[f"test_score_len_{length}"] = longer_score(resolved, model, length)
+        metrics[f"baseline_len_{length}"] = task.baseline(length)
+        metrics[f"solved_bar_len_{length}"] = task.solved_bar(length)
     model.save(folder / model_file())
     fused = backend.observe_fused_rnn(model, x[:batch], y[:batch])
     return Evaluation(
@@ -108,8 +109,15 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     )
 
 
-def retrain_seed(resolved, values: dict, seed: int, folder: Path) -> tuple[float, Path | None]:
-    """Retrain `values` with `seed`: (its test score, its saved model), (nan, None) if it diverged."""
+def longer_score(resolved, model: keras.Model, length: int) -> float:
+    """The model's primary test score at a longer length (the same seed's test split)."""
+    task, batch = resolved.task, resolved.cell.budget.batch_size
+    return test_scores(task, model, *resolved.split("test", length), batch)[task.metric.name]
+
+
+def retrain_seed(resolved, values: dict, seed: int, folder: Path):
+    """Retrain `values` with `seed`: (its test score, its saved model, {longer length: score}),
+    (nan, None, {}) if it diverged."""
     cell, task = resolved.cell, resolved.task
     model = retrain(
         resolved.space,
@@ -123,20 +131,23 @@ def retrain_seed(resolved, values: dict, seed: int, folder: Path) -> tuple[float
         cell.budget.batch_size,
     )
     if model is None:
-        return math.nan, None
+        return math.nan, None, {}
     x, y = resolved.split("test")
     score = test_scores(task, model, x, y, cell.budget.batch_size)[task.metric.name]
+    longer = {length: longer_score(resolved, model, length) for length in cell.eval_lengths}
     model.save(folder / model_file(seed))
-    return score, folder / model_file(seed)
+    return score, folder / model_file(seed), longer
 
 
-def add_seed(found: Evaluation, seed: int, score: float, file: Path | None) -> None:
+def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, longer) -> None:
     """Fold one retrain into a cell's evaluation (a diverged one scores nan, saves nothing)."""
     found.seed_scores[seed] = score
     if file is None:
         found.diverged_seeds.append(seed)
         return
     found.metrics[f"test_score_seed_{seed}"] = score
+    for length, value in longer.items():
+        found.metrics[f"test_score_seed_{seed}_len_{length}"] = value
     found.files.append(file)
 
 

@@ -25,6 +25,7 @@ import enum
 import hashlib
 import json
 import math
+import re
 import statistics
 import subprocess
 from dataclasses import dataclass, field
@@ -215,8 +216,8 @@ def budget_key(budget: dict, seed: int, extra_seeds: list[int]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def budget_label(budget: dict, seeds: int) -> str:
-    """The budget in words, for a table's header."""
+def budget_label(budget: dict, seeds: int, seed: int = 0) -> str:
+    """The budget in words, for a table's header (the search seed named unless it is 0)."""
     needed = ("tuner", "max_trials", "epochs", "batch_size", "n_train", "n_val", "n_test")
     if any(name not in budget for name in needed):
         return f"budget not recorded ({seeds} seed{'s' * (seeds != 1)})"
@@ -235,7 +236,9 @@ def budget_label(budget: dict, seeds: int) -> str:
         parts.append(f"{budget['executions_per_trial']} executions per trial")
     if budget.get("params"):
         parts.insert(0, f"{budget['params']:,} parameters")
-    parts.append(f"{seeds} seed{'s' * (seeds != 1)}")
+    parts.append(
+        f"{seeds} seed{'s' * (seeds != 1)}" + (f" from search seed {seed}" if seed else "")
+    )
     return ", ".join(parts)
 
 
@@ -263,6 +266,7 @@ class CellResult:
     metrics: dict[str, float]
     tags: dict[str, str]
     params: dict[str, str] = field(default_factory=dict)
+    longer_by_seed: dict[int, dict[int, float]] = field(default_factory=dict)  # seed -> L -> score
 
     @property
     def budget_key(self) -> str:
@@ -344,7 +348,27 @@ class CellResult:
             for k, v in metrics.items()
             if k.startswith("test_score_len_")
         }
+        result.longer_by_seed = {seed: dict(result.longer)} if result.longer else {}
+        for name, value in metrics.items():
+            found = re.fullmatch(r"test_score_seed_(\d+)_len_(\d+)", name)
+            if found:
+                seed_length = result.longer_by_seed.setdefault(int(found[1]), {})
+                seed_length[int(found[2])] = value
+        for s in diverged:
+            result.longer_by_seed[s] = {length: math.nan for length in result.longer}
         return result
+
+    def verdict_at(self, length: int) -> Verdict:
+        """The verdict over the seeds at a longer length than trained (its own bar)."""
+        seeds = [self.seed, *self.extra_seeds]
+        scores = [
+            self.longer_by_seed[s][length]
+            for s in seeds
+            if length in self.longer_by_seed.get(s, {})
+        ]
+        bar = self.metrics.get(f"solved_bar_len_{length}", self.solved_bar)
+        baseline = self.metrics.get(f"baseline_len_{length}", self.baseline)
+        return judge(scores, bar, baseline, self.direction)
 
 
 def param_value(text: str):

@@ -121,6 +121,10 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
             score = test_scores(task, model, x, y, batch)[task.metric.name]
             compare(f"test_score_seed_{seed}", score)
             recomputed_seeds[seed] = score
+            for length in sorted(cell.longer_by_seed.get(seed, {})):
+                data = task.generate(n_test, length, cell.seed, "test")
+                value = test_scores(task, model, *data, batch)[task.metric.name]
+                compare(f"test_score_seed_{seed}_len_{length}", value)
     if len(recomputed_seeds) == 1 + len(cell.extra_seeds):
         seeds = [recomputed_seeds[s] for s in [cell.seed, *cell.extra_seeds]]
         verdict = judge(seeds, cell.solved_bar, cell.baseline, cell.direction)

@@ -81,7 +81,7 @@ def test_report_has_the_tables_and_figures(store, report):
     assert f"](figures/score_vs_length_adding_{key}.png)" in text
 
     page = (report / "index.html").read_text()
-    assert page.count("<table>") == 3
+    assert page.count("<table>") == 4
     assert page.count("<img ") == len(names)
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"[^>]*data-file="([^"]+)"', page)
@@ -121,6 +121,13 @@ def test_numbers_equal_the_seeds_in_the_store(store, report):
             f"{m['compile_seconds']:.3g}",
         ]
         assert row[6] == f"{m['trials_completed']:.4g} ({m['trials_diverged']:.4g}, 0)"
+    longer = md_rows(text[text.index("Tested at longer lengths") :], "family (trained at)")
+    assert longer[0] == ["family (trained at)", *(f"L={L}" for L in LENGTHS), "L=40"]
+    for row, run in zip(longer[1:], runs, strict=True):  # both seeds' models tested at L=40
+        m = run.data.metrics
+        seeds = [m["test_score_len_40"], m["test_score_seed_1_len_40"]]
+        mean, std = statistics.fmean(seeds), statistics.stdev(seeds)
+        assert row[-1].startswith(f"{mean:.4g} ± {std:.2g}")
     runs_rows = md_rows(text[text.index("The run behind each score") :], "family")[1:]
     assert [row[2] for row in runs_rows] == [run.info.run_id[:8] for run in runs]
     tags = runs[0].data.tags
@@ -349,7 +356,7 @@ def test_page_renders_and_every_figure_loads_in_chromium(report, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout
-    assert dom.count("<table>") == 3 and "<h3>adding</h3>" in dom
+    assert dom.count("<table>") == 4 and "<h3>adding</h3>" in dom
     images = len(list((report / "figures").glob("*.png")))
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert f'data-images="{images}"' in body

@@ -48,10 +48,13 @@ def test_a_real_store_verifies_clean(store):
     result = verify(store_uri(store))
     assert result.returncode == 0, result.stdout + result.stderr
     run = parent(store)
-    for metric in ("test_score", "test_mse", "test_score_len_16", "test_score_seed_1", "seed_mean"):
+    for metric in (
+        "test_score", "test_mse", "test_score_len_16", "test_score_seed_1",
+        "test_score_seed_1_len_16", "seed_mean",
+    ):  # fmt: skip
         assert metric in result.stdout
     assert run.info.run_id[:8] in result.stdout
-    assert "verified 7 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
+    assert "verified 8 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
 
 
 def test_the_stored_test_score_is_the_best_models_score_on_the_test_split(store):

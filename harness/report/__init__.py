@@ -18,6 +18,7 @@ from harness.report.tables import (
     better,
     budgets,
     cost_table,
+    generalisation_table,
     hindsight_table,
     is_bidirectional,
     machines,
@@ -73,14 +74,18 @@ def task_section(results: Results, cells: list, task: str, key: str) -> Section:
         "hyperparameters": figures.hyperparameters(rows, results.trials, task),
     }
     first = cells[0]
+    tables = [("", score_table(cells))]
+    longer = generalisation_table(cells)
+    if longer is not None:
+        tables.append(("Tested at longer lengths than trained (mean over seeds):", longer))
+    tables += [
+        ("Cost of each cell's best model:", cost_table(cells)),
+        ("The run behind each score (`harness ui` opens the store):", runs_table(cells)),
+    ]
     return Section(
         task,
         [f"Metric: {first.metric} ({better(first.direction)})."],
-        [
-            ("", score_table(cells)),
-            ("Cost of each cell's best model:", cost_table(cells)),
-            ("The run behind each score (`harness ui` opens the store):", runs_table(cells)),
-        ],
+        tables,
         [
             (f"{kind}_{_slug(task)}_{key}.png", kind, figures.png(fig))
             for kind, fig in drawn.items()

@@ -82,7 +82,7 @@ def budgets(cells: list[CellResult]) -> list[tuple[str, str, list[CellResult]]]:
         groups.setdefault(cell.budget_key, []).append(cell)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     return [
-        (key, budget_label(group[0].budget, 1 + len(group[0].extra_seeds)), group)
+        (key, budget_label(group[0].budget, 1 + len(group[0].extra_seeds), group[0].seed), group)
         for key, group in ordered
     ]
 
@@ -204,4 +204,31 @@ def hindsight_table(cells: list[CellResult]) -> Table:
                 f"L={min(failed)}" if failed else f"solved through L={max(own)}",
             ]
         )
+    return table
+
+
+def generalisation_table(cells: list[CellResult]) -> Table | None:
+    """Each cell's verdict at its training length and at the longer lengths it was tested at
+    (over every seed whose model was tested there); None when no cell was tested longer."""
+    tested = sorted({L for c in cells for L in c.longer} | {c.length for c in cells if c.longer})
+    if not tested:
+        return None
+    table = Table(["family (trained at)", *(f"L={L}" for L in tested)], [])
+    for cell in sorted(cells, key=lambda c: (c.family, c.length)):
+        if not cell.longer:
+            continue
+        row = [f"{cell.family} (L={cell.length})"]
+        for length in tested:
+            if length == cell.length:
+                row.append(score_text(cell))
+            elif length in cell.longer:
+                verdict = cell.verdict_at(length)
+                text = verdict.text()
+                row.append(
+                    text
+                    + (f" ({verdict.seeds_solved} of {verdict.seeds})" if verdict.seeds > 1 else "")
+                )
+            else:
+                row.append("")
+        table.rows.append(row)
     return table
