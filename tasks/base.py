@@ -268,7 +268,10 @@ def plugin_call(step: str, function: Callable, *args):
 
 
 def source_hash(cls: type) -> str:
-    """The first 12 hex digits of the SHA-256 of the file a class is defined in."""
+    """The first 12 hex digits of the SHA-256 of the module file that defines the class.
+
+    Only that file: an edit to it starts new cells, but helpers (or a base class) that it
+    imports from other files are not covered."""
     import hashlib
     import inspect
 
