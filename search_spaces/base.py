@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tasks.base import Task
+from tasks.base import Task, plugin_call
 
 CLIP_NORM = 1.0
 BUDGET_TOLERANCE = 0.10
@@ -34,6 +34,11 @@ class SpaceError(ValueError):
 
 class BudgetError(SpaceError):
     """A parameter budget a family cannot meet on a task."""
+
+
+def contract_error(family: str, problem: object) -> SpaceError:
+    """The one line saying how your own family breaks the family contract."""
+    return SpaceError(f"family '{family}' breaks the family contract: {problem}")
 
 
 @dataclass(frozen=True)
@@ -278,10 +283,28 @@ class FamilySpace:
 
         inputs = model_input(self.task)
         x = encode_input(self.task, inputs, values[self.width_name])
-        features = self.backbone(values, x, self.task.output.kind == "per_step_classification")
+        features = self._backbone(values, x, self.task.output.kind == "per_step_classification")
         model = keras.Model(inputs, attach_head(self.task, features), name=self.family)
         loss, metrics = loss_and_metrics(self.task)
         clip = CLIP_NORM if values["clip_gradients"] else None
         optimizer = keras.optimizers.Adam(values["learning_rate"], clipnorm=clip)
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         return model
+
+    def _backbone(self, values: dict[str, Any], x, per_step: bool):
+        """The backbone's features; what your own family's backbone breaks, as a SpaceError."""
+        if self.code is None:
+            return self.backbone(values, x, per_step)
+        try:
+            features = plugin_call(
+                f"backbone(per_step={per_step})", self.backbone, values, x, per_step
+            )
+        except ValueError as error:
+            raise contract_error(self.family, error) from None
+        shape = getattr(features, "shape", None)
+        if shape is None or len(shape) != (3 if per_step else 2):
+            wanted = "(batch, steps, d)" if per_step else "(batch, d)"
+            raise contract_error(
+                self.family, f"backbone(per_step={per_step}) must return {wanted} (got {shape})"
+            )
+        return features

@@ -67,7 +67,9 @@ class MinRecurrenceSpace(ScanSpace):
 
     mlp_expansion = 2
     layer = ""  # the recurrence's class in search_spaces/scan_layers.py
-    projections = 0  # its width x width projections (with bias) from x_t
+    projections = 0
+    """Its width x width projections (with bias) from x_t: the layer's `blocks`, restated
+    here so that counting needs no Keras (tests/test_scan.py holds the counts equal)."""
 
     def recurrence(self, units: int, name: str):
         from search_spaces import scan_layers
@@ -124,7 +126,8 @@ class LRUSpace(ScanSpace):
 
     r_min and r_max bound the eigenvalues' moduli at initialisation (the ring); the
     choices are the paper's: r_min 0 or 0.5 (short memory allowed) or 0.9 (its LRA
-    setting), r_max 0.99 or 0.999. The phase is drawn from the whole circle (max_phase 1).
+    setting), r_max 0.99 or 0.999. The phase is drawn from the whole circle, [0, 2 pi]
+    (the layer's max_phase 1.0, a fraction of the circle).
     """
 
     family = "lru"

@@ -212,6 +212,10 @@ class LRU(layers.Layer):
     (in area), its phase theta uniform in [0, 2 pi max_phase], gamma_log = log sqrt(1 -
     |lambda|^2) (then learned), B and C complex Glorot-like normals, D normal.
 
+    `max_phase` is a FRACTION OF THE FULL CIRCLE, not radians as in the paper's code: the
+    phase bound is 2 pi max_phase radians, so 1.0 (the default) is the paper's 2 pi and the
+    paper's pi / 10 (used on some of its long-range tasks) is max_phase = 0.05.
+
     Complex numbers are pairs of real tensors (real and imaginary parts: B_re, B_im,
     C_re, C_im, and the state as h_re, h_im), never a complex dtype, so the layer runs
     unchanged on JAX, TensorFlow and PyTorch and saves as plain float32 weights.

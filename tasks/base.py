@@ -231,12 +231,18 @@ def is_import_path(name: str) -> bool:
 
 def load_class(path: str, base: type) -> type:
     """The class at `package.module:ClassName`, a subclass of `base`; ValueError with one
-    line naming what is wrong otherwise (tasks and search_spaces load plug-ins with it)."""
+    line naming what is wrong otherwise (tasks and search_spaces load plug-ins with it).
+
+    The folder you run in is importable, as under `python -m harness`, also from the
+    installed `harness` script (whose own folder is first on sys.path instead)."""
     import importlib
+    import sys
 
     module_name, _, class_name = path.partition(":")
     if not module_name or not class_name.isidentifier():
         raise ValueError(f"'{path}' is not an import path: accepted package.module:ClassName")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as error:
@@ -249,8 +255,23 @@ def load_class(path: str, base: type) -> type:
     return found
 
 
+def plugin_call(step: str, function: Callable, *args):
+    """`function(*args)` where it runs a plug-in's own code: whatever it raises becomes a
+    ValueError of one line naming `step` and the exception (the contract checks use it)."""
+    try:
+        return function(*args)
+    except Exception as error:
+        lines = str(error).strip().splitlines()
+        raise ValueError(
+            f"{step} raised {type(error).__name__}" + (f": {lines[0]}" if lines else "")
+        ) from None
+
+
 def source_hash(cls: type) -> str:
-    """The first 12 hex digits of the SHA-256 of the file a class is defined in."""
+    """The first 12 hex digits of the SHA-256 of the module file that defines the class.
+
+    Only that file: an edit to it starts new cells, but helpers (or a base class) that it
+    imports from other files are not covered."""
     import hashlib
     import inspect
 

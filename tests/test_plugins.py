@@ -1,16 +1,20 @@
 """Your own families and tasks by import path: README's example family runs (worker processes
-and verify included), a task of your own is cached under its path, an edit starts new cells,
-and a plug-in that breaks the contract is refused with one line."""
+and verify included), a task of your own is cached under its path (and runs in worker processes
+and verifies), both load from the installed `harness` script, an edit starts new cells, and a
+plug-in that breaks the contract is refused with one line."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, all_runs, harness, store_uri
+from tests.conftest import REPO, all_runs, harness, store_uri, tiny_cell
 
 TINY = ["--max-trials", "1", "--epochs", "2", "--n-train", "64", "--n-val", "32",
         "--n-test", "32", "--batch-size", "32"]  # fmt: skip
@@ -102,21 +106,69 @@ def test_your_own_task_is_cached_under_its_import_path(plugin_dir):
     assert cell["params.task"] == "my_tasks:Parity" and '"task"' in cell["params.code"]
 
 
+BROKEN_TASKS = (  # Parity, and tasks of its kind that break the contract
+    PARITY
+    + PARITY.replace("class Parity(Task)", "class NoMetric(Task)").replace(
+        '    metric = Metric("accuracy", "max")\n', ""
+    )
+    + """
+
+class KeyErrorTask(Parity):
+    def _generate(self, n, length, rng, split):
+        return {}["x"]
+
+
+class WrongShape(Parity):
+    def _generate(self, n, length, rng, split):
+        x, y = super()._generate(n, length, rng, split)
+        return x[:, :-1], y
+"""
+)
+BROKEN_FAMILIES = """
+from search_spaces.base import FamilySpace
+
+
+class Uncounted(FamilySpace):
+    def backbone(self, values, x, per_step):
+        return x
+
+
+class CountRaises(Uncounted):
+    def backbone_parameters(self, values, width):
+        return values.width, 1
+
+
+class BackboneRaises(FamilySpace):
+    def backbone(self, values, x, per_step):
+        raise IndexError("no layer 3")
+
+    def backbone_parameters(self, values, width):
+        return width * values["units"], values["units"]
+"""
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
         (["--family", "no_such_module:Thing"], "cannot import 'no_such_module:Thing'"),
         (["--family", "my_tasks:Parity"], "is not a subclass of search_spaces.base.FamilySpace"),
         (["--family", "my_conv"], "unknown family 'my_conv'"),
+        (["--family", "broken:Uncounted"], "'broken:Uncounted' breaks the family contract: it "
+         "does not define backbone_parameters"),
+        (["--family", "broken:CountRaises"], "'broken:CountRaises' breaks the family contract: "
+         "backbone_parameters(defaults, 8) raised AttributeError: 'dict' object has no attribute"),
         (["--task", "my_conv:CausalConv"], "is not a subclass of tasks.base.Task"),
-        (["--task", "my_tasks:Broken"], "breaks the task contract"),
+        (["--task", "my_tasks:NoMetric"], "'my_tasks:NoMetric' breaks the task contract: class "
+         "attribute 'metric' must be a Metric (it is missing)"),
+        (["--task", "my_tasks:KeyErrorTask"], "'my_tasks:KeyErrorTask' breaks the task contract: "
+         "generate(2, 2, 0, 'train') raised KeyError: 'x'"),
+        (["--task", "my_tasks:WrongShape"], "'my_tasks:WrongShape' breaks the task contract: "
+         "generate must return x as int32 of shape (2, 2) (got int32 of shape (2, 1))"),
     ],
-)
+)  # fmt: skip
 def test_a_plugin_that_cannot_be_used_is_one_line_and_exit_2(plugin_dir, flags, expected):
-    (plugin_dir / "my_tasks.py").write_text(
-        PARITY + "\n\nclass Broken(Parity):\n    def _generate(self, n, length, rng, split):\n"
-        "        return [0], [0]\n"
-    )
+    (plugin_dir / "my_tasks.py").write_text(BROKEN_TASKS)
+    (plugin_dir / "broken.py").write_text(BROKEN_FAMILIES)
     args = {"--task": "adding", "--length": "8", "--family": "gru"}
     args.update(dict(zip(flags[::2], flags[1::2], strict=True)))
     result = harness("run", *(part for pair in args.items() for part in pair), cwd=plugin_dir)
@@ -124,3 +176,43 @@ def test_a_plugin_that_cannot_be_used_is_one_line_and_exit_2(plugin_dir, flags, 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (plugin_dir / "mlflow.db").exists()
+
+
+def test_a_family_whose_backbone_raises_is_one_line_and_exit_2(plugin_dir):
+    (plugin_dir / "broken.py").write_text(BROKEN_FAMILIES)
+    result = harness("run", *tiny_cell("broken:BackboneRaises", max_trials=1), cwd=plugin_dir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        "error: family 'broken:BackboneRaises' breaks the family contract: "
+        "backbone(per_step=False) raised IndexError: no layer 3"
+    )
+    assert not any(cells(plugin_dir)["status"] == "FINISHED")
+
+
+def test_your_own_task_and_family_load_from_the_installed_script(plugin_dir):
+    """The `harness` console script, whose own folder (not the one you run in) is first on
+    sys.path, imports plug-ins from the folder you run in as `python -m harness` does."""
+    script = Path(sys.executable).parent / "harness"
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (`pip install -e .` makes it)")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    flags = ["--task", "my_tasks:Parity", "--length", "8", "--family", "my_conv:CausalConv"]
+    result = subprocess.run(
+        [str(script), "run", *flags, *TINY], cwd=plugin_dir, capture_output=True, text=True,
+        env={**env, "KERAS_BACKEND": "jax"}, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (cell,) = [row for _, row in cells(plugin_dir).iterrows()]
+    assert cell["status"] == "FINISHED" and cell["params.family"] == "my_conv:CausalConv"
+
+
+@pytest.mark.slow
+def test_your_own_task_runs_in_worker_processes_and_verifies(plugin_dir):
+    flags = ["--task", "my_tasks:Parity", "--length", "8", "--family", "gru", *TINY]
+    result = harness("run", *flags, "--max-trials", "2", "--workers", "2", cwd=plugin_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (cell,) = [row for _, row in cells(plugin_dir).iterrows()]
+    assert cell["status"] == "FINISHED" and cell["metrics.trials_completed"] == 2
+    with tempfile.TemporaryDirectory() as empty:  # verify imports it from where it was
+        checked = harness("verify", "--tracking-uri", store_uri(plugin_dir), cwd=Path(empty))
+    assert checked.returncode == 0, checked.stdout + checked.stderr

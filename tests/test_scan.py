@@ -78,15 +78,15 @@ def reference(family: str, weights: dict[str, np.ndarray], x: np.ndarray) -> np.
     return np.stack(out, axis=1)
 
 
-def assert_matches(family: str, found: np.ndarray, expected: np.ndarray, where: str) -> None:
-    """Within relative 1e-4: elementwise for minGRU/minLSTM (their states are positive); for
-    the LRU relative to the output's largest magnitude, since y = Re(C h) + D x crosses zero."""
+def assert_matches(found: np.ndarray, expected: np.ndarray, where: str) -> None:
+    """Within relative 1e-4 per element, with a floor of 1e-5 of the output's largest magnitude
+    for the values near zero. A fixed 1e-5 fails on PyTorch: the LRU's y = Re(C h) + D x crosses
+    zero, and there float32 leaves an error in proportion to the terms that cancel, which grows
+    with the length (at L = 1,000 it needs 6e-6 on JAX and 2.2e-5 on PyTorch, where |y| <= 8,
+    i.e. 3e-6 of the scale). minGRU's and minLSTM's states are positive: the floor hardly acts."""
     assert found.shape == expected.shape, where
-    if family == "lru":
-        error = np.abs(found - expected).max() / np.abs(expected).max()
-        assert error <= 1e-4, f"{where}: relative error {error:.2e}"
-    else:
-        np.testing.assert_allclose(found, expected, rtol=1e-4, atol=0, err_msg=where)
+    floor = 1e-5 * np.abs(expected).max()
+    np.testing.assert_allclose(found, expected, rtol=1e-4, atol=floor, err_msg=where)
 
 
 SCAN_CASE = """
@@ -136,10 +136,10 @@ def test_scan_equals_a_float64_numpy_loop_on_every_backend(name, tmp_path):
             data = np.load(tmp_path / f"{family}_{length}.npz")
             weights = {k[2:]: data[k] for k in data.files if k.startswith("w_")}
             expected = reference(family, weights, data["x"])
-            assert_matches(family, data["y"], expected, f"{name} {family} L={length}")
+            assert_matches(data["y"], expected, f"{name} {family} L={length}")
             if name == "tensorflow":
                 graph = data["y_graph"]
-                assert_matches(family, graph, expected, f"unknown-length graph {family} L={length}")
+                assert_matches(graph, expected, f"unknown-length graph {family} L={length}")
 
 
 @pytest.mark.parametrize("family", SCAN_FAMILIES)
@@ -152,9 +152,9 @@ def test_scan_and_step_by_step_equal_the_numpy_loop_here(family):
         scanned = ops.convert_to_numpy(layer(x))  # builds the layer
         weights = {v.name: ops.convert_to_numpy(v.value) for v in layer.weights}
         expected = reference(family, weights, x)
-        assert_matches(family, scanned, expected, f"scan L={length}")
+        assert_matches(scanned, expected, f"scan L={length}")
         looped = ops.convert_to_numpy(layer.step_by_step(ops.convert_to_tensor(x)))
-        assert_matches(family, looped, expected, f"step_by_step L={length}")
+        assert_matches(looped, expected, f"step_by_step L={length}")
 
 
 def test_doubling_scan_equals_the_associative_scan():
