@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from harness.errors import UserError
+from harness.errors import USER_ERRORS, UserError
 from harness.results import (
     CELL,
     CELL_KEY,
@@ -78,7 +78,22 @@ def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds
         )
         for f in frontiers
     ]
+    if budget:
+        check_budgets([*cells, *frontiers])
     return replace(suite, cells=tuple(cells), frontiers=tuple(frontiers)), cells, frontiers
+
+
+def check_budgets(items) -> None:
+    """Each family's parameter budget on each task of `items` (cells, frontiers), before any
+    work: one that cannot be met names the family, the task and the smallest budget it can."""
+    from search_spaces import get_space
+    from tasks import get_task
+
+    for task, family, params in dict.fromkeys((i.task, i.family, i.budget.params) for i in items):
+        try:
+            get_space(family, get_task(task), params)
+        except USER_ERRORS as err:
+            raise UserError(f"command-line flags: {err}") from None
 
 
 def parse_shard(text: str) -> tuple[int, int]:

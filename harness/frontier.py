@@ -44,6 +44,16 @@ class Step:
     run_id: str = ""
     score: float = math.nan
 
+    @classmethod
+    def of(cls, ask: Ask, result) -> Step:
+        """The step a probed cell's result makes; a cell without a readable result failed."""
+        if result is None:
+            return cls(ask.length, ask.attempt, ask.role, False)
+        verdict = result.verdict
+        return cls(
+            ask.length, ask.attempt, ask.role, bool(verdict.solved), result.run_id, verdict.mean
+        )
+
 
 @dataclass
 class Bracket:

@@ -127,6 +127,28 @@ def test_bad_frontier_input_is_one_line_and_exit_2(workdir, args, expected):
     assert not (workdir / "mlflow.db").exists()
 
 
+def test_a_probe_without_a_readable_result_is_a_failed_step():
+    from harness.frontier import Step
+    from harness.suites import Ask
+
+    assert Step.of(Ask(40, 1, "confirm"), None) == Step(40, 1, "confirm", False)
+
+
+def test_a_frontier_out_of_budget_reach_starts_no_run(workdir):
+    """The runner resolves the frontier's task and space before it creates the frontier run."""
+    from harness.runner import Runner
+    from harness.suites import Budget, FrontierSpec
+    from harness.tracking import Tracker
+    from search_spaces.base import BudgetError
+
+    tracker = Tracker(store_uri(workdir))
+    experiment_id = tracker.experiment_id("frontier")
+    spec = FrontierSpec("first_token", "gru", Budget(params=20), min_length=10, max_length=20)
+    with pytest.raises(BudgetError, match="the smallest it can meet is 33"):
+        Runner(tracker, workdir / "data").run_frontier(experiment_id, spec)
+    assert all_runs(store_uri(workdir), "frontier").empty
+
+
 # -- a real tiny frontier -------------------------------------------------------------------------
 
 FRONTIER = [
