@@ -18,7 +18,13 @@ from harness.results import (
     planned_trials,
     trial_counts,
 )
-from harness.suites import load_suite, parse_budget, parse_suite
+from harness.suites import (
+    check_frontier_seeds,
+    check_seed,
+    load_suite,
+    parse_budget,
+    parse_suite,
+)
 from harness.tracking import Tracker
 
 ADHOC = "adhoc"
@@ -61,6 +67,10 @@ def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds
         raise UserError(f"no cell of suite '{suite.name}' matches --task/--length/--family")
     if eval_lengths:
         raise UserError("--eval-length works without --suite; a suite sets eval_lengths per block")
+    if seed is not None:
+        check_seed(seed, "command-line flags", "--seed")
+    for value in extra_seeds or []:
+        check_seed(value, "command-line flags", "--extra-seed")
     cells = [
         replace(
             c,
@@ -78,6 +88,8 @@ def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds
         )
         for f in frontiers
     ]
+    for spec in frontiers:
+        check_frontier_seeds(spec.seed, spec.seeds)
     if budget:
         check_budgets([*cells, *frontiers])
     return replace(suite, cells=tuple(cells), frontiers=tuple(frontiers)), cells, frontiers

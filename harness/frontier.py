@@ -7,13 +7,17 @@ solved and the shortest failed length until their ratio is at most 1 + resolutio
 using only lengths the task accepts. Then it confirms the shortest failure with
 another search seed (a failure by bad luck would end a frontier too early): if the
 confirming cell solves, the search goes on above it. Last, it checks that the failure
-persists at twice that length (or the maximum): a cell that solves there flags the
-frontier non-monotone and the search goes on from it. The result is a bracket:
-longest solved and shortest failed length, "at least" the maximum when it was
-solved, "below" the minimum when that failed.
+persists at twice that length (or the maximum), unless that length already failed: a
+cell that solves there flags the frontier non-monotone and the search goes on from it.
+The result is a bracket: longest solved and shortest failed length, "at least" the
+maximum when it was solved, "below" the minimum when that failed.
 
-Cells probed: the doubling steps, plus at most ceil(log2(log(failed/solved) /
-log(1 + resolution))) bisections, plus the confirming cell and the check above.
+Cells probed: the doubling steps, the bisections, the confirming cell and the check above.
+Exact geometric middles would need at most ceil(log2(log(failed/solved) / log(1 +
+resolution))) bisections between the last solved and first failed doubling; a middle
+rounded up to an accepted length leaves the lower part wider than the exact half, which
+costs at most one bisection more (tests/test_frontier.py checks every threshold from the
+minimum to 400 for minima 2 to 100 and resolutions 0.01 to 1).
 Every probe is an ordinary cell (the same key, data cache, resume and MLflow runs),
 so a frontier interrupted resumes where it stopped, and a cell another frontier ran
 is reused. A frontier is recorded as its own kind of run, naming its cells.
@@ -129,7 +133,7 @@ def search(
                     break
                 continue
             above = doubled(shortest)
-            if above is None or not (yield from probe(above, "check")):
+            if above is None or above in failures or not (yield from probe(above, "check")):
                 return Bracket(minimum, maximum, longest, shortest, steps, non_monotone)
             non_monotone, longest, length = True, above, doubled(above)
             if length is None:
