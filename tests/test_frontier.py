@@ -67,7 +67,8 @@ def test_bisections_stay_within_the_bound_rounding_included():
     for resolution in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0):
         for minimum in (2, 3, 5, 10, 25, 100):
             for threshold in range(minimum, 401):
-                _, asked = probe(lambda L, a: L <= threshold, minimum, 3200, resolution)
+                solves = lambda L, a, t=threshold: L <= t  # noqa: E731
+                _, asked = probe(solves, minimum, 3200, resolution)
                 doubled = [L for L, role, _ in asked if role == "double"]
                 bisections = sum(role == "bisect" for _, role, _ in asked)
                 bound = bisection_bound(doubled[-2], doubled[-1], resolution)

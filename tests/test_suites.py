@@ -123,3 +123,19 @@ def test_a_params_override_out_of_reach_stops_the_run_before_any_work(tmp_path, 
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--seed", "-5"], "key '--seed' must be an integer in 0..2147483647, got -5"),
+        (["--extra-seed", "2147483648"], "key '--extra-seed' must be an integer in 0..2147483647"),
+    ],
+)
+def test_a_seed_override_out_of_range_stops_the_run_before_any_work(tmp_path, flags, expected):
+    path = write_suite(tmp_path / "s.toml", "s", [GOOD_BLOCK])
+    result = harness("run", "--suite", str(path), *flags, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
