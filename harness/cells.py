@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from harness.errors import UserError
+from harness.errors import USER_ERRORS, UserError
 from harness.results import (
     CELL,
     CELL_KEY,
@@ -18,7 +18,13 @@ from harness.results import (
     planned_trials,
     trial_counts,
 )
-from harness.suites import load_suite, parse_budget, parse_suite
+from harness.suites import (
+    check_frontier_seeds,
+    check_seed,
+    load_suite,
+    parse_budget,
+    parse_suite,
+)
 from harness.tracking import Tracker
 
 ADHOC = "adhoc"
@@ -61,6 +67,10 @@ def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds
         raise UserError(f"no cell of suite '{suite.name}' matches --task/--length/--family")
     if eval_lengths:
         raise UserError("--eval-length works without --suite; a suite sets eval_lengths per block")
+    if seed is not None:
+        check_seed(seed, "command-line flags", "--seed")
+    for value in extra_seeds or []:
+        check_seed(value, "command-line flags", "--extra-seed")
     cells = [
         replace(
             c,
@@ -78,7 +88,24 @@ def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds
         )
         for f in frontiers
     ]
+    for spec in frontiers:
+        check_frontier_seeds(spec.seed, spec.seeds)
+    if budget:
+        check_budgets([*cells, *frontiers])
     return replace(suite, cells=tuple(cells), frontiers=tuple(frontiers)), cells, frontiers
+
+
+def check_budgets(items) -> None:
+    """Each family's parameter budget on each task of `items` (cells, frontiers), before any
+    work: one that cannot be met names the family, the task and the smallest budget it can."""
+    from search_spaces import get_space
+    from tasks import get_task
+
+    for task, family, params in dict.fromkeys((i.task, i.family, i.budget.params) for i in items):
+        try:
+            get_space(family, get_task(task), params)
+        except USER_ERRORS as err:
+            raise UserError(f"command-line flags: {err}") from None
 
 
 def parse_shard(text: str) -> tuple[int, int]:

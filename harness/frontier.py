@@ -7,13 +7,17 @@ solved and the shortest failed length until their ratio is at most 1 + resolutio
 using only lengths the task accepts. Then it confirms the shortest failure with
 another search seed (a failure by bad luck would end a frontier too early): if the
 confirming cell solves, the search goes on above it. Last, it checks that the failure
-persists at twice that length (or the maximum): a cell that solves there flags the
-frontier non-monotone and the search goes on from it. The result is a bracket:
-longest solved and shortest failed length, "at least" the maximum when it was
-solved, "below" the minimum when that failed.
+persists at twice that length (or the maximum), unless that length already failed: a
+cell that solves there flags the frontier non-monotone and the search goes on from it.
+The result is a bracket: longest solved and shortest failed length, "at least" the
+maximum when it was solved, "below" the minimum when that failed.
 
-Cells probed: the doubling steps, plus at most ceil(log2(log(failed/solved) /
-log(1 + resolution))) bisections, plus the confirming cell and the check above.
+Cells probed: the doubling steps, the bisections, the confirming cell and the check above.
+Exact geometric middles would need at most ceil(log2(log(failed/solved) / log(1 +
+resolution))) bisections between the last solved and first failed doubling; a middle
+rounded up to an accepted length leaves the lower part wider than the exact half, which
+costs at most one bisection more (tests/test_frontier.py checks every threshold from the
+minimum to 400 for minima 2 to 100 and resolutions 0.01 to 1).
 Every probe is an ordinary cell (the same key, data cache, resume and MLflow runs),
 so a frontier interrupted resumes where it stopped, and a cell another frontier ran
 is reused. A frontier is recorded as its own kind of run, naming its cells.
@@ -26,7 +30,14 @@ import math
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 
-from harness.results import FRONTIER, FRONTIER_CELLS, KIND, param_value
+from harness.results import (
+    BUDGET_KEY,
+    FRONTIER,
+    FRONTIER_CELLS,
+    KIND,
+    budget_label,
+    param_value,
+)
 from harness.suites import Ask
 
 Accepted = Callable[[float, bool], "int | None"]
@@ -43,6 +54,16 @@ class Step:
     solved: bool
     run_id: str = ""
     score: float = math.nan
+
+    @classmethod
+    def of(cls, ask: Ask, result) -> Step:
+        """The step a probed cell's result makes; a cell without a readable result failed."""
+        if result is None:
+            return cls(ask.length, ask.attempt, ask.role, False)
+        verdict = result.verdict
+        return cls(
+            ask.length, ask.attempt, ask.role, bool(verdict.solved), result.run_id, verdict.mean
+        )
 
 
 @dataclass
@@ -119,7 +140,7 @@ def search(
                     break
                 continue
             above = doubled(shortest)
-            if above is None or not (yield from probe(above, "check")):
+            if above is None or above in failures or not (yield from probe(above, "check")):
                 return Bracket(minimum, maximum, longest, shortest, steps, non_monotone)
             non_monotone, longest, length = True, above, doubled(above)
             if length is None:
@@ -129,6 +150,10 @@ def search(
 
 # -- a frontier's run ------------------------------------------------------------------------
 
+CELLS, NON_MONOTONE = "cells", "non_monotone"
+LONGEST_SOLVED, SHORTEST_FAILED = "longest_solved", "shortest_failed"
+"""A frontier run's metrics (cells probed, its bracket), written and read here alone."""
+
 
 def record_step(tracker, run_id: str, steps: list[Step]) -> None:
     """The frontier's steps so far, as a tag (JSON) naming each probed cell's run."""
@@ -136,11 +161,11 @@ def record_step(tracker, run_id: str, steps: list[Step]) -> None:
 
 
 def bracket_metrics(bracket: Bracket) -> dict[str, float]:
-    metrics = {"cells": len(bracket.steps), "non_monotone": int(bracket.non_monotone)}
+    metrics = {CELLS: len(bracket.steps), NON_MONOTONE: int(bracket.non_monotone)}
     if bracket.solved is not None:
-        metrics["longest_solved"] = bracket.solved
+        metrics[LONGEST_SOLVED] = bracket.solved
     if bracket.failed is not None:
-        metrics["shortest_failed"] = bracket.failed
+        metrics[SHORTEST_FAILED] = bracket.failed
     return metrics
 
 
@@ -153,6 +178,7 @@ class FrontierResult:
     family: str
     budget_key: str
     budget: dict
+    seed: int
     seeds: int
     bracket: Bracket
     finished: bool
@@ -162,15 +188,15 @@ class FrontierResult:
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
         try:
             steps = [Step(**s) for s in json.loads(tags.get(FRONTIER_CELLS, "[]"))]
-            solved = metrics.get("longest_solved")
-            failed = metrics.get("shortest_failed")
+            solved = metrics.get(LONGEST_SOLVED)
+            failed = metrics.get(SHORTEST_FAILED)
             bracket = Bracket(
                 int(params["min_length"]),
                 int(params["max_length"]),
                 None if solved is None else int(solved),
                 None if failed is None else int(failed),
                 steps,
-                bool(metrics.get("non_monotone", 0)),
+                bool(metrics.get(NON_MONOTONE, 0)),
             )
             budget = {
                 k.removeprefix("budget."): param_value(v)
@@ -181,8 +207,9 @@ class FrontierResult:
                 run.info.run_id,
                 params["task"],
                 params["family"],
-                tags.get("harness.budget_key", ""),
+                tags.get(BUDGET_KEY, ""),
                 budget,
+                int(params.get("seed", 0)),
                 int(params.get("seeds", 1)),
                 bracket,
                 run.info.status == "FINISHED",
@@ -191,51 +218,112 @@ class FrontierResult:
             return None
 
 
-def frontier_section(runs: list):
-    """The report's frontier section: a table per budget (rows tasks, columns families) and
-    a figure per task; None without a finished frontier run."""
-    from harness import figures
-    from harness.report.tables import Section, Table
-    from harness.results import budget_label
-
+def latest_frontiers(runs: list) -> list[FrontierResult]:
+    """The latest finished frontier of each (budget, task, family), from runs oldest first."""
     latest: dict[tuple, FrontierResult] = {}
-    for run in runs:  # oldest first: the latest finished frontier of each stands
+    for run in runs:
         if run.data.tags.get(KIND) == FRONTIER and run.info.status == "FINISHED":
             found = FrontierResult.from_run(run)
             if found is not None:
                 latest[(found.budget_key, found.task, found.family)] = found
-    if not latest:
+    return list(latest.values())
+
+
+def confirming_runs(frontiers: list[FrontierResult]) -> set[str]:
+    """The cell runs that confirm a frontier's failure with another search seed."""
+    return {s.run_id for f in frontiers for s in f.bracket.steps if s.attempt and s.run_id}
+
+
+def frontier_section(frontiers: list[FrontierResult], cells: dict):
+    """The report's frontier section: per budget a table of brackets (rows tasks, columns
+    families) and the table of the cells that confirmed its failures (`cells`: the report's
+    cells by run id); a figure per task and budget. None without a finished frontier."""
+    from harness import figures
+    from harness.report.render import figure_file
+    from harness.report.tables import Section, Table
+
+    if not frontiers:
         return None
     section = Section(
         "Frontier",
         [
             "The longest length each family solves at an equal parameter budget. [a, b): "
-            "solved at length a, failed at length b, the failure confirmed with a second "
+            "solved at length a, failed at length b, the failure confirmed with another "
             "search seed; ≥ a: solved up to the largest length tried; < b: failed at the "
             "smallest. A cell counts as solved when the mean over its seeds meets the bar."
         ],
+        markdown_figures=None,
     )
-    budgets = sorted({r.budget_key for r in latest.values()})
-    for key in budgets:
-        group = [r for r in latest.values() if r.budget_key == key]
-        families = sorted({r.family for r in group})
+    for key in sorted({f.budget_key for f in frontiers}):
+        group = [f for f in frontiers if f.budget_key == key]
+        families = sorted({f.family for f in group})
+        tasks = sorted({f.task for f in group})
         table = Table(["task", *families], [])
-        for task in sorted({r.task for r in group}):
+        for task in tasks:
+            own = {f.family: f for f in group if f.task == task}
             row = len(table.rows)
-            cells = []
             for column, family in enumerate(families, start=1):
-                found = latest.get((key, task, family))
-                cells.append(found.bracket.text() if found else "")
-                if found:
+                if family in own:
                     probes = ", ".join(
-                        f"L={s.length}{'✓' if s.solved else '✗'}" for s in found.bracket.steps
+                        f"L={s.length}{'✓' if s.solved else '✗'}" for s in own[family].bracket.steps
                     )
-                    table.titles[(row, column)] = f"run {found.run_id[:8]}: {probes}"
-            table.rows.append([task, *cells])
-        label = budget_label(group[0].budget, group[0].seeds)
+                    table.titles[(row, column)] = f"run {own[family].run_id[:8]}: {probes}"
+            table.rows.append(
+                [task, *(own[f].bracket.text() if f in own else "" for f in families)]
+            )
+        first = group[0]
+        label = budget_label(first.budget, first.seeds, first.seed)
         section.tables.append((f"Budget {key}: {label}.", table))
-        for task in sorted({r.task for r in group}):
-            own = {r.family: r.bracket for r in group if r.task == task}
-            fig = figures.frontier(task, own)
-            section.figures.append((f"frontier_{task}_{key}.png", "frontier", figures.png(fig)))
+        section.tables += confirmation_tables(group, cells)
+        for task in tasks:
+            own = {f.family: f.bracket for f in group if f.task == task}
+            section.figures.append(
+                (
+                    figure_file("frontier", task, key),
+                    "frontier",
+                    figures.png(figures.frontier(task, own)),
+                )
+            )
     return section
+
+
+def confirmation_tables(group: list[FrontierResult], cells: dict) -> list:
+    """(caption, table) per budget of the cells that confirmed the group's failures: the
+    frontier's budget with another search seed, so tables of their own."""
+    from harness.report.tables import Table, number, score_text, short
+
+    confirming = {
+        s.run_id: cells[s.run_id]
+        for f in group
+        for s in f.bracket.steps
+        if s.attempt and s.run_id in cells
+    }
+    tables = []
+    for key in sorted({cell.budget_key for cell in confirming.values()}):
+        own = sorted(
+            (c for c in confirming.values() if c.budget_key == key),
+            key=lambda c: (c.task, c.family, c.length),
+        )
+        table = Table(["task", "family", "length", "score", "solved bar", "run"], [])
+        for cell in own:
+            arrow = "≤" if cell.direction == "min" else "≥"
+            table.rows.append(
+                [
+                    cell.task,
+                    cell.family,
+                    f"L={cell.length}",
+                    score_text(cell),
+                    f"{arrow} {number(cell.solved_bar)}",
+                    short(cell.run_id),
+                ]
+            )
+        seeds = 1 + len(own[0].extra_seeds)
+        tables.append(
+            (
+                f"Confirmations, budget {key}: the budget above with {seeds} "
+                f"seed{'s' * (seeds != 1)} from search seed {own[0].seed}. Each row is a "
+                "shortest failure probed again; a ✓ means it solved, and the search went on.",
+                table,
+            )
+        )
+    return tables

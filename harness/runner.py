@@ -145,13 +145,7 @@ class Runner:
                 outcome = self.run_cell(experiment_id, cell, where)
             self.progress.unit_done("")
             outcomes.append(outcome)
-        found = []
-        for spec in frontiers:
-            outcome = self.run_frontier(experiment_id, spec)
-            bracket = outcome.result.bracket.text() if outcome.result else "-"
-            self.progress.unit_done(f"{spec.label}: {bracket} ({outcome.action})")
-            found.append(outcome)
-        return outcomes, found
+        return outcomes, [self._frontier_unit(experiment_id, spec) for spec in frontiers]
 
     def _run_side_by_side(self, experiment_id, cells, frontiers):
         """Cells and frontiers as units, up to the pool's size at once (their order kept)."""
@@ -162,16 +156,19 @@ class Runner:
             self.progress.unit_done("")
             return outcome
 
-        def frontier_unit(spec):
-            outcome = self.run_frontier(experiment_id, spec)
-            bracket = outcome.result.bracket.text() if outcome.result else "-"
-            self.progress.unit_done(f"{spec.label}: {bracket} ({outcome.action})")
-            return outcome
-
         with ThreadPoolExecutor(self.pool.size, thread_name_prefix="unit") as units:
             cell_runs = [units.submit(cell_unit, item) for item in enumerate(cells)]
-            frontier_runs = [units.submit(frontier_unit, spec) for spec in frontiers]
+            frontier_runs = [
+                units.submit(self._frontier_unit, experiment_id, spec) for spec in frontiers
+            ]
             return [f.result() for f in cell_runs], [f.result() for f in frontier_runs]
+
+    def _frontier_unit(self, experiment_id, spec) -> FrontierOutcome:
+        """One frontier as a unit of the suite's progress, its bracket on the progress line."""
+        outcome = self.run_frontier(experiment_id, spec)
+        bracket = outcome.result.bracket.text() if outcome.result else "-"
+        self.progress.unit_done(f"{spec.label}: {bracket} ({outcome.action})")
+        return outcome
 
     # -- the five steps -------------------------------------------------------------------
     def run_cell(self, experiment_id: str, cell: Cell, where: str = "") -> CellOutcome:
@@ -357,6 +354,8 @@ class Runner:
         """Probe cells of `spec` as the frontier search asks, recording the frontier run."""
         from harness import frontier
 
+        first = spec.cell(frontier.Ask(spec.min_length, 0, "double"))
+        task = resolve(first, self.workdir).task  # a budget out of reach fails before any run
         runs = self.tracker.runs(experiment_id, f"tags.`{FRONTIER_KEY}` = '{spec.key}'")
         runs = sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
         done = [r for r in runs if r.info.status == "FINISHED"]
@@ -369,7 +368,6 @@ class Runner:
             tags = {**spec.tags(), **environment_tags()}
             run_id = self.tracker.start_run(experiment_id, spec.label, tags)
             self.tracker.log(run_id, params=spec.params())
-        task = resolve(spec.cell(frontier.Ask(spec.min_length, 0, "double")), self.workdir).task
         probes = frontier.search(
             spec.min_length, spec.max_length, spec.resolution, task.accepted_length
         )
@@ -378,15 +376,10 @@ class Runner:
             while True:
                 interrupts.check()
                 outcome = self.run_cell(experiment_id, spec.cell(ask), "[frontier]")
-                result = outcome.result
-                solved = bool(result is not None and result.verdict.solved)
-                score = result.verdict.mean if result is not None else float("nan")
-                steps.append(
-                    frontier.Step(ask.length, ask.attempt, ask.role, solved, result.run_id, score)
-                )
+                steps.append(frontier.Step.of(ask, outcome.result))
                 frontier.record_step(self.tracker, run_id, steps)
                 self.progress.frontier_step(spec, steps[-1])
-                ask = probes.send(solved)
+                ask = probes.send(steps[-1].solved)
         except StopIteration as stop:
             bracket = stop.value
         except BaseException:

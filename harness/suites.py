@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from harness.errors import USER_ERRORS, UserError, unknown
-from harness.results import FRONTIER, FRONTIER_KEY, KIND, budget_key
+from harness.results import BUDGET_KEY, FRONTIER, FRONTIER_KEY, KIND, budget_key
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TUNERS = ("random", "bayesian", "hyperband")
@@ -156,7 +157,7 @@ class FrontierSpec:
         return {k: v for k, v in params.items() if v is not None}
 
     def tags(self) -> dict[str, str]:
-        return {KIND: FRONTIER, FRONTIER_KEY: self.key, "harness.budget_key": self.budget_key}
+        return {KIND: FRONTIER, FRONTIER_KEY: self.key, BUDGET_KEY: self.budget_key}
 
 
 @dataclass(frozen=True)
@@ -213,11 +214,11 @@ def parse_suite(data: dict, source: str) -> Suite:
     budget = parse_budget(data.get("budget", {}), Budget(), where, "budget")
     seeds = data.get("seeds", {})
     _no_unknown_keys(seeds, {"search", "extra"}, where, "seeds.")
-    seed = _seed(seeds.get("search", 0), where, "seeds.search")
+    seed = check_seed(seeds.get("search", 0), where, "seeds.search")
     extra = seeds.get("extra", [])
     if not isinstance(extra, list):
         raise UserError(f"{where}: key 'seeds.extra' must be a list of integers")
-    extra_seeds = tuple(_seed(s, where, "seeds.extra") for s in extra)
+    extra_seeds = tuple(check_seed(s, where, "seeds.extra") for s in extra)
     blocks, frontier_blocks = data.get("cells", []), data.get("frontier", [])
     if not isinstance(blocks, list) or not isinstance(frontier_blocks, list):
         raise UserError(f"{where}: [[cells]] and [[frontier]] must be arrays of tables")
@@ -337,10 +338,15 @@ def frontier_specs(
     from search_spaces import get_space
     from tasks import get_task
 
-    if isinstance(resolution, bool) or not isinstance(resolution, int | float) or resolution <= 0:
-        raise UserError(f"resolution {resolution!r} must be a number above 0 (e.g. 0.25)")
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, int | float)
+        or not 0 < resolution < math.inf
+    ):
+        raise UserError(f"resolution {resolution!r} must be a finite number above 0 (e.g. 0.25)")
     if seeds < 1:
         raise UserError(f"seeds {seeds} must be at least 1")
+    check_frontier_seeds(seed, seeds)
     if minimum > maximum:
         raise UserError(f"min_length {minimum} is above max_length {maximum}")
     specs = []
@@ -365,6 +371,16 @@ def frontier_specs(
                 )  # fmt: skip
             )
     return specs
+
+
+def check_frontier_seeds(seed: int, seeds: int) -> None:
+    """A frontier's seeds, its confirming cells' included (FrontierSpec.cell), in range."""
+    last = seed + 2 * seeds - 1
+    if not 0 <= seed <= last <= MAX_SEED:
+        raise UserError(
+            f"seed {seed} is out of range: a frontier of {seeds} seeds per cell uses seeds "
+            f"{seed} to {last} (its confirmations included), which must lie in 0..{MAX_SEED}"
+        )
 
 
 def plugin_code(task: str, family: str) -> str | None:
@@ -395,7 +411,7 @@ def _positive_int(value, where, key) -> int:
     return value
 
 
-def _seed(value, where, key) -> int:
+def check_seed(value, where, key) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
         raise UserError(f"{where}: key '{key}' must be an integer in 0..{MAX_SEED}, got {value!r}")
     return value

@@ -34,20 +34,57 @@ def probe(solves, minimum=25, maximum=3200, resolution=0.25, task="adding"):
         return stop.value, asked
 
 
+def bisection_bound(solved: int, failed: int, resolution: float) -> int:
+    """The module's bound on bisections between two lengths: the exact geometric halving's
+    count, plus one for middles rounded up to accepted lengths."""
+    if failed / solved <= 1 + resolution:
+        return 0
+    return math.ceil(math.log2(math.log(failed / solved) / math.log(1 + resolution))) + 1
+
+
 @pytest.mark.parametrize("resolution", [0.25, 0.1, 1.0])
-@pytest.mark.parametrize("threshold", [300, 1000, 3000])
+@pytest.mark.parametrize("threshold", [25, 30, 70, 300, 1000, 3000])
 def test_the_bracket_holds_the_threshold_within_the_resolution(threshold, resolution):
     bracket, asked = probe(lambda L, a: L <= threshold, resolution=resolution)
     assert bracket.solved <= threshold < bracket.failed
     assert bracket.failed / bracket.solved <= 1 + resolution
     assert not bracket.non_monotone and bracket.text() == f"[{bracket.solved}, {bracket.failed})"
+    assert len({(L, a) for L, _, a in asked}) == len(asked)  # no cell asked twice
     doubling = sum(role == "double" for _, role, _ in asked)
     assert doubling == math.floor(math.log2(threshold / 25)) + 2  # up to the first failure
-    bound = doubling + math.ceil(math.log2(math.log(2) / math.log(1 + resolution))) + 2
+    bound = doubling + bisection_bound(1, 2, resolution) + 2
     assert len(asked) <= bound  # + the confirming cell and the check above
-    closing = [("confirm", 1), ("check", 0)] if bracket.failed < 3200 else [("confirm", 1)]
-    assert [(role, attempt) for _, role, attempt in asked[-len(closing) :]] == closing
-    assert (bracket.failed, "confirm", 1) in asked  # confirmed with another search seed
+    confirm = asked.index((bracket.failed, "confirm", 1))  # confirmed with another search seed
+    above = min(2 * bracket.failed, 3200)
+    checked = above > bracket.failed and above not in {L for L, _, _ in asked[:confirm]}
+    assert asked[confirm + 1 :] == ([(above, "check", 0)] if checked else [])
+
+
+def test_bisections_stay_within_the_bound_rounding_included():
+    """Every threshold from the minimum to 400, the bound of the module's docstring; rounding
+    costs one bisection at most, and does cost it (resolution 0.1 at threshold 25)."""
+    excess = set()
+    for resolution in (0.01, 0.05, 0.1, 0.25, 0.5, 1.0):
+        for minimum in (2, 3, 5, 10, 25, 100):
+            for threshold in range(minimum, 401):
+                solves = lambda L, a, t=threshold: L <= t  # noqa: E731
+                _, asked = probe(solves, minimum, 3200, resolution)
+                doubled = [L for L, role, _ in asked if role == "double"]
+                bisections = sum(role == "bisect" for _, role, _ in asked)
+                bound = bisection_bound(doubled[-2], doubled[-1], resolution)
+                assert bisections <= bound, (resolution, minimum, threshold, asked)
+                excess.add(bound - bisections)
+    assert 0 in excess
+    _, asked = probe(lambda L, a: L <= 25, 25, 3200, 0.1)
+    assert sum(role == "bisect" for _, role, _ in asked) == bisection_bound(25, 50, 0.1) == 4
+
+
+def test_a_failure_at_the_capped_maximum_is_not_checked_again():
+    """min 25, max 400: the doubled failure is capped at 400, which already failed."""
+    bracket, asked = probe(lambda L, a: L <= 300, maximum=400)
+    assert bracket.text() == "[283, 337)"
+    assert asked[4:] == [(400, "double", 0), (283, "bisect", 0), (337, "bisect", 0),
+                         (337, "confirm", 1)]  # fmt: skip
 
 
 def test_the_edges_solved_at_the_maximum_and_failed_at_the_minimum():
@@ -112,7 +149,13 @@ def test_a_suite_frontier_block_becomes_one_frontier_per_task_and_family(tmp_pat
             ["adding", "--families", "gru", "--min-length", "100", "--max-length", "50"],
             "above max_length 50",
         ),
-        (["adding", "--families", "gru", "--resolution", "0"], "resolution 0.0 must be a number"),
+        (["adding", "--families", "gru", "--resolution", "0"], "resolution 0.0 must be a finite"),
+        (["adding", "--families", "gru", "--resolution", "nan"], "resolution nan must be a finite"),
+        (["adding", "--families", "gru", "--seed", "-1"], "seed -1 is out of range"),
+        (
+            ["adding", "--families", "gru", "--seed", "2147483647", "--seeds", "2"],
+            "uses seeds 2147483647 to 2147483650",
+        ),
         (["adding", "--families", "gru", "--seeds", "0"], "seeds 0 must be at least 1"),
         (["adding", "--families", "lstm", "--params", "5"], "the smallest it can meet is"),
         (["adding", "--families", "gru", "--min-length", "1"], "length 1 is out of range"),
@@ -125,6 +168,28 @@ def test_bad_frontier_input_is_one_line_and_exit_2(workdir, args, expected):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_a_probe_without_a_readable_result_is_a_failed_step():
+    from harness.frontier import Step
+    from harness.suites import Ask
+
+    assert Step.of(Ask(40, 1, "confirm"), None) == Step(40, 1, "confirm", False)
+
+
+def test_a_frontier_out_of_budget_reach_starts_no_run(workdir):
+    """The runner resolves the frontier's task and space before it creates the frontier run."""
+    from harness.runner import Runner
+    from harness.suites import Budget, FrontierSpec
+    from harness.tracking import Tracker
+    from search_spaces.base import BudgetError
+
+    tracker = Tracker(store_uri(workdir))
+    experiment_id = tracker.experiment_id("frontier")
+    spec = FrontierSpec("first_token", "gru", Budget(params=20), min_length=10, max_length=20)
+    with pytest.raises(BudgetError, match="the smallest it can meet is 33"):
+        Runner(tracker, workdir / "data").run_frontier(experiment_id, spec)
+    assert all_runs(store_uri(workdir), "frontier").empty
 
 
 # -- a real tiny frontier -------------------------------------------------------------------------

@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from harness import frontier
+from harness.frontier import Bracket, FrontierResult, Step, frontier_section
+from harness.report.render import figure_file
 from harness.results import budget_key
-from tests.conftest import REPO, client, harness, md_rows, section_text
+from harness.suites import Budget, FrontierSpec
+from harness.tracking import Tracker
+from tasks import get_task
+from tests.conftest import REPO, client, harness, md_rows, section_text, store_uri
 
 EXPERIMENT = "report-test"
 LENGTHS = (10, 20)
@@ -160,31 +166,60 @@ BUDGET = {
 
 
 def add_cell(folder: Path, family: str, length: int, metrics: dict, **options) -> str:
-    """A finished (or `status`) cell run of adding in the report's experiment."""
+    """A finished (or `status`) cell run in the report's experiment (of adding, or `task`)."""
     mlflow = client(folder)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    task = get_task(options.get("task", "adding"))
     budget = {**BUDGET, **options.get("budget", {})}
-    extra = options.get("extra_seeds", [])
+    seed, extra = options.get("seed", 0), options.get("extra_seeds", [])
     tags = {
         "harness.kind": "cell",
         "harness.status": options.get("state", "done"),
-        "harness.budget_key": budget_key(budget, 0, extra),
+        "harness.budget_key": budget_key(budget, seed, extra),
         "harness.fused_rnn_kernel_observed": "no",
         "harness.device": options.get("device", "test machine"),
     }
     run_id = mlflow.create_run(experiment, tags=tags).info.run_id
     params = {
-        "task": "adding", "length": str(length), "family": family, "metric": "mse",
-        "direction": "min", "seed": "0", "extra_seeds": str(extra),
+        "task": task.name, "length": str(length), "family": family, "metric": task.metric.name,
+        "direction": task.metric.direction, "seed": str(seed), "extra_seeds": str(extra),
         **{f"budget.{k}": str(v) for k, v in budget.items()},
     }  # fmt: skip
     for key, value in params.items():
         mlflow.log_param(run_id, key, value)
-    for key, value in {"baseline": 0.1667, "solved_bar": 0.01, **metrics}.items():
+    bars = {"baseline": task.baseline(length), "solved_bar": task.solved_bar(length)}
+    for key, value in {**bars, **metrics}.items():
         mlflow.log_metric(run_id, key, value)
     if options.get("finished", True):
         mlflow.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def add_frontier(folder: Path, task: str, family: str, solves, budget: dict) -> None:
+    """A finished frontier run as the runner writes it: the real search (lengths 10 to 80,
+    resolution 0.5) against solves(L), each probed cell a cell run of its own seeds."""
+    spec = FrontierSpec(task, family, Budget(**{**BUDGET, **budget}), 0, 1, 10, 80, 0.5)
+    tracker = Tracker(store_uri(folder))
+    run_id = tracker.start_run(tracker.experiment_id(EXPERIMENT), spec.label, spec.tags())
+    tracker.log(run_id, params=spec.params())
+    good, bad = (0.001, 0.2) if get_task(task).metric.direction == "min" else (1.0, 0.1)
+    probes = frontier.search(10, 80, 0.5, get_task(task).accepted_length)
+    steps, ask = [], next(probes)
+    try:
+        while True:
+            cell = spec.cell(ask)
+            score = good if solves(ask.length) else bad
+            metrics = {"test_score": score, "trials_completed": 3}
+            cell_run = add_cell(
+                folder, family, ask.length, metrics, task=task, seed=cell.seed, budget=budget
+            )
+            steps.append(Step(ask.length, ask.attempt, ask.role, solves(ask.length), cell_run))
+            ask = probes.send(steps[-1].solved)
+    except StopIteration as stop:
+        bracket = stop.value
+    frontier.record_step(tracker, run_id, steps)
+    tracker.log(run_id, metrics=frontier.bracket_metrics(bracket))
+    tracker.finish(run_id, "FINISHED")
 
 
 @pytest.fixture
@@ -221,7 +256,8 @@ def test_a_diverged_seed_counts_as_failed(copy):
     client(copy).set_tag(run_id, "harness.diverged_seeds", "2")
     client(copy).log_metric(run_id, "test_score_seed_1", 0.002)
     score = scores_of(build(copy), BUDGET, [1, 2])["gru"][0]
-    mean = statistics.fmean([0.001, 0.002, 0.1667])  # the diverged seed scores the baseline
+    baseline = get_task("adding").baseline(50)  # the score of the diverged seed
+    mean = statistics.fmean([0.001, 0.002, baseline])
     assert score.startswith(f"{mean:.4g} ± ") and "✓" not in score and score.endswith("(2 of 3)")
 
 
@@ -261,6 +297,87 @@ def test_store_values_are_escaped(copy):
     assert page.count("<script") == 1  # the page's own image check, allowed by its CSP hash
     text = (copy / "reports" / "leaderboard.md").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in text and "<script>" not in text
+
+
+# -- the frontier -------------------------------------------------------------------------------
+
+ADDING = {"params": 5000}
+FIRST_TOKEN = {"params": 5000, "epochs": 6}
+
+
+def md_tables(text: str) -> list[tuple[str, list[list[str]]]]:
+    """Every markdown table of `text` in order: (the paragraph before it, its rows)."""
+    found, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and not lines[i - 1].startswith("|"):
+            found.append((lines[i - 2], md_rows("\n".join(lines[i:]), line.split(" | ")[0][2:])))
+    return found
+
+
+def headings(text: str, level: int = 2) -> list[str]:
+    return [line[level + 1 :] for line in text.splitlines() if line.startswith("#" * level + " ")]
+
+
+def test_the_frontier_section_comes_first_with_a_table_per_budget(copy):
+    """Brackets by budget (task rows, family columns), their confirmations apart, a figure per
+    task in markdown and HTML; the confirming cells are no per-length budget of their own."""
+    add_frontier(copy, "adding", "gru", lambda L: L <= 40, ADDING)
+    add_frontier(copy, "adding", "simple_rnn", lambda L: L <= 10, ADDING)
+    add_frontier(copy, "first_token", "gru", lambda L: L <= 20, FIRST_TOKEN)
+    add_frontier(copy, "first_token", "bigru", lambda L: True, FIRST_TOKEN)
+    text = build(copy)
+    adding, first_token = (budget_key({**BUDGET, **b}, 0, []) for b in (ADDING, FIRST_TOKEN))
+    confirming = [budget_key({**BUDGET, **b}, 1, []) for b in (ADDING, FIRST_TOKEN)]
+    titles = headings(text)
+    assert titles[:2] == ["How to read it", "Frontier"]
+    assert {f"Budget {key}" for key in (adding, first_token)} <= set(titles[2:])
+    assert all(t.startswith("Budget ") for t in titles[2:]) and len(titles) == 5
+    assert not {f"Budget {key}" for key in confirming} & set(titles)
+    assert "20 cells under 3 budgets and 3 confirming frontiers' failures." in text
+
+    section = section_text(text, "Frontier")
+    tables = md_tables(section)
+    assert [caption.split(":")[0] for caption, _ in tables] == [
+        f"Budget {adding}", f"Confirmations, budget {confirming[0]}",
+        f"Budget {first_token}", f"Confirmations, budget {confirming[1]}",
+    ]  # fmt: skip
+    assert tables[0] == (
+        f"Budget {adding}: 5,000 parameters, random search, 3 trials x up to 8 epochs, batch 64, "
+        "512 / 64 / 64 train / validation / test sequences, 1 seed.",
+        [["task", "gru", "simple_rnn"], ["adding", "[40, 57)", "[10, 15)"]],
+    )
+    assert "up to 6 epochs" in tables[2][0] and tables[2][0].endswith(", 1 seed.")
+    assert tables[2][1] == [["task", "bigru", "gru"], ["first_token", "≥ 80", "[20, 29)"]]
+    assert "the budget above with 1 seed from search seed 1" in tables[1][0]
+    header = ["task", "family", "length", "score", "solved bar", "run"]
+    assert [row[:5] for row in tables[1][1]] == [
+        header[:5], ["adding", "gru", "L=57", "0.2", "≤ 0.01"],
+        ["adding", "simple_rnn", "L=15", "0.2", "≤ 0.01"],
+    ]  # fmt: skip
+    assert [row[:5] for row in tables[3][1]] == [
+        header[:5], ["first_token", "gru", "L=29", "0.1", "≥ 0.95"]
+    ]  # fmt: skip
+
+    files = [f"frontier_adding_{adding}.png", f"frontier_first_token_{first_token}.png"]
+    assert [f for f in files if f"](figures/{f})" in section] == files
+    page = (copy / "index.html").read_text()
+    frontier_html = page[page.index("<h2>Frontier</h2>") : page.index("<h2>Budget ")]
+    assert re.findall(r'data-file="(frontier_[^"]+)"', frontier_html) == files
+    assert frontier_html.count("<table>") == 4
+    assert page.index("<h2>How to read it</h2>") < page.index("<h2>Frontier</h2>")
+    for name in files:
+        assert (copy / "figures" / name).is_file()
+
+
+def test_a_frontier_figure_names_its_task_slugged():
+    """A plug-in's task is a path: its figure's file name keeps only safe characters."""
+    task = "my_tasks/odd.py:Odd"
+    bracket = Bracket(10, 80, 20, 40, [Step(20, 0, "double", True), Step(40, 0, "double", False)])
+    found = FrontierResult("r" * 32, task, "gru", "k", dict(BUDGET), 0, 1, bracket, True)
+    section = frontier_section([found], {})
+    name = figure_file("frontier", task, "k")
+    assert [file for file, _, _ in section.figures] == [name]
+    assert re.fullmatch(r"frontier_my_tasks_odd\.py_Odd-[0-9a-f]{8}_k\.png", name)
 
 
 # -- which experiment, and errors ---------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from harness.errors import UserError
 from harness.suites import Budget, Cell, bundled_suites, load_suite
-from tests.conftest import write_suite
+from tests.conftest import harness, write_suite
 
 GOOD_BLOCK = {"tasks": ["adding"], "lengths": [10], "families": ["gru"]}
 
@@ -101,3 +101,41 @@ def test_bad_suite_files_name_the_file_and_problem(tmp_path, text, expected):
 def test_unknown_suite_name_lists_bundled_ones():
     with pytest.raises(UserError, match="unknown suite 'nosuch': accepted .*quick"):
         load_suite("nosuch")
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("5", "family 'simple_rnn' cannot meet a budget of 5 parameters on task 'adding': the "
+         "smallest it can meet is 8"),
+        ("20", "family 'gru' cannot meet a budget of 20 parameters on task 'first_token': the "
+         "smallest it can meet is 33"),
+    ],
+)  # fmt: skip
+def test_a_params_override_out_of_reach_stops_the_run_before_any_work(tmp_path, params, expected):
+    """`run --suite S --params N` checks every cell's and frontier's family on its task."""
+    path = write_suite(tmp_path / "s.toml", "s", [{**GOOD_BLOCK, "families": ["simple_rnn"]}])
+    path.write_text(
+        path.read_text() + '[[frontier]]\ntasks = ["first_token"]\nfamilies = ["gru"]\n'
+    )
+    result = harness("run", "--suite", str(path), "--params", params, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--seed", "-5"], "key '--seed' must be an integer in 0..2147483647, got -5"),
+        (["--extra-seed", "2147483648"], "key '--extra-seed' must be an integer in 0..2147483647"),
+    ],
+)
+def test_a_seed_override_out_of_range_stops_the_run_before_any_work(tmp_path, flags, expected):
+    path = write_suite(tmp_path / "s.toml", "s", [GOOD_BLOCK])
+    result = harness("run", "--suite", str(path), *flags, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not (tmp_path / "mlflow.db").exists()

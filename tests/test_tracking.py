@@ -91,6 +91,31 @@ def test_run_tree_and_resume(workdir):
     assert len(runs) == 3
 
 
+def test_under_a_parameter_budget_each_trial_records_its_count_and_derived_width(workdir):
+    """Width is not searched: each trial run logs the width the budget sets (tagged derived)
+    and the parameter count of the model it trained, within 10% of the budget."""
+    from search_spaces import get_space
+    from tasks import get_task
+
+    harness("run", *CELL, "--params", "2000", "--experiment", "budget", cwd=workdir, check=True)
+    runs = all_runs(store_uri(workdir), "budget")
+    parent = runs[runs["tags.harness.kind"] == "cell"].iloc[0]
+    assert parent["params.budget.params"] == "2000"
+    trials = runs[runs["tags.harness.kind"] == "trial"]
+    assert len(trials) == 2 and set(trials["tags.harness.derived"]) == {"units"}
+    space = get_space("gru", get_task("adding"), 2000)
+    for _, trial in trials.iterrows():
+        texts = {h: trial[f"params.{h.name}"] for h in space.hyperparameters()}
+        values = {
+            h.name: text == "True" if h.kind == "boolean" else type(h.default)(text)
+            for h, text in texts.items()
+        }
+        width = space.complete(values)["units"]
+        assert int(trial["params.units"]) == width
+        assert trial["metrics.parameters"] == space.parameters({**values, "units": width})
+        assert abs(trial["metrics.parameters"] - 2000) <= 200
+
+
 def test_status_lists_done_partial_and_not_started(workdir):
     suite = workdir / "s.toml"
     suite.write_text(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.report import render
 from harness.report.read import Results, frame, read_store
-from harness.report.render import Document, Written, has_markers, update_readme
+from harness.report.render import Document, Written, figure_file, has_markers, update_readme
 from harness.report.tables import (
     Section,
     better,
@@ -54,14 +54,6 @@ HOW_TO_READ = (
 )
 
 
-def _slug(name: str) -> str:
-    import hashlib
-    import re
-
-    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    return slug if slug == name else f"{slug}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
 def task_section(results: Results, cells: list, task: str, key: str) -> Section:
     """One task within one budget: scores, costs, the runs behind them, figures."""
     from harness import figures
@@ -87,7 +79,7 @@ def task_section(results: Results, cells: list, task: str, key: str) -> Section:
         [f"Metric: {first.metric} ({better(first.direction)})."],
         tables,
         [
-            (f"{kind}_{_slug(task)}_{key}.png", kind, figures.png(fig))
+            (figure_file(kind, task, key), kind, figures.png(fig))
             for kind, fig in drawn.items()
             if fig is not None
         ],
@@ -145,21 +137,32 @@ def notes(results: Results) -> list[str]:
 
 
 def leaderboard(results: Results, progress: Callable[[str], None]) -> Document:
-    """The leaderboard document: the frontier first, then a group of tables per budget."""
-    from harness.frontier import frontier_section
+    """The leaderboard document: the frontier first, then a group of tables per budget (a
+    budget whose cells only confirm frontiers' failures is shown in the frontier's section)."""
+    from harness.frontier import confirming_runs, frontier_section, latest_frontiers
 
-    groups = budgets(results.cells)
+    frontiers = latest_frontiers(results.runs)
+    confirming = confirming_runs(frontiers)
+    groups = [
+        group
+        for group in budgets(results.cells)
+        if not all(cell.run_id in confirming for cell in group[2])
+    ]
+    shown = sum(len(cells) for _, _, cells in groups)
+    apart = len(results.cells) - shown
     doc = Document(
         f"Leaderboard: {results.experiment}",
         [
-            f"MLflow experiment {results.experiment}, {len(results.cells)} cells under "
-            f"{len(groups)} budget{'s' * (len(groups) != 1)}. Machine and backend:"
+            f"MLflow experiment {results.experiment}, {shown} cells under {len(groups)} "
+            f"budget{'s' * (len(groups) != 1)}"
+            + (f" and {apart} confirming frontiers' failures" if apart else "")
+            + ". Machine and backend:"
         ],
         machines(results.cells),
         captions=dict(CAPTIONS),
     )
     doc.sections.append(Section("How to read it", [HOW_TO_READ, *notes(results)]))
-    found = frontier_section(results.runs)
+    found = frontier_section(frontiers, {cell.run_id: cell for cell in results.cells})
     if found is not None:
         doc.sections.append(found)
     for key, label, cells in groups:

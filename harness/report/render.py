@@ -11,6 +11,7 @@ import base64
 import hashlib
 import html
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,14 @@ def md(value: object) -> str:
     return text.replace("|", r"\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def figure_file(kind: str, task: str, key: str) -> str:
+    """A figure's file name: its kind, its task (slugged: a plug-in's path), its budget."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", task)
+    if slug != task:
+        slug += "-" + hashlib.sha1(task.encode()).hexdigest()[:8]
+    return f"{kind}_{slug}_{key}.png"
+
+
 def _md_table(table: Table) -> list[str]:
     rows = [table.headers, ["---"] * len(table.headers), *table.rows]
     return [
@@ -79,7 +88,7 @@ def _md_section(part: Section, level: int) -> list[str]:
         lines += ["", md(paragraph)]
     for caption, table in part.tables:
         lines += ["", md(caption), "", *_md_table(table)] if caption else ["", *_md_table(table)]
-    for name, kind, _ in part.figures[:1]:  # markdown shows each section's first figure
+    for name, kind, _ in part.figures[: part.markdown_figures]:
         lines += ["", f"![{md(part.title)}: {kind}](figures/{name})"]
     for sub in part.parts:
         lines += _md_section(sub, level + 1)

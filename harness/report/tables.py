@@ -30,6 +30,8 @@ class Section:
     tables: list[tuple[str, Table]] = field(default_factory=list)  # (caption, table)
     figures: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file, kind, PNG)
     parts: list[Section] = field(default_factory=list)
+    markdown_figures: int | None = 1
+    """How many of its figures the markdown shows (None: all); the HTML page shows all."""
 
 
 def number(value, digits: int = 4) -> str:
