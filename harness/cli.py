@@ -157,7 +157,6 @@ def spaces(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
     """List the model families and the hyperparameters each one searches."""
-    backend.load_frameworks()
     from search_spaces import REGISTRY, describe_space
 
     rows = [describe_space(family) for family in REGISTRY]
