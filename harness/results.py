@@ -66,7 +66,7 @@ BASELINE, SOLVED_BAR = "baseline", "solved_bar"
 SEED_MEAN, SEED_STD, SEED_COUNT = "seed_mean", "seed_std", "seed_count"
 SEEDS_SOLVED, SOLVED = "seeds_solved", "solved"
 COMPILE_SECONDS = "compile_seconds"
-_SCORE_NAME = re.compile(r"test_score(?:_seed_(\d+))?(?:_len_(\d+))?")
+_SCORE_NAME = re.compile(rf"{TEST_SCORE}(?:_seed_(\d+))?(?:_len_(\d+))?")
 
 
 def at_length(name: str, length: int) -> str:

@@ -17,11 +17,15 @@ import pandas as pd
 
 from harness.errors import UserError
 from harness.results import (
+    BASELINE,
     CELL,
     FRONTIER,
     KIND,
     PARENT,
+    SOLVED,
+    SOLVED_BAR,
     STATUS,
+    TEST_SCORE,
     TRIAL,
     TRIAL_ID,
     CellResult,
@@ -144,15 +148,15 @@ def frame(cells: list[CellResult]) -> pd.DataFrame:
             "length": cell.length,
             "metric": cell.metric,
             "direction": cell.direction,
-            "baseline": cell.baseline,
-            "solved_bar": cell.solved_bar,
+            BASELINE: cell.baseline,
+            SOLVED_BAR: cell.solved_bar,
             "score": verdict.mean,
             "spread": verdict.std,
             "seeds": verdict.seeds,
-            "solved": verdict.solved,
-            "test_score": cell.test_score,
+            SOLVED: verdict.solved,
+            TEST_SCORE: cell.test_score,
         }
         row.update({score_name(length=L): v for L, v in cell.longer.items()})
         rows.append(row)
-    columns = ["run_id", "task", "family", "length", "score", "solved", "test_score"]
+    columns = ["run_id", "task", "family", "length", "score", SOLVED, TEST_SCORE]
     return pd.DataFrame(rows, columns=None if rows else columns)
