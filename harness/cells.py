@@ -16,6 +16,8 @@ from harness.results import (
     CellState,
     Outcome,
     planned_trials,
+    run_order,
+    standing_run,
     trial_counts,
 )
 from harness.suites import (
@@ -141,18 +143,19 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
     """Each cell's state, read from one pass over the experiment's runs.
 
     With `cells` (a suite's), every one of them, started or not; without, every cell
-    the store holds (the latest run of each key).
+    the store holds (the run standing for each key: results.standing_run).
     """
     experiment_id = tracker.experiment_id(experiment, create=False)
     runs = tracker.runs(experiment_id) if experiment_id else []
-    parents: dict[str, object] = {}
+    by_key: dict[str, list] = {}
     children: dict[str, list] = {}
-    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+    for run in sorted(runs, key=run_order):
         tags = run.data.tags
         if tags.get(KIND) == CELL and tags.get(CELL_KEY):
-            parents[tags[CELL_KEY]] = run
+            by_key.setdefault(tags[CELL_KEY], []).append(run)
         elif tags.get(KIND) == TRIAL:
             children.setdefault(tags.get(PARENT, ""), []).append(run)
+    parents = {key: standing_run(group) for key, group in by_key.items()}
     if cells is None:
         found = [CellResult.from_run(run) for run in parents.values()]
         wanted = [(r.key, f"{r.task} L={r.length} {r.family}", r.budget) for r in found if r]

@@ -157,7 +157,6 @@ def spaces(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
     """List the model families and the hyperparameters each one searches."""
-    backend.load_frameworks()
     from search_spaces import REGISTRY, describe_space
 
     rows = [describe_space(family) for family in REGISTRY]
@@ -558,15 +557,16 @@ def verify(
     """Recompute every score the report would show from the stored models; exit 1 on a mismatch.
 
     Reads the store alone (models downloaded, test data regenerated from the recorded
-    seeds and sizes); never trains and never reads the working directory.
+    seeds and sizes); never trains and never reads the working directory. A store whose
+    cells all diverged or failed has nothing to check: it says so and exits 0.
     """
     from harness import verify as checking
 
     tracker, name = _reading(tracking_uri, suite, experiment)
     backend.load_frameworks()
-    checks = checking.verify(tracker, name, lambda line: err.print(line, highlight=False))
+    found = checking.verify(tracker, name, lambda line: err.print(line, highlight=False))
     table = Table("run", "cell", "metric", "stored", "recomputed", "ok", title=f"verify {name}")
-    for check in checks:
+    for check in found.checks:
         table.add_row(
             check.run_id[:8],
             check.cell,
@@ -575,21 +575,36 @@ def verify(
             f"{check.recomputed:.6g}" if not check.note else check.note,
             "yes" if check.ok else "NO",
         )
-    out.print(table)
-    bad = [c for c in checks if not c.ok]
-    cells = len({c.run_id for c in checks})
-    if bad:
-        for check in bad:
-            err.print(
-                f"mismatch: run {check.run_id} ({check.cell}) {check.metric}: stored "
-                f"{check.stored:.6g}, " + (check.note or f"recomputed {check.recomputed:.6g}"),
-                highlight=False,
-                markup=False,
-            )
+    if found.checks:
+        out.print(table)
+    for cell in found.unscored:
+        out.print(
+            f"not checked: run {cell.run_id[:8]} ({checking.cell_label(cell)}), "
+            f"{cell.state.value}: no trial finished, so no score was stored",
+            highlight=False,
+            markup=False,
+        )
+    for check in found.mismatches:
+        err.print(
+            f"mismatch: run {check.run_id} ({check.cell}) {check.metric}: stored "
+            f"{check.stored:.6g}, " + (check.note or f"recomputed {check.recomputed:.6g}"),
+            highlight=False,
+            markup=False,
+        )
+    if found.mismatches:
         raise typer.Exit(1)
+    if not found.checks:
+        out.print(
+            f"nothing was checked: experiment '{name}' holds no cell with a stored score "
+            f"({len(found.unscored)} diverged or failed)",
+            highlight=False,
+        )
+        return
+    cells = len({c.run_id for c in found.checks})
+    unscored = f"; {len(found.unscored)} diverged or failed" if found.unscored else ""
     out.print(
-        f"verified {len(checks)} numbers of {cells} cells in experiment '{name}': all agree "
-        f"(within {checking.ABSOLUTE:g} + {checking.RELATIVE:g} x |stored|)",
+        f"verified {len(found.checks)} numbers of {cells} cells in experiment '{name}': all "
+        f"agree (within {checking.ABSOLUTE:g} + {checking.RELATIVE:g} x |stored|){unscored}",
         highlight=False,
     )
 
@@ -636,6 +651,13 @@ def _probe_store(tracking_uri: str | None, suite: str, experiment: str | None):
     return tracker, name
 
 
+def _probe_budgets(suite: str, experiment: str | None) -> set[str] | None:
+    """The budgets whose cells a probe reads: the suite's; any (the latest) with --experiment."""
+    from harness.probes import suite_budgets
+
+    return None if experiment else suite_budgets(suite)
+
+
 FamiliesOption = Annotated[
     list[str] | None, typer.Option(help="Families (repeatable or comma-separated).")
 ]
@@ -677,8 +699,9 @@ def probe_gradients(
         )
 
     curves = gradients.measure(
-        tracker, name, spec, families, lengths, batch_size, train_epochs, on_curve=show
-    )
+        tracker, name, spec, families, lengths, batch_size, train_epochs, on_curve=show,
+        budgets=_probe_budgets(suite, experiment),
+    )  # fmt: skip
     run_id = gradients.record(tracker, name, spec, curves, batch_size)
     out.print(f"probe run {run_id} in experiment '{name}' ({tracker.uri})", highlight=False)
 
@@ -704,7 +727,9 @@ def probe_rotation(
     for length, score in scores.items():
         table.add_row(str(length), f"{score['accuracy']:.4f}", f"{score['sequence_accuracy']:.4f}")
     out.print(table)
-    found = rotation.learned(tracker, name, lengths, examples)
+    found = rotation.learned(
+        tracker, name, lengths, examples, budgets=_probe_budgets(suite, experiment)
+    )
     for (family, trained), by_length in sorted(found.items()):
         accuracies = ", ".join(f"L={L} {a:.4f}" for L, a in by_length.items())
         out.print(f"learned {family} (trained at L={trained}): {accuracies}", highlight=False)

@@ -9,6 +9,7 @@ can recompute every stored score from the artifacts alone.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,9 @@ import keras
 import numpy as np
 
 from harness import backend
+from harness.errors import UserError
+from harness.results import BASELINE, SOLVED_BAR, at_length, score_name, task_score_name
+from harness.tracking import _first_line, _retry
 from harness.tuning import TrialWatch
 from tasks.base import Task
 
@@ -32,6 +36,32 @@ def test_scores(task: Task, model: keras.Model, x, y, batch_size: int) -> dict[s
 def model_file(seed: int | None = None) -> str:
     """The artifact holding the search's best model, or the retrain with `seed`."""
     return "best_model.keras" if seed is None else f"seed_{seed}_model.keras"
+
+
+class ModelUnavailable(UserError):
+    """A stored model that cannot be listed, downloaded or loaded: the message says which."""
+
+
+def stored_model(tracker, run_id: str, name: str, folder: Path) -> keras.Model | None:
+    """The model artifact `name` of a cell run, downloaded into `folder` and loaded (not
+    compiled); None when the run holds no such artifact (a seed that diverged)."""
+    import search_spaces.layers  # noqa: F401  (registers the custom objects the models need)
+
+    def step(what: str, call):
+        try:
+            return _retry(call)
+        except Exception as error:  # MLflow's and Keras' errors, a store that stayed away
+            raise ModelUnavailable(
+                f"artifact {name} of run {run_id} cannot be {what}: {_first_line(error)}"
+            ) from None
+
+    names = step("listed", lambda: {a.path for a in tracker.client.list_artifacts(run_id)})
+    if name not in names:
+        return None
+    path = step("downloaded", lambda: tracker.client.download_artifacts(run_id, name, str(folder)))
+    with warnings.catch_warnings():  # no optimizer state is needed to predict
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        return step("loaded", lambda: keras.saving.load_model(path, compile=False))
 
 
 class BestEpoch(keras.callbacks.Callback):
@@ -95,13 +125,13 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     batch, primary = cell.budget.batch_size, task.metric.name
     x, y = resolved.split("test")
     scores = test_scores(task, model, x, y, batch)
-    metrics = {f"test_{name}": value for name, value in scores.items()}
-    metrics["test_score"] = scores[primary]
+    metrics = {task_score_name(name): value for name, value in scores.items()}
+    metrics[score_name()] = scores[primary]
     metrics["parameters"] = model.count_params()
     for length in cell.eval_lengths:
-        metrics[f"test_score_len_{length}"] = longer_score(resolved, model, length)
-        metrics[f"baseline_len_{length}"] = task.baseline(length)
-        metrics[f"solved_bar_len_{length}"] = task.solved_bar(length)
+        metrics[score_name(length=length)] = longer_score(resolved, model, length)
+        metrics[at_length(BASELINE, length)] = task.baseline(length)
+        metrics[at_length(SOLVED_BAR, length)] = task.solved_bar(length)
     model.save(folder / model_file())
     fused = backend.observe_fused_rnn(model, x[:batch], y[:batch])
     return Evaluation(
@@ -145,9 +175,9 @@ def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, long
     if file is None:
         found.diverged_seeds.append(seed)
         return
-    found.metrics[f"test_score_seed_{seed}"] = score
+    found.metrics[score_name(seed)] = score
     for length, value in longer.items():
-        found.metrics[f"test_score_seed_{seed}_len_{length}"] = value
+        found.metrics[score_name(seed, length)] = value
     found.files.append(file)
 
 

@@ -17,6 +17,10 @@ through it. The rules, each defined once here:
 - budget: every setting that changes results (tuner and its settings, trials,
   epochs, batch size, data sizes, the parameter budget, seeds); how work was spread
   (workers, shards) is not part of it. A table compares cells of one budget.
+- which run stands for a cell (`standing_run`): of its runs, the latest FINISHED one,
+  else the latest (unfinished: a rerun resumes it). Running a cell (`harness run`,
+  `status`) knows it by its key; reading one (the report, verify, the probes) by its
+  budget, task, length and family (`standing_cells`), showing finished runs only.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # -- kinds of run (tag KIND) --------------------------------------------------------------
-CELL, TRIAL, FRONTIER, PROBE, CONSTRUCTION = "cell", "trial", "frontier", "probe", "construction"
+CELL, TRIAL, FRONTIER, PROBE = "cell", "trial", "frontier", "probe"
 
 # -- tags ---------------------------------------------------------------------------------
 KIND = "harness.kind"
+SCHEMA = "harness.schema"  # on every cell run started since 2026-12: this schema's version
+SCHEMA_VERSION = "2"  # 1: the runs without the tag
 CELL_KEY = "harness.cell_key"
 BUDGET_KEY = "harness.budget_key"
 FRONTIER_KEY = "harness.frontier_key"
@@ -49,11 +55,44 @@ PROBE_NAME = "harness.probe"
 BEST_TRIAL = "harness.best_trial"
 DIVERGED_SEEDS = "harness.diverged_seeds"
 DERIVED = "harness.derived"  # hyperparameters a trial did not search (the budget's width)
-FUSED_OBSERVED = "harness.fused_rnn_kernel_observed"
-FUSED_PREDICTED = "harness.fused_rnn_kernel"  # stores before 2026-11-26: predicted, not seen
+FUSED_OBSERVED = "harness.fused_rnn_kernel_observed"  # done cells since 2026-11-26
 FRONTIER_CELLS = "harness.frontier_cells"
 MACHINE = ("device", "backend", "framework", "keras")
 REPO = Path(__file__).resolve().parent.parent
+
+# -- metrics of a cell run ----------------------------------------------------------------
+TEST_SCORE = "test_score"  # the task's metric of the search's best model on the test split
+BASELINE, SOLVED_BAR = "baseline", "solved_bar"
+SEED_MEAN, SEED_STD, SEED_COUNT = "seed_mean", "seed_std", "seed_count"
+SEEDS_SOLVED, SOLVED = "seeds_solved", "solved"
+COMPILE_SECONDS = "compile_seconds"
+_SCORE_NAME = re.compile(rf"{TEST_SCORE}(?:_seed_(\d+))?(?:_len_(\d+))?")
+
+
+def at_length(name: str, length: int) -> str:
+    """A metric's name at a longer length than the cell's: `baseline_len_200`."""
+    return f"{name}_len_{length}"
+
+
+def score_name(seed: int | None = None, length: int | None = None) -> str:
+    """The metric of a test score: the search's best model (seed None) or the retrain with
+    `seed`, at the cell's length (length None) or a longer one."""
+    name = TEST_SCORE if seed is None else f"{TEST_SCORE}_seed_{seed}"
+    return name if length is None else at_length(name, length)
+
+
+def score_of(name: str) -> tuple[int | None, int | None] | None:
+    """(seed, length) of a test score's metric name (`score_name` read back), else None."""
+    found = _SCORE_NAME.fullmatch(name)
+    if found is None:
+        return None
+    seed, length = found.groups()
+    return (None if seed is None else int(seed)), (None if length is None else int(length))
+
+
+def task_score_name(name: str) -> str:
+    """The metric of one of the task's scores (primary or extra) of the best model: test_mse."""
+    return f"test_{name}"
 
 
 def git_commit() -> str | None:
@@ -288,10 +327,21 @@ class CellResult:
         return machine_of(self.tags)
 
     @property
+    def slot(self) -> tuple:
+        """What the cell is to a reader: (budget key, task, length, family)."""
+        return (self.budget_key, self.task, self.length, self.family)
+
+    @property
     def legacy(self) -> bool:
-        """Recorded before 2026-11-26: seconds per epoch include compiling, the fused-kernel
-        tag was predicted, and no retrain's model was kept (verify cannot check it)."""
-        return FUSED_OBSERVED not in self.tags and "compile_seconds" not in self.metrics
+        """A done cell recorded before 2026-11-26: seconds per epoch include compiling, the
+        fused-kernel tag was predicted, and no retrain's model was kept (verify cannot check
+        it). Every cell run started since carries SCHEMA, and every done one FUSED_OBSERVED;
+        a diverged or failed cell has nothing of this to be legacy about."""
+        return (
+            self.state is CellState.DONE
+            and SCHEMA not in self.tags
+            and FUSED_OBSERVED not in self.tags
+        )
 
     def get(self, name: str) -> float:
         return self.metrics.get(name, math.nan)
@@ -322,8 +372,8 @@ class CellResult:
                 extra_seeds=extra,
                 budget=budget,
                 state=_state_tag(tags.get(STATUS), run.info.status),
-                baseline=metrics.get("baseline", math.nan),
-                solved_bar=metrics.get("solved_bar", math.nan),
+                baseline=metrics.get(BASELINE, math.nan),
+                solved_bar=metrics.get(SOLVED_BAR, math.nan),
                 seed_scores={},
                 longer={},
                 metrics=dict(metrics),
@@ -335,25 +385,18 @@ class CellResult:
         if result.direction not in ("min", "max"):
             return None
         diverged = {int(s) for s in tags.get(DIVERGED_SEEDS, "").split(",") if s}
-        if "test_score" in metrics:
-            result.seed_scores[seed] = metrics["test_score"]
-        for s in extra:
-            found = metrics.get(f"test_score_seed_{s}")
-            if found is not None:
-                result.seed_scores[s] = found
-            elif s in diverged:
-                result.seed_scores[s] = math.nan
-        result.longer = {
-            int(k.removeprefix("test_score_len_")): v
-            for k, v in metrics.items()
-            if k.startswith("test_score_len_")
-        }
-        result.longer_by_seed = {seed: dict(result.longer)} if result.longer else {}
         for name, value in metrics.items():
-            found = re.fullmatch(r"test_score_seed_(\d+)_len_(\d+)", name)
-            if found:
-                seed_length = result.longer_by_seed.setdefault(int(found[1]), {})
-                seed_length[int(found[2])] = value
+            found = score_of(name)
+            if found is None or found[0] not in (None, *extra):
+                continue
+            which, length = seed if found[0] is None else found[0], found[1]
+            if length is None:
+                result.seed_scores[which] = value
+            else:
+                result.longer_by_seed.setdefault(which, {})[length] = value
+        for s in diverged & set(extra):
+            result.seed_scores.setdefault(s, math.nan)
+        result.longer = dict(result.longer_by_seed.get(seed, {}))
         for s in diverged:
             result.longer_by_seed[s] = {length: math.nan for length in result.longer}
         return result
@@ -366,9 +409,42 @@ class CellResult:
             for s in seeds
             if length in self.longer_by_seed.get(s, {})
         ]
-        bar = self.metrics.get(f"solved_bar_len_{length}", self.solved_bar)
-        baseline = self.metrics.get(f"baseline_len_{length}", self.baseline)
+        bar = self.metrics.get(at_length(SOLVED_BAR, length), self.solved_bar)
+        baseline = self.metrics.get(at_length(BASELINE, length), self.baseline)
         return judge(scores, bar, baseline, self.direction)
+
+
+def run_order(run) -> tuple[int, str]:
+    """How runs sort, oldest first: by start time, then id."""
+    return (run.info.start_time, run.info.run_id)
+
+
+def standing_run(runs: list):
+    """Of one cell's runs, the run that stands for it: the latest FINISHED one, else the
+    latest (unfinished: a rerun resumes it); None when there are none."""
+    ordered = sorted(runs, key=run_order)
+    finished = [r for r in ordered if r.info.status == "FINISHED"]
+    return (finished or ordered or [None])[-1]
+
+
+def standing_cells(runs: list) -> tuple[list[tuple[CellResult, int]], int]:
+    """What a reader shows of `runs`: for each (budget, task, length, family), the finished
+    cell run standing for it and how many older finished runs of it it supersedes, oldest
+    first; and how many finished cell runs lack what a cell needs (left out)."""
+    groups: dict[tuple, list] = {}
+    cells: dict[str, CellResult] = {}
+    unreadable = 0
+    for run in runs:
+        if run.data.tags.get(KIND) != CELL or run.info.status != "FINISHED":
+            continue
+        cell = CellResult.from_run(run)
+        if cell is None:
+            unreadable += 1
+            continue
+        cells[run.info.run_id] = cell
+        groups.setdefault(cell.slot, []).append(run)
+    chosen = [(cells[standing_run(group).info.run_id], len(group) - 1) for group in groups.values()]
+    return sorted(chosen, key=lambda pair: (pair[0].start_time, pair[0].run_id)), unreadable
 
 
 def param_value(text: str):
@@ -387,6 +463,17 @@ def _state_tag(value: str | None, run_status: str) -> CellState:
     if value in legacy:
         return legacy[value]
     return CellState(value) if value in CellState._value2member_map_ else CellState.DONE
+
+
+def cell_tags(cell) -> dict[str, str]:
+    """The tags a cell's parent run starts with: what it is, its schema, the machine."""
+    return {
+        KIND: CELL,
+        CELL_KEY: cell.key,
+        BUDGET_KEY: cell.budget_key,
+        SCHEMA: SCHEMA_VERSION,
+        **environment_tags(),
+    }
 
 
 def cell_params(cell, task) -> dict[str, str]:

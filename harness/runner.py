@@ -27,22 +27,27 @@ from harness import data, distributed, evaluation, faults, interrupts
 from harness.distributed import Cluster
 from harness.progress import Progress
 from harness.results import (
+    BASELINE,
     BEST_TRIAL,
-    BUDGET_KEY,
-    CELL,
-    CELL_KEY,
+    COMPILE_SECONDS,
     DIVERGED_SEEDS,
     FRONTIER_KEY,
     FUSED_OBSERVED,
-    KIND,
     PHASE,
     REASON,
+    SEED_COUNT,
+    SEED_MEAN,
+    SEED_STD,
+    SEEDS_SOLVED,
+    SOLVED,
+    SOLVED_BAR,
     STATUS,
     TRIAL_ID,
     CellResult,
     CellState,
     Outcome,
     cell_params,
+    cell_tags,
     environment_tags,
     judge,
     planned_trials,
@@ -207,17 +212,14 @@ class Runner:
     def resume(self, experiment_id: str, resolved: Resolved):
         """(the finished result, or None; the run to continue; its earlier search seconds)."""
         cell = resolved.cell
-        runs = self.tracker.cell_runs(experiment_id, cell.key)
-        finished = [r for r in runs if r.info.status == "FINISHED"]
-        if finished:
-            return CellResult.from_run(finished[-1]), None, 0.0
-        if runs:
-            run = runs[-1]
+        run = self.tracker.cell_run(experiment_id, cell.key)
+        if run is not None and run.info.status == "FINISHED":
+            return CellResult.from_run(run), None, 0.0
+        if run is not None:
             self.tracker.reopen(run.info.run_id)
             return None, run.info.run_id, run.data.metrics.get("search_seconds", 0.0)
         shutil.rmtree(resolved.tuner_dir, ignore_errors=True)  # trials nobody recorded
-        tags = {CELL_KEY: cell.key, BUDGET_KEY: cell.budget_key, KIND: CELL, **environment_tags()}
-        run_id = self.tracker.start_run(experiment_id, resolved.label, tags)
+        run_id = self.tracker.start_run(experiment_id, resolved.label, cell_tags(cell))
         self.tracker.log(run_id, params=cell_params(cell, resolved.task))
         return None, run_id, 0.0
 
@@ -317,35 +319,35 @@ class Runner:
         task, cell = resolved.task, resolved.cell
         metrics = {
             "search_seconds": search_seconds,
-            "baseline": task.baseline(cell.length),
-            "solved_bar": task.solved_bar(cell.length),
+            BASELINE: task.baseline(cell.length),
+            SOLVED_BAR: task.solved_bar(cell.length),
             **trial_counts([Outcome.of(r.data.tags, r.info.status) for r in trials]),
         }
         tags = {STATUS: state.value}
         if found is not None:
             best_run = next(r for r in trials if r.data.tags.get(TRIAL_ID) == found.best_trial)
-            for name in ("seconds_per_epoch", "compile_seconds", "epochs_to_solve"):
+            for name in ("seconds_per_epoch", COMPILE_SECONDS, "epochs_to_solve"):
                 if name in best_run.data.metrics:
                     metrics[name] = best_run.data.metrics[name]
             metrics.update(found.metrics)
             seeds = [cell.seed, *cell.extra_seeds]
             scores = [found.seed_scores[s] for s in seeds]
-            verdict = judge(
-                scores, metrics["solved_bar"], metrics["baseline"], task.metric.direction
-            )
+            verdict = judge(scores, metrics[SOLVED_BAR], metrics[BASELINE], task.metric.direction)
             metrics.update(
-                seed_mean=verdict.mean,
-                seed_std=verdict.std,
-                seed_count=verdict.seeds,
-                seeds_solved=verdict.seeds_solved,
-                solved=int(verdict.solved),
+                {
+                    SEED_MEAN: verdict.mean,
+                    SEED_STD: verdict.std,
+                    SEED_COUNT: verdict.seeds,
+                    SEEDS_SOLVED: verdict.seeds_solved,
+                    SOLVED: int(verdict.solved),
+                }
             )
             metrics["best_val_score"] = found.best_val_score
             tags.update({BEST_TRIAL: found.best_trial, FUSED_OBSERVED: found.fused_kernel})
             if found.diverged_seeds:
                 tags[DIVERGED_SEEDS] = ",".join(map(str, found.diverged_seeds))
         else:
-            metrics["solved"] = 0
+            metrics[SOLVED] = 0
         self.tracker.log(run_id, metrics=metrics, tags=tags)
         self.tracker.finish(run_id, "FINISHED")
 

@@ -123,7 +123,15 @@ class FrontierSpec:
 
     @property
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True, default=str)
+        """Stable identity: tags the frontier's run. A setting added after `code` and
+        `params` (which the key always held, None or not) is left out while unset (None),
+        so old stores keep their frontier keys, as cells keep theirs (`Cell.key`)."""
+        found = asdict(self)
+        found["budget"] = {
+            k: v for k, v in found["budget"].items() if v is not None or k == "params"
+        }
+        found = {k: v for k, v in found.items() if v is not None or k == "code"}
+        text = json.dumps(found, sort_keys=True, default=str)
         return f"{self.task}-{self.family}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
     @property

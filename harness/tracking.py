@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from harness.errors import UserError
-from harness.results import CELL, CELL_KEY, KIND, PARENT
+from harness.results import CELL, CELL_KEY, KIND, PARENT, standing_run
 
 DEFAULT_DB = "mlflow.db"
 SCHEMES = (
@@ -215,16 +215,10 @@ class Tracker:
             if not token:
                 return found
 
-    def cell_runs(self, experiment_id: str, key: str) -> list:
-        """The parent runs of the cell with `key`, oldest first."""
-        runs = self.runs(experiment_id, f"tags.`{CELL_KEY}` = '{key}'")
-        runs = [r for r in runs if r.data.tags.get(KIND) == CELL]
-        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
-
     def cell_run(self, experiment_id: str, key: str):
-        """The latest parent run of the cell with `key`, or None."""
-        runs = self.cell_runs(experiment_id, key)
-        return runs[-1] if runs else None
+        """The parent run standing for the cell with `key` (results.standing_run), or None."""
+        runs = self.runs(experiment_id, f"tags.`{CELL_KEY}` = '{key}'")
+        return standing_run([r for r in runs if r.data.tags.get(KIND) == CELL])
 
     def trial_runs(self, experiment_id: str, parent_id: str) -> list:
         return self.runs(experiment_id, f"tags.`{PARENT}` = '{parent_id}'")

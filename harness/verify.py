@@ -1,11 +1,13 @@
 """`harness verify`: recompute every number the report would show from the stored models.
 
-For each cell the report shows (harness/report/read.py's rule), verify downloads its
-model artifacts (the search's best model and each extra seed's retrain), rebuilds
+For each done cell the report shows (harness/results.py's `standing_cells`), verify
+downloads its model artifacts (the search's best model and each extra seed's retrain), rebuilds
 the test split from the task's generator with the recorded seed and sizes (never
 from the data cache or tuner folders), recomputes the test scores, the longer-length
 scores and the per-seed scores, then the verdict over the seeds, and compares each
-with the stored metric. It never trains.
+with the stored metric. It never trains. A model that cannot be listed, downloaded,
+loaded or scored is a mismatch naming its run and what failed. A diverged or failed
+cell holds no score: it is named, not checked.
 
 Tolerance: stored and recomputed agree when |stored - recomputed| <= 1e-6 + 1e-4 x
 |stored|. A recomputation on the backend and device that stored the number gives it
@@ -15,15 +17,25 @@ mismatch, named like any other.
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.results import CellResult, CellState, judge
-from harness.tracking import Tracker
+from harness.results import (
+    SEED_MEAN,
+    SEEDS_SOLVED,
+    SOLVED,
+    TEST_SCORE,
+    CellResult,
+    CellState,
+    judge,
+    score_name,
+    task_score_name,
+)
+from harness.tracking import Tracker, _first_line
 
 ABSOLUTE, RELATIVE = 1e-6, 1e-4
 
@@ -48,89 +60,66 @@ class Check:
         return abs(self.stored - self.recomputed) <= ABSOLUTE + RELATIVE * abs(self.stored)
 
 
-class Artifacts:
-    """A cell run's model artifacts, downloaded once into a temporary folder."""
-
-    def __init__(self, tracker: Tracker, run_id: str, folder: Path):
-        self.tracker, self.run_id, self.folder = tracker, run_id, folder
-        self.names = {a.path for a in tracker.client.list_artifacts(run_id)}
-
-    def model(self, name: str):
-        import keras
-
-        import search_spaces.layers  # noqa: F401  (registers the custom objects)
-
-        if name not in self.names:
-            return None
-        path = self.tracker.client.download_artifacts(self.run_id, name, str(self.folder))
-        with warnings.catch_warnings():  # no optimizer state is needed to predict
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            return keras.saving.load_model(path, compile=False)
-
-
 def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
-    """Every stored score of one cell against its recomputation from the stored models."""
-    from harness.evaluation import model_file, test_scores
+    """Every stored score of one done cell against its recomputation from the stored models:
+    the best model's (seed None) and each extra seed's retrain's, at its length and longer."""
+    from harness.evaluation import ModelUnavailable, model_file, stored_model, test_scores
     from tasks import get_task
 
-    label = f"{cell.task} L={cell.length} {cell.family}"
     checks: list[Check] = []
 
     def compare(metric: str, recomputed: float, note: str = "") -> None:
         stored = cell.metrics.get(metric, math.nan)
-        checks.append(Check(cell.run_id, label, metric, stored, recomputed, note))
+        checks.append(Check(cell.run_id, cell_label(cell), metric, stored, recomputed, note))
 
-    if cell.state is not CellState.DONE:
-        return checks  # no model was trained: nothing was scored
     if "code" in cell.params:  # your own task or family: import it from where it was
         changed = own_code_changed(cell)
         if changed:
-            compare("test_score", math.nan, changed)
+            compare(TEST_SCORE, math.nan, changed)
             return checks
     task = get_task(cell.task)
+    primary = task.metric.name
     batch, n_test = int(cell.budget["batch_size"]), int(cell.budget["n_test"])
-    x, y = task.generate(n_test, cell.length, cell.seed, "test")
+    split = functools.cache(lambda length: task.generate(n_test, length, cell.seed, "test"))
+
+    def scores(model, length: int) -> dict[str, float]:
+        return test_scores(task, model, *split(length), batch)
+
     recomputed_seeds: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        stored = Artifacts(tracker, cell.run_id, Path(tmp))
-        best = stored.model(model_file())
-        if best is None:
-            compare("test_score", math.nan, f"artifact {model_file()} is missing")
-            return checks
-        scores = test_scores(task, best, x, y, batch)
-        compare("test_score", scores[task.metric.name])
-        for name, value in sorted(scores.items()):
-            compare(f"test_{name}", value)
-        recomputed_seeds[cell.seed] = scores[task.metric.name]
-        for length in sorted(cell.longer):
-            longer = test_scores(
-                task, best, *task.generate(n_test, length, cell.seed, "test"), batch
-            )
-            compare(f"test_score_len_{length}", longer[task.metric.name])
-        for seed in cell.extra_seeds:
-            model = stored.model(model_file(seed))
-            diverged = seed in cell.seed_scores and math.isnan(cell.seed_scores[seed])
-            if model is None:
-                if diverged:
+        for seed in [None, *cell.extra_seeds]:
+            which = cell.seed if seed is None else seed
+            lengths = sorted(cell.longer_by_seed.get(which, {}))
+            try:
+                model = stored_model(tracker, cell.run_id, model_file(seed), Path(tmp))
+                diverged = seed is not None and math.isnan(cell.seed_scores.get(seed, 0.0))
+                if model is None and diverged:  # a retrain that diverged keeps no model
                     recomputed_seeds[seed] = math.nan
                     continue
-                compare(
-                    f"test_score_seed_{seed}", math.nan, f"artifact {model_file(seed)} is missing"
-                )
+                if model is None:
+                    raise ModelUnavailable(f"artifact {model_file(seed)} is missing")
+                found = scores(model, cell.length)
+                longer = {length: scores(model, length)[primary] for length in lengths}
+            except ModelUnavailable as error:
+                compare(score_name(seed), math.nan, str(error))
                 continue
-            score = test_scores(task, model, x, y, batch)[task.metric.name]
-            compare(f"test_score_seed_{seed}", score)
-            recomputed_seeds[seed] = score
-            for length in sorted(cell.longer_by_seed.get(seed, {})):
-                data = task.generate(n_test, length, cell.seed, "test")
-                value = test_scores(task, model, *data, batch)[task.metric.name]
-                compare(f"test_score_seed_{seed}_len_{length}", value)
+            except Exception as error:  # a model that loads but cannot score this task's data
+                why = f"artifact {model_file(seed)} cannot be scored: {_first_line(error)}"
+                compare(score_name(seed), math.nan, why)
+                continue
+            compare(score_name(seed), found[primary])
+            if seed is None:
+                for name, value in sorted(found.items()):
+                    compare(task_score_name(name), value)
+            for length, value in longer.items():
+                compare(score_name(seed, length), value)
+            recomputed_seeds[which] = found[primary]
     if len(recomputed_seeds) == 1 + len(cell.extra_seeds):
         seeds = [recomputed_seeds[s] for s in [cell.seed, *cell.extra_seeds]]
         verdict = judge(seeds, cell.solved_bar, cell.baseline, cell.direction)
-        compare("seed_mean", verdict.mean)
-        compare("seeds_solved", verdict.seeds_solved)
-        compare("solved", float(verdict.solved))
+        compare(SEED_MEAN, verdict.mean)
+        compare(SEEDS_SOLVED, verdict.seeds_solved)
+        compare(SOLVED, float(verdict.solved))
     return checks
 
 
@@ -154,26 +143,39 @@ def own_code_changed(cell: CellResult) -> str:
     return ""
 
 
+def cell_label(cell: CellResult) -> str:
+    return f"{cell.task} L={cell.length} {cell.family}"
+
+
+@dataclass
+class Verification:
+    """What verify found: a check per stored number, and the cells with no number to check."""
+
+    checks: list[Check]
+    unscored: list[CellResult]  # diverged or failed: no model was trained, nothing was scored
+
+    @property
+    def mismatches(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
 def verify(
     tracker: Tracker, experiment: str, progress: Callable[[str], None] = lambda line: None
-) -> list[Check]:
+) -> Verification:
     """Check every cell the report would show for `experiment`."""
     from harness.report.read import read_store
 
-    checks = []
+    found = Verification([], [])
     for cell in read_store(tracker, experiment, progress).cells:
-        progress(f"verifying {cell.task} L={cell.length} {cell.family} (run {cell.run_id[:8]})")
+        if cell.state is not CellState.DONE:
+            found.unscored.append(cell)
+            continue
+        progress(f"verifying {cell_label(cell)} (run {cell.run_id[:8]})")
         if cell.legacy:
-            checks.append(
-                Check(
-                    cell.run_id,
-                    f"{cell.task} L={cell.length} {cell.family}",
-                    "test_score",
-                    cell.test_score,
-                    math.nan,
-                    "recorded before verify existed: no models to recompute from",
-                )
+            note = "recorded before verify existed: no models to recompute from"
+            found.checks.append(
+                Check(cell.run_id, cell_label(cell), TEST_SCORE, cell.test_score, math.nan, note)
             )
             continue
-        checks += check_cell(tracker, cell)
-    return checks
+        found.checks += check_cell(tracker, cell)
+    return found

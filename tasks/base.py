@@ -290,7 +290,7 @@ def masked_accuracy(y_true: np.ndarray, probs: np.ndarray) -> float:
 
     The one definition of accuracy: a row with more scored steps weighs more. Training
     and the search's objective use the same, written in keras.ops
-    (search_spaces.io.PooledAccuracy).
+    (search_spaces.layers.PooledMetric).
     """
     mask = y_true != IGNORE
     hits = (np.argmax(probs, axis=-1) == y_true) & mask

@@ -53,6 +53,15 @@ def harness(
     return result
 
 
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The one `error: ...` line of a command that exited 2 on bad input (no traceback)."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
 def start_harness(*args: str, cwd: Path, log: str, env: dict | None = None) -> subprocess.Popen:
     """Start `harness ARGS` in `cwd` in the background; its output goes to `cwd/log`."""
     full_env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO), **(env or {})}
@@ -234,6 +243,31 @@ def client(folder: Path):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=store_uri(folder))
+
+
+def add_run(
+    folder: Path,
+    experiment: str,
+    tags: dict,
+    params: dict | None = None,
+    metrics: dict | None = None,
+    start_time: int | None = None,
+    finished: bool = True,
+) -> str:
+    """A run written straight into the store of `folder` (the experiment made if absent), for
+    states a real search takes long to reach: two budgets, a later rerun. Its id."""
+    from harness.tracking import Tracker
+
+    experiment_id = Tracker(store_uri(folder)).experiment_id(experiment)
+    mlflow = client(folder)
+    run_id = mlflow.create_run(experiment_id, start_time=start_time, tags=tags).info.run_id
+    for key, value in (params or {}).items():
+        mlflow.log_param(run_id, key, str(value))
+    for key, value in (metrics or {}).items():
+        mlflow.log_metric(run_id, key, value)
+    if finished:
+        mlflow.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 def md_rows(text: str, first_header: str) -> list[list[str]]:

@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
 
-from tests.conftest import harness, write_suite
+from tests.conftest import free_port, harness, one_error_line, write_suite
 
 RUN_GRU = ["run", "--task", "adding", "--length", "10", "--family", "gru"]
-
-
-def one_error_line(result) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    return lines[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_tasks_json_lists_every_task_with_vocabularies(workdir):

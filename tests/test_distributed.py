@@ -15,11 +15,11 @@ from tests.conftest import (
     finish,
     free_port,
     harness,
+    one_error_line,
     start_harness,
     tiny_cell,
     write_suite,
 )
-from tests.test_cli import one_error_line
 
 CELL = tiny_cell(epochs=1)
 

@@ -20,7 +20,8 @@ from tests.conftest import (
     store_uri,
     tiny_cell,
 )
-from tests.test_distributed import CELL
+
+CELL = tiny_cell(epochs=1)
 
 
 def split_runs(uri: str, experiment: str):

@@ -19,11 +19,20 @@ from harness.results import (  # noqa: E402
     budget_key,
     judge,
     planned_trials,
+    score_name,
+    score_of,
     trial_counts,
 )
-from harness.suites import Budget, Cell  # noqa: E402
+from harness.suites import Budget, Cell, FrontierSpec  # noqa: E402
 from tasks.base import IGNORE, masked_accuracy  # noqa: E402
-from tests.conftest import all_runs, harness, store_uri, tiny_cell  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    add_run,
+    all_runs,
+    client,
+    harness,
+    store_uri,
+    tiny_cell,
+)
 
 # -- one accuracy ------------------------------------------------------------------------------
 
@@ -107,6 +116,22 @@ def test_a_cell_whose_every_trial_raised_is_failed_everywhere(workdir):
     assert parent["metrics.trials_completed"] == 2 and parent["metrics.trials_failed"] == 2
     status = harness("status", "--experiment", "raise", cwd=workdir, check=True).stdout
     assert "failed" in status and "2 of 2" in status
+    assert parent["tags.harness.schema"] == "2"  # what every cell run written today carries
+
+    def verify_and_report():
+        """verify has nothing to check and says so (exit 0); the report calls nothing legacy."""
+        verify = harness("verify", "--experiment", "raise", cwd=workdir)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert "nothing was checked" in verify.stdout and "all agree" not in verify.stdout
+        assert f"not checked: run {parent['run_id'][:8]} (adding L=8 gru), failed" in (
+            verify.stdout
+        )
+        harness("report", "--experiment", "raise", "--out", "board", cwd=workdir, check=True)
+        assert "recorded before" not in (workdir / "board" / "leaderboard.md").read_text()
+
+    verify_and_report()
+    client(workdir).delete_tag(parent["run_id"], "harness.schema")  # as a store of last week
+    verify_and_report()  # a failed cell is never legacy: it has nothing to recompute
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 3, 9, 10])
@@ -145,7 +170,100 @@ def test_the_verdict_is_the_mean_over_every_seed():
     assert accuracy.solved and accuracy.text() == "0.965 ± 0.0071 ✓"
 
 
-# -- budgets and keys ------------------------------------------------------------------------------
+# -- which run stands for a cell --------------------------------------------------------------
+
+BUDGET = {"tuner": "random", "max_trials": 1, "epochs": 1, "batch_size": 32, "n_train": 64,
+          "n_val": 32, "n_test": 32, "executions_per_trial": 1}  # fmt: skip
+
+
+def cell_run(folder, budget: dict, start: int, finished: bool = True, key: str = "") -> str:
+    """A done cell run of adding L=8 gru under `budget`, started at `start` (ms)."""
+    tags = {"harness.kind": "cell", "harness.status": "done", "harness.schema": "2",
+            "harness.cell_key": key, "harness.budget_key": budget_key(budget, 0, [])}  # fmt: skip
+    params = {"task": "adding", "length": 8, "family": "gru", "metric": "mse",
+              "direction": "min", "seed": 0, "extra_seeds": "[]",
+              **{f"budget.{k}": v for k, v in budget.items()}}  # fmt: skip
+    metrics = {"test_score": 0.5, "baseline": 0.17, "solved_bar": 0.01}
+    return add_run(folder, "stand", tags, params, metrics, start, finished)
+
+
+def test_the_probes_and_the_report_pick_the_same_run_of_each_budget(workdir):
+    """Two budgets of one (task, length, family): each reader takes, within a budget, the
+    latest finished run; a probe reads the cell of its suite's budget, never another's."""
+    from harness.probes import finished_cells
+    from harness.report.read import read_store
+    from harness.tracking import Tracker
+
+    small, big = BUDGET, {**BUDGET, "epochs": 2}
+    cell_run(workdir, small, 1000)
+    big_run = cell_run(workdir, big, 2000)
+    newer_small = cell_run(workdir, small, 3000)
+    cell_run(workdir, big, 4000, finished=False)  # running: it stands for nothing yet
+    tracker = Tracker(store_uri(workdir))
+    report = {c.budget_key: c.run_id for c in read_store(tracker, "stand").cells}
+    assert report == {budget_key(small, 0, []): newer_small, budget_key(big, 0, []): big_run}
+    for key, run_id in report.items():
+        assert [c.run_id for c in finished_cells(tracker, "stand", "adding", {key})] == [run_id]
+    latest = finished_cells(tracker, "stand", "adding", None)  # no suite: the latest budget's
+    assert [c.run_id for c in latest] == [newer_small]
+
+
+def test_running_a_cell_keeps_its_finished_run_over_a_later_unfinished_one(workdir):
+    """`harness run` (resume), `status` and a distributed worker know a cell by its key; the
+    rule is the readers': the latest finished run, else the latest."""
+    from harness.cells import cell_states
+    from harness.tracking import Tracker
+
+    cell = Cell("adding", 8, "gru", Budget(**BUDGET))
+    finished = cell_run(workdir, BUDGET, 1000, key=cell.key)
+    trial = {"harness.kind": "trial", "mlflow.parentRunId": finished, "harness.status": "finished"}
+    add_run(workdir, "stand", trial, start_time=1100)
+    later = cell_run(workdir, BUDGET, 2000, finished=False, key=cell.key)
+    tracker = Tracker(store_uri(workdir))
+    experiment_id = tracker.experiment_id("stand")
+    assert tracker.cell_run(experiment_id, cell.key).info.run_id == finished
+    (status,) = cell_states(tracker, "stand", [cell])
+    assert status.state is CellState.DONE and status.result.run_id == finished
+    client(workdir).set_terminated(finished, "KILLED")  # no finished run left: the latest
+    assert tracker.cell_run(experiment_id, cell.key).info.run_id == later
+
+
+# -- names, budgets and keys ------------------------------------------------------------------------
+
+
+def test_score_names_are_written_and_read_by_one_definition():
+    names = {
+        score_name(): (None, None),
+        score_name(length=200): (None, 200),
+        score_name(3): (3, None),
+        score_name(3, 200): (3, 200),
+    }
+    assert list(names) == [
+        "test_score", "test_score_len_200", "test_score_seed_3", "test_score_seed_3_len_200"
+    ]  # fmt: skip
+    assert all(score_of(name) == found for name, found in names.items())
+    assert score_of("test_mse") is None and score_of("test_score_seed_x") is None
+
+
+def test_frontier_keys_are_stable_and_a_setting_added_later_keeps_them():
+    """Keys written by the harness before unset settings were left out (git 35fb421)."""
+    from dataclasses import dataclass
+
+    assert FrontierSpec("adding", "lstm", Budget()).key == "adding-lstm-49acd35532"
+    spec = FrontierSpec("adding", "gru", Budget(params=10_000), seeds=2, max_length=320)
+    assert spec.key == "adding-gru-e08b0023ad"
+    assert FrontierSpec("adding", "gru", Budget(), code="abc").key == "adding-gru-a65955614e"
+
+    @dataclass(frozen=True)
+    class Later(Budget):
+        new_setting: int | None = None
+
+    @dataclass(frozen=True)
+    class LaterSpec(FrontierSpec):
+        new_setting: str | None = None
+
+    assert LaterSpec("adding", "lstm", Later()).key == "adding-lstm-49acd35532"
+    assert LaterSpec("adding", "lstm", Later(new_setting=1)).key != "adding-lstm-49acd35532"
 
 
 def test_a_budget_left_unset_keeps_the_cell_keys_of_older_stores():

@@ -75,7 +75,7 @@ def test_the_stored_test_score_is_the_best_models_score_on_the_test_split(store)
     assert np.array_equal(cached["x"], x) and np.array_equal(cached["y"], y)
 
 
-def test_an_edited_metric_a_changed_model_and_a_lost_artifact_each_fail_by_name(tmp_path):
+def test_an_edited_metric_a_changed_or_corrupt_model_and_a_lost_artifact_fail_by_name(tmp_path):
     folder = make_store(tmp_path)
     run = parent(folder)
     run_id, mlflow = run.info.run_id, client(folder)
@@ -102,6 +102,14 @@ def test_an_edited_metric_a_changed_model_and_a_lost_artifact_each_fail_by_name(
     assert f"mismatch: run {run_id} (adding L=8 gru) test_score_seed_1" in result.stderr
 
     artifacts = Path(mlflow.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    (artifacts / "seed_1_model.keras").write_bytes(b"not a keras file")
+    result = verify(store_uri(folder))
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert (
+        f"mismatch: run {run_id} (adding L=8 gru) test_score_seed_1: stored "
+    ) in result.stderr and f"seed_1_model.keras of run {run_id} cannot be loaded" in result.stderr
+    assert result.stderr.count("mismatch:") == 1  # the best model still verifies
+
     (artifacts / "best_model.keras").unlink()
     result = verify(store_uri(folder))
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.results import (
-    CELL,
     KIND,
     PROBE,
     PROBE_NAME,
@@ -27,6 +26,7 @@ from harness.results import (
     CellState,
     environment_tags,
     machine_of,
+    standing_cells,
 )
 from harness.tracking import Tracker, _retry
 
@@ -119,35 +119,38 @@ def latest_probes(tracker: Tracker, runs: list, series_prefixes: tuple[str, ...]
     return probes
 
 
-def load_model(tracker: Tracker, run_id: str, name: str = "best_model.keras"):
-    """A model artifact of a cell run, loaded (not compiled); None when the run has none."""
-    import tempfile
-    import warnings
+def suite_budgets(suite: str) -> set[str]:
+    """The budget keys of a suite's cells and frontiers: the cells a probe may read."""
+    from harness.suites import load_suite
 
-    import keras
-
-    import search_spaces.layers  # noqa: F401  (registers the custom objects the models need)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = tracker.client.download_artifacts(run_id, name, tmp)
-        except Exception:  # a cell whose search diverged has no model artifact
-            return None
-        with warnings.catch_warnings():  # the artifact keeps no optimizer state worth loading
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            return keras.saving.load_model(path, compile=False)
+    found = load_suite(suite)
+    return {c.budget_key for c in found.cells} | {f.budget_key for f in found.frontiers}
 
 
-def finished_cells(tracker: Tracker, experiment: str, task: str) -> list[CellResult]:
-    """The latest done cell of each (length, family) of `task` with a best model, oldest first."""
+def finished_cells(
+    tracker: Tracker, experiment: str, task: str, budgets: set[str] | None
+) -> list[CellResult]:
+    """The done cells of `task` a probe reads, oldest first: of each (length, family), the
+    run standing for it in the report (results.standing_cells) under one of `budgets`;
+    with budgets None (an experiment named, no suite), the latest budget's."""
     experiment_id = tracker.experiment_id(experiment, create=False)
     if experiment_id is None:
         return []
-    runs = tracker.runs(experiment_id, f"params.task = '{task}'")
-    runs = [r for r in runs if r.data.tags.get(KIND) == CELL and r.info.status == "FINISHED"]
+    standing, _ = standing_cells(tracker.runs(experiment_id, f"params.task = '{task}'"))
     latest = {}
-    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
-        cell = CellResult.from_run(run)
-        if cell is not None and cell.state is CellState.DONE:
+    for cell, _ in standing:  # oldest first: the latest budget's wins
+        if budgets is None or cell.budget_key in budgets:
             latest[(cell.length, cell.family)] = cell
-    return sorted(latest.values(), key=lambda c: (c.start_time, c.run_id))
+    done = [c for c in latest.values() if c.state is CellState.DONE]
+    return sorted(done, key=lambda c: (c.start_time, c.run_id))
+
+
+def load_model(tracker: Tracker, run_id: str):
+    """The best model of a cell run (harness/evaluation.py's loader), or None without one."""
+    import tempfile
+    from pathlib import Path
+
+    from harness.evaluation import model_file, stored_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return stored_model(tracker, run_id, model_file(), Path(tmp))

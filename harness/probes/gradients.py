@@ -123,9 +123,9 @@ def default_model(family: str, task, seed: int = SEED):
     return get_space(family, task).default_model()
 
 
-def stored_model(tracker: Tracker, experiment: str, task: str, length: int, family: str):
-    """(model, source) from the latest finished cell in the store, or (None, "")."""
-    for cell in reversed(finished_cells(tracker, experiment, task)):
+def stored_model(tracker: Tracker, experiment: str, task: str, length: int, family: str, budgets):
+    """(model, source) from the cell the report shows under `budgets`, or (None, "")."""
+    for cell in reversed(finished_cells(tracker, experiment, task, budgets)):
         if cell.family != family or cell.length != length:
             continue
         model = load_model(tracker, cell.run_id)
@@ -167,8 +167,10 @@ def measure(
     train_epochs: int = TRAIN_EPOCHS,
     train_examples: int = TRAIN_EXAMPLES,
     on_curve=lambda curve: None,
+    budgets: set[str] | None = None,
 ) -> list[Curve]:
-    """Every (family, length) at initialisation and after training."""
+    """Every (family, length) at initialisation and after training (the stored best model of
+    a cell under `budgets` where there is one: harness.probes.finished_cells)."""
     curves = []
     for length in lengths:
         x, y = task.generate(batch, length, DATA_SEED, "test")
@@ -180,7 +182,9 @@ def measure(
             curves.append(curve)
             model, source = (None, "")
             if tracker is not None:
-                model, source = stored_model(tracker, experiment, task.name, length, family)
+                model, source = stored_model(
+                    tracker, experiment, task.name, length, family, budgets
+                )
             if model is None:
                 model, source = trained_here(family, task, length, train_examples, train_epochs)
             curve = Curve(family, length, "trained", norms_by_distance(model, task, x, y), source)

@@ -126,9 +126,15 @@ def check(lengths, examples: int) -> None:
 
 
 def learned(
-    tracker: Tracker, experiment: str, lengths, examples: int = EXAMPLES, seed: int = SEED
+    tracker: Tracker,
+    experiment: str,
+    lengths,
+    examples: int = EXAMPLES,
+    seed: int = SEED,
+    budgets: set[str] | None = None,
 ) -> dict[tuple[str, int], dict[int, float]]:
-    """The store's learned counting models (best model of each cell) on the oracle's test data.
+    """The store's learned counting models (best model of each cell the report shows under
+    `budgets`: harness.probes.finished_cells) on the oracle's test data.
 
     Keyed by (family, training length): per-step accuracy at every length of `lengths`.
     """
@@ -137,7 +143,7 @@ def learned(
 
     task = get_task(TASK)
     found = {}
-    for cell in finished_cells(tracker, experiment, TASK):
+    for cell in finished_cells(tracker, experiment, TASK, budgets):
         model = load_model(tracker, cell.run_id)
         if model is None:
             continue

@@ -1,10 +1,10 @@
 """Reading the store for a report: which run stands for each cell, its trials, its frontiers.
 
 The store is read in pages of runs (params, metrics and tags come with each page),
-never run by run and never from the tuner folders. The rule for which run stands for
-a cell, defined once here: within a budget, the latest FINISHED run of a (task, length,
-family); older finished runs of it are superseded, and the report says so. Runs of
-different budgets are kept apart (harness/results.py defines a budget).
+never run by run and never from the tuner folders. Which run stands for a cell is
+harness/results.py's rule (`standing_cells`): within a budget, the latest FINISHED run
+of a (task, length, family); older finished runs of it are superseded, and the report
+says so. Runs of different budgets are kept apart.
 """
 
 from __future__ import annotations
@@ -16,7 +16,22 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.errors import UserError
-from harness.results import CELL, FRONTIER, KIND, PARENT, STATUS, TRIAL, TRIAL_ID, CellResult
+from harness.results import (
+    BASELINE,
+    CELL,
+    FRONTIER,
+    KIND,
+    PARENT,
+    SOLVED,
+    SOLVED_BAR,
+    STATUS,
+    TEST_SCORE,
+    TRIAL,
+    TRIAL_ID,
+    CellResult,
+    score_name,
+    standing_cells,
+)
 from harness.tracking import Tracker, _retry
 
 PAGE = 1000
@@ -71,29 +86,23 @@ def read_store(
 ) -> Results:
     """The cells of `experiment` (one run standing for each), their trials, every run."""
     runs = experiment_runs(tracker, experiment, progress)
-    parents = [r for r in runs if r.data.tags.get(KIND) == CELL]
-    finished = [r for r in parents if r.info.status == "FINISHED"]
-    readable = [c for c in map(CellResult.from_run, finished) if c is not None]
-    chosen: dict[tuple, CellResult] = {}
-    older: dict[tuple, int] = {}
-    for cell in readable:  # oldest first: the latest of each cell wins
-        slot = (cell.budget_key, cell.task, cell.length, cell.family)
-        if slot in chosen:
-            older[slot] = older.get(slot, 0) + 1
-        chosen[slot] = cell
-    cells = sorted(chosen.values(), key=lambda c: (c.task, c.family, c.length, c.budget_key))
+    standing, unreadable = standing_cells(runs)
+    cells = sorted(
+        (c for c, _ in standing), key=lambda c: (c.task, c.family, c.length, c.budget_key)
+    )
     ids = {c.run_id for c in cells}
     trials = trial_frame(
         [r for r in runs if r.data.tags.get(KIND) == TRIAL and r.data.tags.get(PARENT) in ids]
     )
+    parents = [r for r in runs if r.data.tags.get(KIND) == CELL]
     results = Results(
         experiment,
         cells,
         trials,
         runs,
-        superseded=[(chosen[slot], n) for slot, n in sorted(older.items())],
-        unfinished=len(parents) - len(finished),
-        unreadable=len(finished) - len(readable),
+        superseded=sorted(((c, n) for c, n in standing if n), key=lambda pair: pair[0].slot),
+        unfinished=sum(r.info.status != "FINISHED" for r in parents),
+        unreadable=unreadable,
     )
     has_frontiers = any(r.data.tags.get(KIND) == FRONTIER for r in runs)
     if not cells and not has_frontiers:
@@ -139,15 +148,15 @@ def frame(cells: list[CellResult]) -> pd.DataFrame:
             "length": cell.length,
             "metric": cell.metric,
             "direction": cell.direction,
-            "baseline": cell.baseline,
-            "solved_bar": cell.solved_bar,
+            BASELINE: cell.baseline,
+            SOLVED_BAR: cell.solved_bar,
             "score": verdict.mean,
             "spread": verdict.std,
             "seeds": verdict.seeds,
-            "solved": verdict.solved,
-            "test_score": cell.test_score,
+            SOLVED: verdict.solved,
+            TEST_SCORE: cell.test_score,
         }
-        row.update({f"test_score_len_{L}": v for L, v in cell.longer.items()})
+        row.update({score_name(length=L): v for L, v in cell.longer.items()})
         rows.append(row)
-    columns = ["run_id", "task", "family", "length", "score", "solved", "test_score"]
+    columns = ["run_id", "task", "family", "length", "score", SOLVED, TEST_SCORE]
     return pd.DataFrame(rows, columns=None if rows else columns)
