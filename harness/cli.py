@@ -270,9 +270,12 @@ def run(
 
 
 def _workers(text: str, cluster) -> int:
-    """--workers as a number (auto: 1 on a CPU, by free GPU memory on a GPU)."""
+    """--workers as a number (auto: 1 on a CPU or with --chief/--worker, else by free GPU
+    memory)."""
     from harness.pool import parse_workers
 
+    if cluster is not None and text == "auto":
+        return 1
     count = parse_workers(text)
     if cluster is not None and count > 1:
         raise UserError(
@@ -289,7 +292,12 @@ def _execute(
     from dataclasses import replace
 
     _writable_dir(workdir, "working directory")
+    if workers > 1:
+        from harness.pool import share_environment
+
+        share_environment(workers)  # before this process starts JAX or torch
     backend.load_frameworks()
+    backend.share_device()
     backend.use_compile_cache(workdir / "jax-cache")
     from harness import interrupts
     from harness.progress import ConsoleProgress
