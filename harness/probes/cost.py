@@ -46,6 +46,7 @@ WARMUP = 2
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 MEMORY_CAP_GB = 8.0
 ATTENTION, RECURRENT = "transformer", "lstm"
+MIN_EXPONENT_GAP = 0.05  # the least difference of time exponents that predicts a crossover
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 """glibc settings of the worker: large blocks are mapped and unmapped, never kept in the
 heap, so the resident size falls back when a step's buffers are freed (CPU memory)."""
@@ -84,7 +85,8 @@ def crossover(slow: dict[int, float], fast: dict[int, float]) -> tuple[float, st
 
     Measured: interpolated on log-log axes between the two lengths around the first
     change of sign. Else predicted from the two fitted power laws ("predicted"), or
-    nan ("none") when they do not cross above the measured lengths.
+    nan ("none") when they do not cross above the measured lengths at a finite length:
+    exponents less than MIN_EXPONENT_GAP apart are taken as equal (timing noise).
     """
     common = sorted(set(slow) & set(fast))
     ratio = [(L, np.log(slow[L] / fast[L])) for L in common if slow[L] > 0 and fast[L] > 0]
@@ -96,10 +98,10 @@ def crossover(slow: dict[int, float], fast: dict[int, float]) -> tuple[float, st
         return float(ratio[0][0]), "measured: already slower at the shortest length"
     fits = [loglog_fit(*zip(*sorted(d.items()), strict=True)) for d in (slow, fast)]
     (p_slow, c_slow), (p_fast, c_fast) = fits
-    if ratio and np.isfinite(p_slow) and np.isfinite(p_fast) and p_slow > p_fast:
-        length = float(np.exp((c_fast - c_slow) / (p_slow - p_fast)))
-        if length > ratio[-1][0]:
-            return length, "predicted"
+    if ratio and p_slow - p_fast > MIN_EXPONENT_GAP:  # False for nan exponents
+        log_length = (c_fast - c_slow) / (p_slow - p_fast)
+        if np.log(ratio[-1][0]) < log_length < np.log(np.finfo(float).max):
+            return float(np.exp(log_length)), "predicted"
     return float("nan"), "none"
 
 
