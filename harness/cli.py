@@ -31,6 +31,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 MAX_ELEMENTS = 500_000_000
 DEFAULT_WORKDIR = Path("data")
+COMPILE_CACHE = DEFAULT_WORKDIR / "jax-cache"  # for the commands without --workdir
 
 WorkersOption = Annotated[
     str,
@@ -572,6 +573,7 @@ def verify(
 
     tracker, name = _reading(tracking_uri, suite, experiment)
     backend.load_frameworks()
+    backend.use_compile_cache(COMPILE_CACHE)
     checks = checking.verify(tracker, name, lambda line: err.print(line, highlight=False))
     table = Table("run", "cell", "metric", "stored", "recomputed", "ok", title=f"verify {name}")
     for check in checks:
@@ -668,6 +670,7 @@ def probe_gradients(
 ):
     """Norm of d(loss at the last step)/d(x_t) by distance, at initialisation and after training."""
     backend.load_frameworks()
+    backend.use_compile_cache(COMPILE_CACHE)
     from harness.probes import gradients
 
     families = _names(families, gradients.FAMILIES)
@@ -702,6 +705,7 @@ def probe_rotation(
 ):
     """Score the hand-built rotation counter on `counting` beside the store's learned models."""
     backend.load_frameworks()
+    backend.use_compile_cache(COMPILE_CACHE)
     from harness.probes import rotation
 
     lengths = _lengths(lengths, rotation.LENGTHS)
@@ -727,7 +731,10 @@ def probe_cost(
     families: FamiliesOption = None,
     lengths: LengthsOption = None,
     batch_size: Annotated[int, typer.Option(help="Batch size, fixed across lengths.")] = 16,
-    steps: Annotated[int, typer.Option(help="Timed training steps per length (median).")] = 3,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Timed training steps per length; their median is the step's time."),
+    ] = None,
     memory_cap_gb: Annotated[
         float, typer.Option(help="Stop a family whose worker's resident memory passes this.")
     ] = 8.0,
@@ -743,6 +750,7 @@ def probe_cost(
 
     families = _names(families, cost.FAMILIES)
     lengths = _lengths(lengths, cost.LENGTHS)
+    steps = cost.STEPS if steps is None else steps
     cost.check(task, families, lengths, batch_size, steps, memory_cap_gb, precision)
     tracker, name = _probe_store(tracking_uri, suite, experiment)
 
@@ -756,16 +764,23 @@ def probe_cost(
         elif "oom" in line:
             out.print(f"{family} L={line['oom']}: out of memory", highlight=False)
 
-    costs = []
-    for family in families:
-        try:
-            costs.append(
-                cost.run_family(
-                    task, family, lengths, batch_size, steps, memory_cap_gb, show, precision
-                )
-            )
-        except RuntimeError as error:
-            raise UserError(str(error)) from None
+    costs, interrupted = [], False
+    try:
+        for family in families:
+            try:
+                costs.append(
+                    cost.run_family(
+                        task, family, lengths, batch_size, steps, memory_cap_gb, show, precision,
+                        COMPILE_CACHE,
+                    )
+                )  # fmt: skip
+            except RuntimeError as error:
+                raise UserError(str(error)) from None
+    except KeyboardInterrupt:  # the families finished are recorded
+        interrupted = True
+        if not costs:
+            err.print("interrupted before any family was measured: nothing recorded")
+            raise typer.Exit(130) from None
     run_id, length, kind = cost.record(tracker, name, task, costs, batch_size, steps, precision)
     table = Table("family", "time exponent", "memory exponent", "out of memory at")
     for c in costs:
@@ -782,6 +797,11 @@ def probe_cost(
         highlight=False,
     )
     out.print(f"probe run {run_id} in experiment '{name}' ({tracker.uri})", highlight=False)
+    if interrupted:
+        err.print(
+            f"interrupted: recorded the families finished ({', '.join(c.family for c in costs)})"
+        )
+        raise typer.Exit(130)
 
 
 @probe_app.command("report")

@@ -1,5 +1,6 @@
 """`--workers N`: how many, the environment workers share, and real local pools running a
-suite's cells and a frontier side by side with the sequential MLflow tree."""
+suite's cells and a frontier side by side with the sequential MLflow tree; JAX's
+compilation cache where programs are compiled again (runs, verify, probes)."""
 
 from __future__ import annotations
 
@@ -189,3 +190,24 @@ def test_two_workers_run_two_frontiers_side_by_side(workdir):
     assert set(frontiers["status"]) == {"FINISHED"}
     children = runs[runs["tags.harness.kind"] == "trial"]
     assert set(children["tags.harness.worker"]) == {"local1", "local2"}
+
+
+def cache_files(folder) -> int:
+    return sum(1 for path in folder.rglob("*") if path.is_file()) if folder.exists() else 0
+
+
+@pytest.mark.slow
+def test_runs_verify_and_probes_fill_the_compile_cache_unless_the_user_says_otherwise(workdir):
+    default, mine = workdir / "data" / "jax-cache", workdir / "mine"
+    cell = tiny_cell(epochs=1, max_trials=1)
+    harness("run", *cell, cwd=workdir, check=True, env={"HARNESS_COMPILE_CACHE": "0"})
+    assert not default.exists()  # the off switch
+    harness("verify", cwd=workdir, check=True)
+    assert cache_files(default) > 0  # verify compiles what the run did
+    before = cache_files(default)
+    rotation = ["probe", "rotation", "--lengths", "10,20", "--examples", "16"]
+    harness(*rotation, cwd=workdir, check=True, env={"JAX_COMPILATION_CACHE_DIR": str(mine)})
+    assert cache_files(mine) > 0 and cache_files(default) == before  # the user's cache wins
+    other = ["--workdir", str(workdir / "other"), "--tracking-uri", f"sqlite:///{workdir}/b.db"]
+    harness("run", *cell, *other, cwd=workdir, check=True)
+    assert cache_files(workdir / "other" / "jax-cache") > 0

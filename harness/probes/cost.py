@@ -2,7 +2,8 @@
 
 For each family (default hyperparameters) and each length, with the batch size
 fixed: WARMUP untimed training steps (the first compiles, the next lets a GPU
-library pick its kernels), then the median time of `--steps` more, each waited for
+library pick its kernels), then the median time of `--steps` more (STEPS unless
+given), each waited for
 on the device (`backend.train_step`: a step whose result cannot be read raises,
 never counts as fast), then one step under `backend.step_memory()` for its peak
 memory (the backend's own counters on a GPU; on CPU the growth of the process's
@@ -13,11 +14,11 @@ points), where a fixed per-step overhead no longer hides the growth. With
 `--precision bf16` every family runs in mixed bfloat16 with fused (flash)
 attention allowed, where the backend has it.
 
-Each family runs in its own worker process, lengths ascending. A length that
-runs out of memory (an out-of-memory error from the backend, the worker killed,
+Each family runs in its own worker process, lengths ascending, with JAX's
+compilation cache where the command keeps it. A length that runs out of memory (an out-of-memory error from the backend, the worker killed,
 or its resident memory above `--memory-cap-gb`, when the parent stops it before
 the machine runs short) is recorded as such, and the family's longer lengths are
-not tried.
+not tried. An interrupted probe (Ctrl-C, a time limit) records the families it finished.
 """
 
 from __future__ import annotations
@@ -109,12 +110,21 @@ def crossover(slow: dict[int, float], fast: dict[int, float]) -> tuple[float, st
 
 
 def worker(
-    task_name: str, family: str, lengths: list[int], batch: int, steps: int, precision: str
+    task_name: str,
+    family: str,
+    lengths: list[int],
+    batch: int,
+    steps: int,
+    precision: str,
+    cache: str | None = None,
 ) -> None:
     from harness import backend
 
     backend.configure()  # Keras and Keras Tuner only: the worker never needs TensorFlow's import
     import keras
+
+    if cache:
+        backend.use_compile_cache(cache)
 
     from search_spaces import get_space
     from tasks import get_task
@@ -162,13 +172,16 @@ def run_family(
     memory_cap_gb: float,
     on_line,
     precision: str = "fp32",
+    cache=None,
 ) -> FamilyCost:
-    """Run the worker for one family; stop it when its resident memory passes the cap."""
+    """Run the worker for one family; stop it when its resident memory passes the cap.
+
+    `cache`: the folder of JAX's compilation cache for the worker (none when None)."""
     import psutil
 
     command = [
         sys.executable, "-m", "harness.probes.cost", task, family, batch, steps, precision,
-        *lengths,
+        cache or "", *lengths,
     ]  # fmt: skip
     errors = tempfile.TemporaryFile(mode="w+")  # a file, so a chatty worker never blocks
     process = subprocess.Popen(
@@ -193,21 +206,26 @@ def run_family(
             time.sleep(0.1)
 
     threading.Thread(target=watch, daemon=True).start()
-    for text in process.stdout:
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if "start" in line:
-            current = line["start"]
-        elif "oom" in line:
-            cost.oom = line["oom"]
-        elif "length" in line:
-            cost.seconds[line["length"]] = line["seconds"]
-            cost.memory_mb[line["length"]] = line["memory_mb"]
-            cost.method = line["method"]
-            current = None
-        on_line(family, line)
+    try:
+        for text in process.stdout:
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if "start" in line:
+                current = line["start"]
+            elif "oom" in line:
+                cost.oom = line["oom"]
+            elif "length" in line:
+                cost.seconds[line["length"]] = line["seconds"]
+                cost.memory_mb[line["length"]] = line["memory_mb"]
+                cost.method = line["method"]
+                current = None
+            on_line(family, line)
+    except BaseException:  # interrupted: the worker goes too
+        process.kill()
+        process.wait()
+        raise
     code = process.wait()
     errors.seek(0)
     stderr = errors.read()
@@ -289,9 +307,13 @@ def record(
 
 
 if __name__ == "__main__":
-    task_arg, family_arg, batch_arg, steps_arg, precision_arg, *length_args = sys.argv[1:]
+    task_arg, family_arg, batch_arg, steps_arg, precision_arg, cache_arg, *length_args = sys.argv[
+        1:
+    ]
     lengths_arg = [int(L) for L in length_args]
-    worker(task_arg, family_arg, lengths_arg, int(batch_arg), int(steps_arg), precision_arg)
+    worker(
+        task_arg, family_arg, lengths_arg, int(batch_arg), int(steps_arg), precision_arg, cache_arg
+    )
 
 
 def section(probe):
