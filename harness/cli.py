@@ -764,24 +764,26 @@ def probe_cost(
         elif "oom" in line:
             out.print(f"{family} L={line['oom']}: out of memory", highlight=False)
 
+    run_id = cost.start(tracker, name, task, batch_size, steps, precision)
     costs, interrupted = [], False
     try:
         for family in families:
-            try:
-                costs.append(
-                    cost.run_family(
-                        task, family, lengths, batch_size, steps, memory_cap_gb, show, precision,
-                        COMPILE_CACHE,
-                    )
-                )  # fmt: skip
-            except RuntimeError as error:
-                raise UserError(str(error)) from None
+            costs.append(
+                cost.run_family(
+                    task, family, lengths, batch_size, steps, memory_cap_gb, show, precision,
+                    COMPILE_CACHE,
+                )
+            )  # fmt: skip
     except KeyboardInterrupt:  # the families finished are recorded
         interrupted = True
-        if not costs:
-            err.print("interrupted before any family was measured: nothing recorded")
-            raise typer.Exit(130) from None
-    run_id, length, kind = cost.record(tracker, name, task, costs, batch_size, steps, precision)
+    except RuntimeError as error:
+        tracker.finish(run_id, "FAILED")
+        raise UserError(str(error)) from None
+    if not costs:
+        tracker.finish(run_id, "KILLED")
+        err.print(f"interrupted before any family was measured: probe run {run_id} killed")
+        raise typer.Exit(130)
+    length, kind = cost.record(tracker, run_id, costs)
     table = Table("family", "time exponent", "memory exponent", "out of memory at")
     for c in costs:
         table.add_row(

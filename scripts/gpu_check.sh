@@ -8,7 +8,7 @@
 # Each step under its own time limit (SIGINT at the limit: each one records what it did):
 #   0. the wheel bundle installed (when .whl/ is there); the GPU, versions, commit logged;
 #   1. the backend benchmark at T=1000: lstm, gru, transformer in fp32 and bf16, per
-#      Keras backend against a bare cuDNN loop, the fused kernels as observed
+#      Keras backend (JAX first) against a bare cuDNN loop, the fused kernels as observed
 #      (benchmarks/gpu_backends.py; its files rewritten after each backend's process); <= 50 s
 #   2. the quick suite with --workers 1, then --workers auto, each with a store and a
 #      compilation cache of its own (cells and trials done in the time, or its wall time);
@@ -72,8 +72,9 @@ nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version --format=csv
 git rev-parse HEAD >>"$LOG" 2>&1 || true
 step versions 20 "$PY" -c "import jax, keras; print('jax', jax.__version__, jax.devices(), '| keras', keras.__version__)"
 
-step backends 50 "$PY" benchmarks/gpu_backends.py --lengths 1000 --families lstm gru transformer \
-    --variants fp32 bf16 --epochs 2 --examples 2048 --out "$OUT" --stem backends
+step backends 50 "$PY" benchmarks/gpu_backends.py --lengths 1000 --backends jax torch \
+    --families lstm gru transformer --variants fp32 bf16 --epochs 2 --examples 2048 \
+    --out "$OUT" --stem backends
 
 for workers in 1 auto; do
     step "quick suite, --workers $workers" 60 "$PY" -m harness run --suite quick \

@@ -264,33 +264,35 @@ def check(
     return task
 
 
-def record(
-    tracker: Tracker,
-    experiment: str,
-    task: str,
-    costs: list[FamilyCost],
-    batch: int,
-    steps: int,
-    precision: str = "fp32",
-) -> tuple[str, float, str]:
-    """The parent run: seconds and MiB per step by length, the exponents, the crossover."""
+def start(
+    tracker: Tracker, experiment: str, task: str, batch: int, steps: int, precision: str = "fp32"
+) -> str:
+    """The probe's parent run with its settings, opened before measuring (so an interrupted
+    probe has only `record` left to do)."""
+    params = {
+        "task": task,
+        "batch_size": batch,
+        "timed_steps": steps,
+        "warmup_steps": WARMUP,
+        "precision": precision,
+    }
+    return start_probe(tracker, experiment, "cost", params)
+
+
+def record(tracker: Tracker, run_id: str, costs: list[FamilyCost]) -> tuple[float, str]:
+    """Seconds and MiB per step by length, the exponents and the crossover, on the run
+    `start` opened, which ends FINISHED; (the crossover length, its kind)."""
     by_family = {c.family: c for c in costs}
     length, kind = float("nan"), "none"
     if ATTENTION in by_family and RECURRENT in by_family:
         length, kind = crossover(by_family[ATTENTION].seconds, by_family[RECURRENT].seconds)
     methods = sorted({c.method for c in costs if c.method})
     params = {
-        "task": task,
         "families": ",".join(c.family for c in costs),
         "lengths": ",".join(str(L) for L in sorted({L for c in costs for L in c.seconds})),
-        "batch_size": batch,
-        "timed_steps": steps,
-        "warmup_steps": WARMUP,
-        "precision": precision,
         "memory_method": "; ".join(methods),
         "crossover": f"{ATTENTION} slower than {RECURRENT}: {kind}",
     }
-    run_id = start_probe(tracker, experiment, "cost", params)
     series, metrics = {}, {}
     for c in costs:
         series[f"step_seconds/{c.family}"] = c.seconds
@@ -301,9 +303,10 @@ def record(
             metrics[f"out_of_memory_length/{c.family}"] = c.oom
     metrics["crossover_length"] = length
     log_series(tracker, run_id, series)
-    tracker.log(run_id, metrics={k: v for k, v in metrics.items() if np.isfinite(v)})
+    finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    tracker.log(run_id, params=params, metrics=finite)
     tracker.finish(run_id)
-    return run_id, length, kind
+    return length, kind
 
 
 if __name__ == "__main__":
