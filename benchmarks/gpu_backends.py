@@ -25,7 +25,9 @@ compilation). A setting that runs out of device memory is recorded as "oom"
 (another failure as "error", with its message), and the run goes on. On a CPU
 the bare loop turns oneDNN's RNN kernels off: on the project's 2-core Xeon they
 were about 100 times slower than PyTorch's plain ones at small sizes. The bare
-LSTM/GRU carry PyTorch's two bias vectors (as cuDNN does), Keras' one. Results go to <out>/<device-slug>.json and .md.
+LSTM/GRU carry PyTorch's two bias vectors (as cuDNN does), Keras' one. Results go to
+<out>/<device-slug>.json and .md (or --stem), rewritten after each process; interrupted
+(SIGINT: a time limit, Ctrl-C), it keeps what was measured and exits 130.
 
     python benchmarks/gpu_backends.py                      # T = 100, 1000, 10000; batch 256; width 128
     python benchmarks/gpu_backends.py --lengths 16 32 --batch-size 8 --width 8 --examples 32
@@ -71,12 +73,14 @@ VARIANTS = {
 MAIN = "fp32"  # what the suites run
 
 
+INTERRUPTED = "interrupted (a time limit or Ctrl-C)"
+
+
 def outcome_of(error: BaseException) -> str:
     """'oom' for an out-of-memory error of any backend, else 'error'."""
-    text = f"{type(error).__name__}: {error}"
-    if "OutOfMemory" in text or "out of memory" in text.lower() or "RESOURCE_EXHAUSTED" in text:
-        return "oom"
-    return "error"
+    from harness import backend
+
+    return "oom" if backend.is_out_of_memory(error) else "error"
 
 
 def short(error: BaseException) -> str:
@@ -354,10 +358,15 @@ def run_inner(kind: str, backend_name: str | None, args, folder: str) -> dict:
     command += ["--lengths", *map(str, args.lengths), "--families", *args.families]
     command += ["--batch-size", str(args.batch_size), "--width", str(args.width)]
     command += ["--examples", str(args.examples), "--epochs", str(args.epochs)]
-    done = subprocess.run(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        done = subprocess.run(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    except KeyboardInterrupt:  # a time limit's SIGINT or Ctrl-C: keep what it recorded
+        done = None
     data = json.loads(Path(result_file).read_text()) if Path(result_file).exists() else {}
     data.setdefault("results", [])
-    if done.returncode != 0:
+    if done is None:
+        data["crash"] = INTERRUPTED
+    elif done.returncode != 0:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:]
         data["crash"] = f"exit {done.returncode}: {tail[0] if tail else ''}"[:300]
         print(f"{backend_name or 'bare'}: process failed: {data['crash']}", file=sys.stderr)
@@ -523,6 +532,9 @@ def main() -> None:
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results"), help="folder for the results"
     )
+    parser.add_argument(
+        "--stem", help="the results' file name, without suffix (default: the device)"
+    )
     parser.add_argument("--inner", choices=["keras", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -535,6 +547,7 @@ def main() -> None:
 
     started = time.perf_counter()
     results, versions, devices, crashes = [], {}, {}, {}
+    interrupted, written = False, None
     with tempfile.TemporaryDirectory() as folder:
         runs = [("keras", b) for b in args.backends]
         if not args.no_bare and any(f in RECURRENT for f in args.families):
@@ -542,12 +555,14 @@ def main() -> None:
         for kind, name in runs:
             label = name or "bare"
             module = "torch" if kind == "bare" else name
-            if importlib.util.find_spec(module) is None:
-                crashes[label] = f"{module} is not installed"
-                data = {"results": []}
+            if interrupted:
+                data = {"results": [], "crash": "not run: interrupted"}
+            elif importlib.util.find_spec(module) is None:
+                data = {"results": [], "crash": f"{module} is not installed"}
             else:
-                print(f"{label}: measuring")
+                print(f"{label}: measuring", flush=True)
                 data = run_inner(kind, name, args, folder)
+                interrupted = data.get("crash") == INTERRUPTED
             if "crash" in data:
                 crashes[label] = data["crash"]
             families = (
@@ -558,10 +573,17 @@ def main() -> None:
             results += data["results"]
             versions[label] = data.get("versions")
             devices[label] = data.get("gpu") or data.get("device")
+            report = build_report(args, results, versions, devices, crashes, started)
+            written = save(report, Path(args.out), args.stem, written)
+    print_table(report)
+    print(f"\nwrote {written}.json and {written}.md in {report['wall_seconds']} s")
+    if interrupted:
+        raise SystemExit(130)
 
-    device = next((d for d in devices.values() if d), "unknown")
-    report = {
-        "device": device,
+
+def build_report(args, results, versions, devices, crashes, started) -> dict:
+    return {
+        "device": next((d for d in devices.values() if d), "unknown"),
         "devices": devices,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "settings": {
@@ -581,13 +603,19 @@ def main() -> None:
         "ratios": ratios(results, args.backends),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    out = Path(args.out)
+
+
+def save(report: dict, out: Path, stem: str | None, written: Path | None) -> Path:
+    """Write <out>/<stem>.json and .md (after each process: a time limit loses only the
+    running one's unsaved rows); files of an earlier name (the device found later) go."""
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / slug(device)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
-    print_table(report)
-    print(f"\nwrote {stem}.json and {stem}.md in {report['wall_seconds']} s")
+    path = out / (stem or slug(report["device"]))
+    if written is not None and written != path:
+        for suffix in (".json", ".md"):
+            written.with_suffix(suffix).unlink(missing_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(report))
+    return path
 
 
 if __name__ == "__main__":

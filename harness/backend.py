@@ -12,6 +12,7 @@ import gc
 import importlib.util
 import os
 import platform
+import subprocess
 from importlib import metadata
 
 DEFAULT_BACKEND = "jax"
@@ -107,6 +108,29 @@ def accelerator() -> str | None:
 
     gpus = tf.config.list_physical_devices("GPU")
     return tf.config.experimental.get_device_details(gpus[0]).get("device_name") if gpus else None
+
+
+def free_bytes_of(text: str) -> int | None:
+    """The first GPU's free memory in bytes from the output of `nvidia-smi
+    --query-gpu=memory.free --format=csv,noheader,nounits` (MiB, one line per GPU), or None."""
+    lines = text.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    return int(first) * 2**20 if first.isdigit() else None
+
+
+def gpu_free_bytes() -> int | None:
+    """Free memory of the first NVIDIA GPU, asked of nvidia-smi (no framework started), or None
+    where there is no nvidia-smi or it fails."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return free_bytes_of(out.stdout) if out.returncode == 0 else None
 
 
 def device() -> str:
@@ -255,8 +279,14 @@ def train_step(model, x, y) -> dict[str, float]:
     return logs
 
 
-def share_device(fraction: float) -> None:
-    """Hold a torch process to `fraction` of the GPU's memory (several share one device)."""
+TORCH_FRACTION = "HARNESS_TORCH_MEMORY_FRACTION"
+"""The share of the GPU's memory a torch process may take (set by harness/pool.py)."""
+
+
+def share_device() -> None:
+    """Hold a torch process to $HARNESS_TORCH_MEMORY_FRACTION of the GPU's memory, when set
+    below 1 (several processes share one device). JAX reads its own variables at start."""
+    fraction = float(os.environ.get(TORCH_FRACTION, "1"))
     if name() != "torch" or fraction >= 1:
         return
     import torch

@@ -31,6 +31,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 MAX_ELEMENTS = 500_000_000
 DEFAULT_WORKDIR = Path("data")
+COMPILE_CACHE = DEFAULT_WORKDIR / "jax-cache"  # for the commands without --workdir
 
 WorkersOption = Annotated[
     str,
@@ -269,9 +270,12 @@ def run(
 
 
 def _workers(text: str, cluster) -> int:
-    """--workers as a number (auto: 1 on a CPU, by free GPU memory on a GPU)."""
+    """--workers as a number (auto: 1 on a CPU or with --chief/--worker, else by free GPU
+    memory)."""
     from harness.pool import parse_workers
 
+    if cluster is not None and text == "auto":
+        return 1
     count = parse_workers(text)
     if cluster is not None and count > 1:
         raise UserError(
@@ -288,7 +292,12 @@ def _execute(
     from dataclasses import replace
 
     _writable_dir(workdir, "working directory")
+    if workers > 1:
+        from harness.pool import share_environment
+
+        share_environment(workers)  # before this process starts JAX or torch
     backend.load_frameworks()
+    backend.share_device()
     backend.use_compile_cache(workdir / "jax-cache")
     from harness import interrupts
     from harness.progress import ConsoleProgress
@@ -557,13 +566,15 @@ def verify(
     """Recompute every score the report would show from the stored models; exit 1 on a mismatch.
 
     Reads the store alone (models downloaded, test data regenerated from the recorded
-    seeds and sizes); never trains and never reads the working directory. A store whose
+    seeds and sizes); never trains, and reads nothing of the working directory but JAX's
+    compilation cache (data/jax-cache), which it fills. A store whose
     cells all diverged or failed has nothing to check: it says so and exits 0.
     """
     from harness import verify as checking
 
     tracker, name = _reading(tracking_uri, suite, experiment)
     backend.load_frameworks()
+    backend.use_compile_cache(COMPILE_CACHE)
     found = checking.verify(tracker, name, lambda line: err.print(line, highlight=False))
     table = Table("run", "cell", "metric", "stored", "recomputed", "ok", title=f"verify {name}")
     for check in found.checks:
@@ -682,6 +693,7 @@ def probe_gradients(
 ):
     """Norm of d(loss at the last step)/d(x_t) by distance, at initialisation and after training."""
     backend.load_frameworks()
+    backend.use_compile_cache(COMPILE_CACHE)
     from harness.probes import gradients
 
     families = _names(families, gradients.FAMILIES)
@@ -717,6 +729,7 @@ def probe_rotation(
 ):
     """Score the hand-built rotation counter on `counting` beside the store's learned models."""
     backend.load_frameworks()
+    backend.use_compile_cache(COMPILE_CACHE)
     from harness.probes import rotation
 
     lengths = _lengths(lengths, rotation.LENGTHS)
@@ -744,7 +757,10 @@ def probe_cost(
     families: FamiliesOption = None,
     lengths: LengthsOption = None,
     batch_size: Annotated[int, typer.Option(help="Batch size, fixed across lengths.")] = 16,
-    steps: Annotated[int, typer.Option(help="Timed training steps per length (median).")] = 3,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Timed training steps per length; their median is the step's time."),
+    ] = None,
     memory_cap_gb: Annotated[
         float, typer.Option(help="Stop a family whose worker's resident memory passes this.")
     ] = 8.0,
@@ -760,6 +776,7 @@ def probe_cost(
 
     families = _names(families, cost.FAMILIES)
     lengths = _lengths(lengths, cost.LENGTHS)
+    steps = cost.STEPS if steps is None else steps
     cost.check(task, families, lengths, batch_size, steps, memory_cap_gb, precision)
     tracker, name = _probe_store(tracking_uri, suite, experiment)
 
@@ -773,17 +790,26 @@ def probe_cost(
         elif "oom" in line:
             out.print(f"{family} L={line['oom']}: out of memory", highlight=False)
 
-    costs = []
-    for family in families:
-        try:
+    run_id = cost.start(tracker, name, task, batch_size, steps, precision)
+    costs, interrupted = [], False
+    try:
+        for family in families:
             costs.append(
                 cost.run_family(
-                    task, family, lengths, batch_size, steps, memory_cap_gb, show, precision
+                    task, family, lengths, batch_size, steps, memory_cap_gb, show, precision,
+                    COMPILE_CACHE,
                 )
-            )
-        except RuntimeError as error:
-            raise UserError(str(error)) from None
-    run_id, length, kind = cost.record(tracker, name, task, costs, batch_size, steps, precision)
+            )  # fmt: skip
+    except KeyboardInterrupt:  # the families finished are recorded
+        interrupted = True
+    except RuntimeError as error:
+        tracker.finish(run_id, "FAILED")
+        raise UserError(str(error)) from None
+    if not costs:
+        tracker.finish(run_id, "KILLED")
+        err.print(f"interrupted before any family was measured: probe run {run_id} killed")
+        raise typer.Exit(130)
+    length, kind = cost.record(tracker, run_id, costs)
     table = Table("family", "time exponent", "memory exponent", "out of memory at")
     for c in costs:
         table.add_row(
@@ -799,6 +825,11 @@ def probe_cost(
         highlight=False,
     )
     out.print(f"probe run {run_id} in experiment '{name}' ({tracker.uri})", highlight=False)
+    if interrupted:
+        err.print(
+            f"interrupted: recorded the families finished ({', '.join(c.family for c in costs)})"
+        )
+        raise typer.Exit(130)
 
 
 @probe_app.command("report")

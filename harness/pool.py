@@ -17,7 +17,7 @@ sequential one: a parent run per cell, a child per trial. How work is spread is 
 part of any cell's key. Workers share the device: JAX workers get
 XLA_PYTHON_CLIENT_PREALLOCATE=false (by default each JAX process takes 75% of the GPU
 memory) and torch workers a per-process memory fraction of 1/N, unless the user set
-their own. A worker that dies is replaced; its trial goes back to the queue.
+their own; so does the coordinator (it asks the device's name for its runs' tags). A worker that dies is replaced; its trial goes back to the queue.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import threading
@@ -34,49 +33,47 @@ from dataclasses import dataclass
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
 
+from harness import backend
 from harness.errors import UserError
 from harness.progress import Progress
 
 HOST = "127.0.0.1"
 WORKER_TIMEOUT_S = 20.0  # a local worker silent this long is dropped (its trial re-queued)
-TRIAL_PEAK_BYTES = 4 * 2**30  # a trial's device memory when the store has not measured one
+TRIAL_GIB = 4.0
+"""The GPU memory `--workers auto` sets aside per trial: a fixed estimate, not measured;
+$HARNESS_TRIAL_GIB overrides it."""
+TRIAL_GIB_VARIABLE = "HARNESS_TRIAL_GIB"
 COOLDOWN_S = 2.0
 KEY = "HARNESS_POOL_KEY"
-TORCH_FRACTION = "HARNESS_TORCH_MEMORY_FRACTION"
 
 
 # -- how many, and the environment they share -------------------------------------------------
 
 
-def auto_workers(free_bytes: int | None, trial_peak_bytes: int, cpus: int) -> int:
+def auto_workers(free_bytes: int | None, trial_bytes: float, cpus: int) -> int:
     """Workers for `--workers auto`: 1 without a GPU; on a GPU as many trials as fit in 80%
-    of its free memory at `trial_peak_bytes` each, at most one per CPU core."""
+    of its free memory at `trial_bytes` each, at most one per CPU core."""
     if free_bytes is None:
         return 1
-    return max(1, min(cpus, math.floor(0.8 * free_bytes / max(trial_peak_bytes, 1))))
+    return max(1, min(cpus, math.floor(0.8 * free_bytes / max(trial_bytes, 1))))
 
 
-def gpu_free_bytes() -> int | None:
-    """Free memory of the first NVIDIA GPU (nvidia-smi, no framework started), or None."""
-    if shutil.which("nvidia-smi") is None:
-        return None
+def trial_bytes() -> float:
+    """The GPU memory set aside per trial: $HARNESS_TRIAL_GIB, else TRIAL_GIB."""
+    text = os.environ.get(TRIAL_GIB_VARIABLE, str(TRIAL_GIB))
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-        return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
+        gib = float(text)
+    except ValueError:
+        gib = math.nan
+    if not gib > 0:
+        raise UserError(f"{TRIAL_GIB_VARIABLE}='{text}' is not a positive number of GiB")
+    return gib * 2**30
 
 
-def parse_workers(text: str, trial_peak_bytes: int | None = None) -> int:
+def parse_workers(text: str) -> int:
     """`--workers N` or `auto`."""
     if text == "auto":
-        peak = trial_peak_bytes or TRIAL_PEAK_BYTES
-        return auto_workers(gpu_free_bytes(), peak, os.cpu_count() or 1)
+        return auto_workers(backend.gpu_free_bytes(), trial_bytes(), os.cpu_count() or 1)
     if not text.isdigit() or int(text) < 1:
         raise UserError(f"--workers '{text}' is not a positive whole number or auto")
     return int(text)
@@ -87,8 +84,14 @@ def worker_environment(env: dict[str, str], workers: int) -> dict[str, str]:
     env = dict(env)
     if "XLA_PYTHON_CLIENT_PREALLOCATE" not in env and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in env:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-    env.setdefault(TORCH_FRACTION, f"{1 / workers:.4f}")
+    env.setdefault(backend.TORCH_FRACTION, f"{1 / workers:.4f}")
     return env
+
+
+def share_environment(workers: int) -> None:
+    """The coordinator's own environment as its workers': called before any framework starts
+    in it (its device queries would otherwise start JAX taking 75% of the GPU's memory)."""
+    os.environ.update(worker_environment(os.environ, workers))
 
 
 # -- the coordinator's side ---------------------------------------------------------------------
@@ -296,7 +299,7 @@ class WorkerProgress(Progress):
 
 
 def worker_main(address: str, worker_id: str) -> None:
-    from harness import backend, interrupts
+    from harness import interrupts
 
     backend.configure()
     host, _, port = address.rpartition(":")
@@ -305,7 +308,7 @@ def worker_main(address: str, worker_id: str) -> None:
     workdir = Path(settings["workdir"])
     backend.load_frameworks()
     backend.use_compile_cache(workdir / "jax-cache")
-    backend.share_device(float(os.environ.get(TORCH_FRACTION, "1")))
+    backend.share_device()
     interrupts.install()
     from harness.runner import Runner
     from harness.tracking import Tracker

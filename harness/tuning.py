@@ -60,20 +60,22 @@ class TrialRecord:
     """What one trial's callback saw, across its executions."""
 
     epochs: int = 0
-    epoch_seconds: list[float] = field(default_factory=list)
+    executions: list[list[float]] = field(default_factory=list)  # each one's epoch seconds
     epochs_to_solve: int | None = None
     diverged: str | None = None
     parameters: int | None = None
 
     def timing(self) -> dict[str, float]:
-        """Seconds per epoch without compilation: the epochs after the first; the first
-        epoch's excess over their median is the compile time."""
-        later = self.epoch_seconds[1:]
+        """Seconds per epoch without compilation: the mean of each execution's epochs after
+        its first (a new model, compiled again); compile seconds: the sum over executions of
+        the first epoch's excess over the median of those later epochs."""
+        later = [seconds for epochs in self.executions for seconds in epochs[1:]]
         if not later:
             return {}
+        typical = statistics.median(later)
         return {
             "seconds_per_epoch": statistics.fmean(later),
-            "compile_seconds": max(0.0, self.epoch_seconds[0] - statistics.median(later)),
+            "compile_seconds": sum(max(0.0, epochs[0] - typical) for epochs in self.executions),
         }
 
 
@@ -99,9 +101,10 @@ class TrialWatch(keras.callbacks.Callback):
     def __deepcopy__(self, memo):  # Keras Tuner deep-copies callbacks per execution
         return self
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs=None):  # once per execution
         interrupts.check()
         self._solved_streak = 0
+        self.record.executions.append([])
         self.record.parameters = self.model.count_params()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -109,7 +112,7 @@ class TrialWatch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        self.record.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+        self.record.executions[-1].append(time.perf_counter() - self._epoch_start)
         self.record.epochs = max(self.record.epochs, epoch + 1)
         if self.tracker and self.run_id:
             finite = {k: v for k, v in logs.items() if math.isfinite(float(v))}

@@ -1,18 +1,22 @@
 """The CPU counterpart of the GPU benchmark: benchmarks/gpu_backends.py at tiny sizes.
 
 It runs the real script (torch and jax processes, the bare PyTorch loop) and
-checks the JSON it writes, so the script cannot rot between GPU runs. It asserts
-structure, never speed.
+checks the JSON it writes, so the script cannot rot between GPU runs, also when a time
+limit interrupts it. It asserts structure, never speed.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from harness.backend import gpu_free_bytes
+from tests.conftest import wait_for_output
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_backends.py"
@@ -63,13 +67,15 @@ def test_every_family_length_and_backend_is_measured(report):
         for variant in VARIANTS:
             for length in LENGTHS:
                 assert measured(rows[(backend, "transformer", variant, length)]["seconds"])
-    # On a CPU no fused kernel runs, and the script says so.
-    assert {
+    # On a CPU no fused kernel runs, and the script says so; Keras on JAX has no cuDNN GRU.
+    fused = {
         rows[(b, f, "fp32", n)]["fused_rnn_kernel"]
         for b in BACKENDS
         for f in RECURRENT
         for n in LENGTHS
-    } == {"no"}
+    }
+    assert fused == {"no"} if gpu_free_bytes() is None else fused <= {"yes", "no"}
+    assert {rows[("jax", "gru", "fp32", n)]["fused_rnn_kernel"] for n in LENGTHS} == {"no"}
     assert {
         rows[(b, "transformer", "fp32", n)]["fused_rnn_kernel"] for b in BACKENDS for n in LENGTHS
     } == {"n/a"}
@@ -104,6 +110,30 @@ def test_markdown_and_printed_table(report):
     assert data["device"] in md and "| lstm | 16 |" in md and "bf16-nofused" in md
     assert "harness/bare" in stdout and "wrote" in stdout
     assert set(data["versions"]) == {"torch", "jax", "bare"}
+
+
+@pytest.mark.slow
+def test_an_interrupted_benchmark_keeps_what_it_measured(tmp_path):
+    """SIGINT (a time limit) while the second process measures: the first one's rows are
+    in the files, the rest recorded as interrupted or not run, exit code 130."""
+    tiny = ["--lengths", "16", "--batch-size", "8", "--width", "8", "--examples", "32"]
+    tiny += ["--epochs", "2", "--families", "lstm", "--out", str(tmp_path), "--stem", "cut"]
+    log = tmp_path / "log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-u", str(SCRIPT), *tiny], cwd=ROOT, stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    wait_for_output(process, log, "jax: measuring", timeout=600)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130, log.read_text()
+    data = json.loads((tmp_path / "cut.json").read_text())
+    assert "| lstm | 16 |" in (tmp_path / "cut.md").read_text()
+    rows = {r["backend"]: r for r in data["results"]}
+    assert measured(rows["torch"]["seconds"])
+    assert rows["jax"]["seconds"] == "error" and rows["bare"]["seconds"] == "error"
+    assert data["crashes"]["jax"].startswith("interrupted")
+    assert data["crashes"]["bare"] == "not run: interrupted"
 
 
 def test_oom_is_recorded_not_raised():

@@ -1,14 +1,30 @@
 """`--workers N`: how many, the environment workers share, and real local pools running a
-suite's cells and a frontier side by side with the sequential MLflow tree."""
+suite's cells and a frontier side by side with the sequential MLflow tree; JAX's
+compilation cache where programs are compiled again (runs, verify, probes)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from harness import backend
 from harness.pool import auto_workers, parse_workers, worker_environment
-from tests.conftest import all_runs, harness, store_uri, tiny_cell, write_suite
+from tests.conftest import REPO, all_runs, harness, store_uri, tiny_cell, write_suite
 
 GIB = 2**30
+
+
+def fake_nvidia_smi(folder, free_mib: int) -> str:
+    """A PATH whose nvidia-smi reports a GPU with `free_mib` MiB free (first in the PATH)."""
+    bin_dir = folder / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text(f"#!/bin/sh\necho {free_mib}\necho 1000\n")
+    fake.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
 
 
 def test_auto_is_one_on_a_cpu_and_by_free_memory_on_a_gpu():
@@ -19,6 +35,27 @@ def test_auto_is_one_on_a_cpu_and_by_free_memory_on_a_gpu():
     assert parse_workers("3") == 3
     with pytest.raises(Exception, match="--workers 'zero' is not a positive whole number"):
         parse_workers("zero")
+
+
+def test_free_memory_is_read_from_nvidia_smi_output():
+    assert backend.free_bytes_of("143000\n") == 143000 * 2**20
+    assert backend.free_bytes_of(" 81000\n80000\n") == 81000 * 2**20  # the first GPU
+    for text in ("", "[N/A]\n", "No devices were found\n"):
+        assert backend.free_bytes_of(text) is None, text
+
+
+def test_auto_asks_nvidia_smi_and_sets_aside_the_trial_estimate(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", fake_nvidia_smi(tmp_path, 20 * 1024))  # 20 GiB free
+    assert backend.gpu_free_bytes() == 20 * GIB
+    monkeypatch.setenv("HARNESS_TRIAL_GIB", "16")
+    assert parse_workers("auto") == 1  # 80% of 20 GiB holds one trial of 16 GiB
+    monkeypatch.setenv("HARNESS_TRIAL_GIB", "8")
+    assert parse_workers("auto") == min(2, os.cpu_count())
+    monkeypatch.delenv("HARNESS_TRIAL_GIB")
+    assert parse_workers("auto") == min(4, os.cpu_count())  # the fixed 4 GiB
+    monkeypatch.setenv("HARNESS_TRIAL_GIB", "lots")
+    with pytest.raises(Exception, match="HARNESS_TRIAL_GIB='lots' is not a positive number"):
+        parse_workers("auto")
 
 
 def test_workers_share_the_device_and_the_users_settings_win():
@@ -41,13 +78,72 @@ def test_workers_share_the_device_and_the_users_settings_win():
     )
 
 
-def test_workers_with_a_chief_are_refused_with_one_line(workdir):
-    result = harness(
-        "run", *tiny_cell(), "--chief", "127.0.0.1:8470", "--workers", "2", cwd=workdir
+# `harness run ARGS` with Keras' loading replaced by a look at the environment the
+# coordinator's frameworks would start with, and whether JAX had started before.
+COORDINATOR = """
+import os, sys
+from jax._src import xla_bridge
+from harness import backend, cli
+
+def look():
+    found = {name: os.environ.get(name, "unset") for name in (
+        "XLA_PYTHON_CLIENT_PREALLOCATE", "HARNESS_TORCH_MEMORY_FRACTION")}
+    print(found, "jax started" if xla_bridge.backends_are_initialized() else "jax not started")
+    os._exit(0)
+
+backend.load_frameworks = look
+cli.app(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(
+    ("workers", "env", "expected"),
+    [
+        ("2", {}, ("false", "0.5000")),
+        ("1", {}, ("unset", "unset")),
+        ("2", {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.3"}, ("unset", "0.5000")),
+    ],
+)
+def test_the_coordinator_shares_the_device_before_its_frameworks_start(
+    workdir, workers, env, expected
+):
+    full_env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO), **env}
+    for name in ("XLA_PYTHON_CLIENT_PREALLOCATE", "HARNESS_TORCH_MEMORY_FRACTION"):
+        full_env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-c", COORDINATOR, "run", *tiny_cell(), "--workers", workers],
+        cwd=workdir, env=full_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    preallocate, fraction = expected
+    assert result.stdout.strip().splitlines()[-1] == (
+        f"{{'XLA_PYTHON_CLIENT_PREALLOCATE': '{preallocate}', "
+        f"'HARNESS_TORCH_MEMORY_FRACTION': '{fraction}'}} jax not started"
     )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "give --workers 1" in lines[0]
+
+
+def test_workers_with_a_chief_are_refused_with_one_line(workdir):
+    for role in (["--chief", "127.0.0.1:8470"], ["--chief", "127.0.0.1:8470", "--worker", "w1"]):
+        result = harness("run", *tiny_cell(), *role, "--workers", "2", cwd=workdir)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "give --workers 1" in lines[0], role
+
+
+def test_auto_is_one_with_a_chief_and_workers_combine_with_shards(workdir):
+    """On a GPU `auto` means several workers, yet `--chief` alone takes it as 1. Each command
+    stops at its unwritable working directory, the first thing after --workers is settled."""
+    (workdir / "file").write_text("")
+    path = {"PATH": fake_nvidia_smi(workdir, 143_000)}  # an H200's free memory: auto > 1
+    blocked = ["--workdir", str(workdir / "file" / "data")]
+    for flags in (
+        ["--chief", "127.0.0.1:8470"],
+        ["--chief", "127.0.0.1:8470", "--worker", "w1"],
+        ["--shard", "1/2", "--workers", "2"],
+    ):
+        result = harness("run", *tiny_cell(), *flags, *blocked, cwd=workdir, env=path)
+        assert result.returncode == 2, flags
+        assert "working directory" in result.stderr and "--workers" not in result.stderr, flags
 
 
 def check_tree(folder, experiment: str, cells: int, trials: int) -> None:
@@ -94,3 +190,24 @@ def test_two_workers_run_two_frontiers_side_by_side(workdir):
     assert set(frontiers["status"]) == {"FINISHED"}
     children = runs[runs["tags.harness.kind"] == "trial"]
     assert set(children["tags.harness.worker"]) == {"local1", "local2"}
+
+
+def cache_files(folder) -> int:
+    return sum(1 for path in folder.rglob("*") if path.is_file()) if folder.exists() else 0
+
+
+@pytest.mark.slow
+def test_runs_verify_and_probes_fill_the_compile_cache_unless_the_user_says_otherwise(workdir):
+    default, mine = workdir / "data" / "jax-cache", workdir / "mine"
+    cell = tiny_cell(epochs=1, max_trials=1)
+    harness("run", *cell, cwd=workdir, check=True, env={"HARNESS_COMPILE_CACHE": "0"})
+    assert not default.exists()  # the off switch
+    harness("verify", cwd=workdir, check=True)
+    assert cache_files(default) > 0  # verify compiles what the run did
+    before = cache_files(default)
+    rotation = ["probe", "rotation", "--lengths", "10,20", "--examples", "16"]
+    harness(*rotation, cwd=workdir, check=True, env={"JAX_COMPILATION_CACHE_DIR": str(mine)})
+    assert cache_files(mine) > 0 and cache_files(default) == before  # the user's cache wins
+    other = ["--workdir", str(workdir / "other"), "--tracking-uri", f"sqlite:///{workdir}/b.db"]
+    harness("run", *cell, *other, cwd=workdir, check=True)
+    assert cache_files(workdir / "other" / "jax-cache") > 0

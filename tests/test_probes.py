@@ -8,8 +8,10 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,15 @@ backend.configure()
 from harness.probes import cost, gradients, loglog_fit, rotation  # noqa: E402
 from search_spaces import REGISTRY  # noqa: E402
 from tasks import get_task  # noqa: E402
-from tests.conftest import TINY_DATA, client, harness, md_rows, section_text  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    TINY_DATA,
+    client,
+    harness,
+    md_rows,
+    section_text,
+    start_harness,
+    wait_for_output,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FAMILIES = list(REGISTRY)
@@ -153,8 +163,13 @@ def test_crossover_measured_predicted_and_none():
         {L: 1e-4 * L for L in short},
     )
     assert kind == "predicted" and length == pytest.approx(100.0)
-    never = {L: 1e-6 * L for L in LENGTHS}
-    assert math.isnan(cost.crossover(never, lstm)[0])
+    never = {L: 1e-6 * L for L in LENGTHS}  # the same exponent: fitted ones differ by noise
+    nearly = {L: 1e-6 * L**1.02 for L in LENGTHS}  # within timing noise of the LSTM's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way to "none"
+        for slow in (never, nearly):
+            length, kind = cost.crossover(slow, lstm)
+            assert math.isnan(length) and kind == "none"
 
 
 @pytest.mark.slow
@@ -177,6 +192,52 @@ def test_out_of_memory_is_recorded_not_raised():
     assert backend.is_out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating"))
     assert backend.is_out_of_memory(MemoryError())
     assert not backend.is_out_of_memory(ValueError("shapes do not match"))
+
+
+def probe_run(folder: Path, experiment: str):
+    """The one cost probe run of `experiment` in the store of `folder`."""
+    mlflow = client(folder)
+    found = mlflow.search_runs([mlflow.get_experiment_by_name(experiment).experiment_id])
+    (run,) = [r for r in found if r.data.tags.get("harness.probe") == "cost"]
+    return run
+
+
+def test_cost_probe_in_bf16_with_the_default_steps(tmp_path):
+    """The bf16 option (mixed bfloat16, fused attention allowed: on this CPU Keras takes its
+    own attention) runs the transformer; the timed steps default to cost.STEPS; the worker
+    keeps JAX's compilation cache in the default working directory."""
+    result = harness(
+        "probe", "cost", "--families", "transformer", "--lengths", "8,16", "--batch-size", "2",
+        "--precision", "bf16", "--experiment", "bf16", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = probe_run(tmp_path, "bf16")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["precision"] == "bf16"
+    assert run.data.params["timed_steps"] == str(cost.STEPS)
+    history = client(tmp_path).get_metric_history(run.info.run_id, "step_seconds/transformer")
+    assert sorted(m.step for m in history) == [8, 16] and all(m.value > 0 for m in history)
+    assert any((tmp_path / "data" / "jax-cache").iterdir())  # the worker's compilation cache
+
+
+@pytest.mark.slow
+def test_an_interrupted_cost_probe_records_the_families_it_finished(tmp_path):
+    """Ctrl-C (or a time limit's SIGINT) during the second family: the first is recorded."""
+    process = start_harness(
+        "probe", "cost", "--families", "lstm,gru", "--lengths", "8,1024", "--batch-size", "2",
+        "--steps", "1", "--experiment", "cut", cwd=tmp_path, log="cost.log",
+    )  # fmt: skip
+    wait_for_output(process, tmp_path / "cost.log", "gru L=8:", timeout=600)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    assert (
+        "interrupted: recorded the families finished (lstm)" in (tmp_path / "cost.log").read_text()
+    )
+    run = probe_run(tmp_path, "cut")
+    assert run.info.status == "FINISHED" and run.data.params["families"] == "lstm"
+    history = client(tmp_path).get_metric_history(run.info.run_id, "step_seconds/lstm")
+    assert sorted(m.step for m in history) == [8, 1024]
+    assert not [key for key in run.data.metrics if "gru" in key]
 
 
 class UnreadableStep:

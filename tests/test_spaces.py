@@ -100,13 +100,15 @@ def test_spaces_and_tasks_are_listed_without_importing_a_framework():
 
 
 def test_the_fused_kernel_tag_says_what_was_observed():
-    """On this CPU no cuDNN kernel runs: observed "no" for LSTM/GRU (both directions of a
-    Bidirectional looked at), "n/a" without them; the JAX check reads the lowered step."""
+    """Observed "yes" only where cuDNN runs: Keras on JAX takes it for LSTM on a GPU, and has
+    no cuDNN GRU (both directions of a Bidirectional looked at); "n/a" without LSTM/GRU;
+    the JAX check reads the lowered step."""
     task = get_task("adding")
     x, y = task.generate(4, 8, 0, "train")
-    for family in ("lstm", "gru", "bigru"):
+    gpu = backend.accelerator() is not None
+    for family, expected in (("lstm", "yes" if gpu else "no"), ("gru", "no"), ("bigru", "no")):
         model = get_space(family, task).default_model()
-        assert backend.observe_fused_rnn(model, x, y) == "no", family
+        assert backend.observe_fused_rnn(model, x, y) == expected, family
     assert backend.observe_fused_rnn(get_space("transformer", task).default_model(), x, y) == "n/a"
     lowered = 'stablehlo.custom_call @cudnn_rnn(%0, %1) {backend_config = ""}'
     assert backend.holds_cudnn_rnn(lowered) and not backend.holds_cudnn_rnn("stablehlo.dot")
@@ -114,16 +116,36 @@ def test_the_fused_kernel_tag_says_what_was_observed():
     assert len(layers) == 2 and {layer.go_backwards for layer in layers} == {False, True}
 
 
+TORCH_WATCH = """
+from harness import backend; backend.configure()
+import keras, torch
+from search_spaces import get_space; from tasks import get_task
+task = get_task('adding'); x, y = task.generate(4, 8, 0, 'train')
+
+class WithTorchLSTM(keras.Model):  # torch.nn.LSTM calls torch._VF.lstm on the CPU too
+    def __init__(self):
+        super().__init__()
+        self.torch_lstm = keras.layers.TorchModuleWrapper(
+            torch.nn.LSTM(x.shape[-1], 4, batch_first=True))
+        self.keras_lstm = keras.layers.LSTM(4)
+
+    def call(self, inputs):
+        return self.keras_lstm(self.torch_lstm(inputs)[0])
+
+print(backend.accelerator() is not None,
+      backend.observe_fused_rnn(get_space('lstm', task).default_model(), x, y),
+      backend.observe_fused_rnn(WithTorchLSTM(), x, y))
+"""
+
+
 def test_on_torch_the_fused_kernel_is_watched_in_a_training_step():
-    script = (
-        "from harness import backend; backend.configure()\n"
-        "from search_spaces import get_space; from tasks import get_task\n"
-        "task = get_task('adding'); x, y = task.generate(4, 8, 0, 'train')\n"
-        "print(backend.observe_fused_rnn(get_space('lstm', task).default_model(), x, y))\n"
-    )
+    """Keras' torch LSTM calls torch._VF.lstm (cuDNN) on CUDA only: "no" on a CPU. The watch
+    itself is seen to fire on a CPU through a torch.nn.LSTM inside the model."""
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "KERAS_BACKEND": "torch"},
+        [sys.executable, "-c", TORCH_WATCH], cwd=REPO, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "KERAS_BACKEND": "torch"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "no"  # torch._VF.lstm runs on CUDA only
+    gpu, keras_lstm, with_torch_lstm = result.stdout.strip().splitlines()[-1].split()
+    assert keras_lstm == ("yes" if gpu == "True" else "no")
+    assert with_torch_lstm == "yes"

@@ -41,7 +41,7 @@ def test_run_tree_and_resume(workdir):
         "budget_key", "status",
     ):  # fmt: skip
         assert parent[f"tags.harness.{tag}"]
-    assert parent["tags.harness.fused_rnn_kernel_observed"] == "no"  # no cuDNN on this CPU
+    assert parent["tags.harness.fused_rnn_kernel_observed"] == "no"  # GPU too: JAX GRU, no cuDNN
     # metrics: scores, generalisation, seeds, costs
     for metric in (
         "test_score",

@@ -2,7 +2,8 @@
 
 For each family (default hyperparameters) and each length, with the batch size
 fixed: WARMUP untimed training steps (the first compiles, the next lets a GPU
-library pick its kernels), then the median time of `--steps` more, each waited for
+library pick its kernels), then the median time of `--steps` more (STEPS unless
+given), each waited for
 on the device (`backend.train_step`: a step whose result cannot be read raises,
 never counts as fast), then one step under `backend.step_memory()` for its peak
 memory (the backend's own counters on a GPU; on CPU the growth of the process's
@@ -13,11 +14,11 @@ points), where a fixed per-step overhead no longer hides the growth. With
 `--precision bf16` every family runs in mixed bfloat16 with fused (flash)
 attention allowed, where the backend has it.
 
-Each family runs in its own worker process, lengths ascending. A length that
-runs out of memory (an out-of-memory error from the backend, the worker killed,
+Each family runs in its own worker process, lengths ascending, with JAX's
+compilation cache where the command keeps it. A length that runs out of memory (an out-of-memory error from the backend, the worker killed,
 or its resident memory above `--memory-cap-gb`, when the parent stops it before
 the machine runs short) is recorded as such, and the family's longer lengths are
-not tried.
+not tried. An interrupted probe (Ctrl-C, a time limit) records the families it finished.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ WARMUP = 2
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 MEMORY_CAP_GB = 8.0
 ATTENTION, RECURRENT = "transformer", "lstm"
+MIN_EXPONENT_GAP = 0.05  # the least difference of time exponents that predicts a crossover
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 """glibc settings of the worker: large blocks are mapped and unmapped, never kept in the
 heap, so the resident size falls back when a step's buffers are freed (CPU memory)."""
@@ -84,7 +86,8 @@ def crossover(slow: dict[int, float], fast: dict[int, float]) -> tuple[float, st
 
     Measured: interpolated on log-log axes between the two lengths around the first
     change of sign. Else predicted from the two fitted power laws ("predicted"), or
-    nan ("none") when they do not cross above the measured lengths.
+    nan ("none") when they do not cross above the measured lengths at a finite length:
+    exponents less than MIN_EXPONENT_GAP apart are taken as equal (timing noise).
     """
     common = sorted(set(slow) & set(fast))
     ratio = [(L, np.log(slow[L] / fast[L])) for L in common if slow[L] > 0 and fast[L] > 0]
@@ -96,10 +99,10 @@ def crossover(slow: dict[int, float], fast: dict[int, float]) -> tuple[float, st
         return float(ratio[0][0]), "measured: already slower at the shortest length"
     fits = [loglog_fit(*zip(*sorted(d.items()), strict=True)) for d in (slow, fast)]
     (p_slow, c_slow), (p_fast, c_fast) = fits
-    if ratio and np.isfinite(p_slow) and np.isfinite(p_fast) and p_slow > p_fast:
-        length = float(np.exp((c_fast - c_slow) / (p_slow - p_fast)))
-        if length > ratio[-1][0]:
-            return length, "predicted"
+    if ratio and p_slow - p_fast > MIN_EXPONENT_GAP:  # False for nan exponents
+        log_length = (c_fast - c_slow) / (p_slow - p_fast)
+        if np.log(ratio[-1][0]) < log_length < np.log(np.finfo(float).max):
+            return float(np.exp(log_length)), "predicted"
     return float("nan"), "none"
 
 
@@ -107,12 +110,21 @@ def crossover(slow: dict[int, float], fast: dict[int, float]) -> tuple[float, st
 
 
 def worker(
-    task_name: str, family: str, lengths: list[int], batch: int, steps: int, precision: str
+    task_name: str,
+    family: str,
+    lengths: list[int],
+    batch: int,
+    steps: int,
+    precision: str,
+    cache: str | None = None,
 ) -> None:
     from harness import backend
 
     backend.configure()  # Keras and Keras Tuner only: the worker never needs TensorFlow's import
     import keras
+
+    if cache:
+        backend.use_compile_cache(cache)
 
     from search_spaces import get_space
     from tasks import get_task
@@ -160,13 +172,16 @@ def run_family(
     memory_cap_gb: float,
     on_line,
     precision: str = "fp32",
+    cache=None,
 ) -> FamilyCost:
-    """Run the worker for one family; stop it when its resident memory passes the cap."""
+    """Run the worker for one family; stop it when its resident memory passes the cap.
+
+    `cache`: the folder of JAX's compilation cache for the worker (none when None)."""
     import psutil
 
     command = [
         sys.executable, "-m", "harness.probes.cost", task, family, batch, steps, precision,
-        *lengths,
+        cache or "", *lengths,
     ]  # fmt: skip
     errors = tempfile.TemporaryFile(mode="w+")  # a file, so a chatty worker never blocks
     process = subprocess.Popen(
@@ -191,21 +206,26 @@ def run_family(
             time.sleep(0.1)
 
     threading.Thread(target=watch, daemon=True).start()
-    for text in process.stdout:
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if "start" in line:
-            current = line["start"]
-        elif "oom" in line:
-            cost.oom = line["oom"]
-        elif "length" in line:
-            cost.seconds[line["length"]] = line["seconds"]
-            cost.memory_mb[line["length"]] = line["memory_mb"]
-            cost.method = line["method"]
-            current = None
-        on_line(family, line)
+    try:
+        for text in process.stdout:
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if "start" in line:
+                current = line["start"]
+            elif "oom" in line:
+                cost.oom = line["oom"]
+            elif "length" in line:
+                cost.seconds[line["length"]] = line["seconds"]
+                cost.memory_mb[line["length"]] = line["memory_mb"]
+                cost.method = line["method"]
+                current = None
+            on_line(family, line)
+    except BaseException:  # interrupted: the worker goes too
+        process.kill()
+        process.wait()
+        raise
     code = process.wait()
     errors.seek(0)
     stderr = errors.read()
@@ -244,33 +264,35 @@ def check(
     return task
 
 
-def record(
-    tracker: Tracker,
-    experiment: str,
-    task: str,
-    costs: list[FamilyCost],
-    batch: int,
-    steps: int,
-    precision: str = "fp32",
-) -> tuple[str, float, str]:
-    """The parent run: seconds and MiB per step by length, the exponents, the crossover."""
+def start(
+    tracker: Tracker, experiment: str, task: str, batch: int, steps: int, precision: str = "fp32"
+) -> str:
+    """The probe's parent run with its settings, opened before measuring (so an interrupted
+    probe has only `record` left to do)."""
+    params = {
+        "task": task,
+        "batch_size": batch,
+        "timed_steps": steps,
+        "warmup_steps": WARMUP,
+        "precision": precision,
+    }
+    return start_probe(tracker, experiment, "cost", params)
+
+
+def record(tracker: Tracker, run_id: str, costs: list[FamilyCost]) -> tuple[float, str]:
+    """Seconds and MiB per step by length, the exponents and the crossover, on the run
+    `start` opened, which ends FINISHED; (the crossover length, its kind)."""
     by_family = {c.family: c for c in costs}
     length, kind = float("nan"), "none"
     if ATTENTION in by_family and RECURRENT in by_family:
         length, kind = crossover(by_family[ATTENTION].seconds, by_family[RECURRENT].seconds)
     methods = sorted({c.method for c in costs if c.method})
     params = {
-        "task": task,
         "families": ",".join(c.family for c in costs),
         "lengths": ",".join(str(L) for L in sorted({L for c in costs for L in c.seconds})),
-        "batch_size": batch,
-        "timed_steps": steps,
-        "warmup_steps": WARMUP,
-        "precision": precision,
         "memory_method": "; ".join(methods),
         "crossover": f"{ATTENTION} slower than {RECURRENT}: {kind}",
     }
-    run_id = start_probe(tracker, experiment, "cost", params)
     series, metrics = {}, {}
     for c in costs:
         series[f"step_seconds/{c.family}"] = c.seconds
@@ -281,15 +303,20 @@ def record(
             metrics[f"out_of_memory_length/{c.family}"] = c.oom
     metrics["crossover_length"] = length
     log_series(tracker, run_id, series)
-    tracker.log(run_id, metrics={k: v for k, v in metrics.items() if np.isfinite(v)})
+    finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    tracker.log(run_id, params=params, metrics=finite)
     tracker.finish(run_id)
-    return run_id, length, kind
+    return length, kind
 
 
 if __name__ == "__main__":
-    task_arg, family_arg, batch_arg, steps_arg, precision_arg, *length_args = sys.argv[1:]
+    task_arg, family_arg, batch_arg, steps_arg, precision_arg, cache_arg, *length_args = sys.argv[
+        1:
+    ]
     lengths_arg = [int(L) for L in length_args]
-    worker(task_arg, family_arg, lengths_arg, int(batch_arg), int(steps_arg), precision_arg)
+    worker(
+        task_arg, family_arg, lengths_arg, int(batch_arg), int(steps_arg), precision_arg, cache_arg
+    )
 
 
 def section(probe):
