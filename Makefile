@@ -58,11 +58,18 @@ report: install
 ui: install
 	$(BIN)/harness ui
 
-probes: install  # gradient flow, the rotation oracle, cost scaling; their report in reports/probes/
-	$(BIN)/harness probe rotation --suite $(SUITE)
-	$(BIN)/harness probe gradients --suite $(SUITE)
-	$(BIN)/harness probe cost --suite $(SUITE)
-	$(BIN)/harness probe report --suite $(SUITE) --out reports/probes
+# The mechanism studies: the counting suite (which recurrences learn to count, tested at
+# lengths never trained on) and its report in reports/counting/, then gradient flow, the
+# rotation oracle beside the counting suite's learned models and cost scaling, with their
+# report in reports/probes/.
+probes: install
+	$(BIN)/harness run --suite counting
+	$(BIN)/harness verify --suite counting
+	$(BIN)/harness report --suite counting --out reports/counting
+	$(BIN)/harness probe rotation --suite counting
+	$(BIN)/harness probe gradients --suite counting
+	$(BIN)/harness probe cost --suite counting
+	$(BIN)/harness probe report --suite counting --out reports/probes
 
 distributed-demo: install  # a local mlflow server, a chief and $(WORKERS) workers on 127.0.0.1
 	scripts/distributed_demo.sh $(WORKERS)
