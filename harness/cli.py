@@ -566,15 +566,16 @@ def verify(
     """Recompute every score the report would show from the stored models; exit 1 on a mismatch.
 
     Reads the store alone (models downloaded, test data regenerated from the recorded
-    seeds and sizes); never trains, and reads nothing of the working directory but JAX's
-    compilation cache (data/jax-cache), which it fills. A store whose
+    seeds and sizes); never trains, and reads nothing of the working directory but the
+    JAX compilation cache a run left there (data/jax-cache), if any. A store whose
     cells all diverged or failed has nothing to check: it says so and exits 0.
     """
     from harness import verify as checking
 
     tracker, name = _reading(tracking_uri, suite, experiment)
     backend.load_frameworks()
-    backend.use_compile_cache(COMPILE_CACHE)
+    if COMPILE_CACHE.is_dir():  # a run's cache, where there is one: verify creates nothing
+        backend.use_compile_cache(COMPILE_CACHE)
     found = checking.verify(tracker, name, lambda line: err.print(line, highlight=False))
     table = Table("run", "cell", "metric", "stored", "recomputed", "ok", title=f"verify {name}")
     for check in found.checks:

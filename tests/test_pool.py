@@ -197,13 +197,16 @@ def cache_files(folder) -> int:
 
 
 @pytest.mark.slow
-def test_runs_verify_and_probes_fill_the_compile_cache_unless_the_user_says_otherwise(workdir):
+def test_runs_and_probes_fill_the_compile_cache_verify_uses_it_unless_the_user_says_otherwise(workdir):
     default, mine = workdir / "data" / "jax-cache", workdir / "mine"
     cell = tiny_cell(epochs=1, max_trials=1)
     harness("run", *cell, cwd=workdir, check=True, env={"HARNESS_COMPILE_CACHE": "0"})
     assert not default.exists()  # the off switch
     harness("verify", cwd=workdir, check=True)
-    assert cache_files(default) > 0  # verify compiles what the run did
+    assert not default.exists()  # verify creates no cache: it writes nothing where it runs
+    harness("run", *cell, "--epochs", "2", cwd=workdir, check=True)
+    assert cache_files(default) > 0  # a run fills its working directory's cache
+    harness("verify", cwd=workdir, check=True)  # and verify uses the cache it finds
     before = cache_files(default)
     rotation = ["probe", "rotation", "--lengths", "10,20", "--examples", "16"]
     harness(*rotation, cwd=workdir, check=True, env={"JAX_COMPILATION_CACHE_DIR": str(mine)})
