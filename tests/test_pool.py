@@ -197,7 +197,9 @@ def cache_files(folder) -> int:
 
 
 @pytest.mark.slow
-def test_runs_and_probes_fill_the_compile_cache_verify_uses_it_unless_the_user_says_otherwise(workdir):
+def test_runs_and_probes_fill_the_compile_cache_verify_uses_it_unless_the_user_says_otherwise(
+    workdir,
+):
     default, mine = workdir / "data" / "jax-cache", workdir / "mine"
     cell = tiny_cell(epochs=1, max_trials=1)
     harness("run", *cell, cwd=workdir, check=True, env={"HARNESS_COMPILE_CACHE": "0"})
