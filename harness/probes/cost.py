@@ -376,11 +376,17 @@ def section(probe):
                 seconds, memory = match.iloc[0]["seconds"], match.iloc[0]["memory_mb"]
                 cells.append(f"{amount(seconds * 1000)} / {amount(memory)}")
         detail.rows.append([str(length), *cells])
+    timing = (
+        f"the median of {probe.params['timed_steps']} timed training steps (each waited for on "
+        f"the device) after {probe.params['warmup_steps']} warm-up steps"
+        if "warmup_steps" in probe.params  # recorded since the timings wait for the device
+        else "recorded before 2026-11-26: steps timed without waiting for the device, and a "
+        "step whose device work failed could look fast (see README, GPU runs); not to be "
+        "trusted on a GPU"
+    )
     paragraphs = [
         f"Task {probe.params.get('task', '?')}, batch size {probe.params.get('batch_size', '?')}, "
-        f"the median of {probe.params.get('timed_steps', '?')} timed training steps (each waited "
-        f"for on the device) after {probe.params.get('warmup_steps', 1)} warm-up step(s), in "
-        f"{probe.params.get('precision', 'fp32')}. Exponents: slope of log(value) on log(length) over the longer half of "
+        f"{timing}, in {probe.params.get('precision', 'fp32')}. Exponents: slope of log(value) on log(length) over the longer half of "
         f"the lengths. Memory: {probe.params.get('memory_method', '?')}. "
         f"Machine: {probe.machine}.",
         (

@@ -131,7 +131,8 @@ def notes(results: Results) -> list[str]:
         found.append(
             f"{legacy} cells were recorded before 2026-11-26: their seconds per epoch include "
             "compiling, their fused-kernel tag was predicted rather than observed, and no "
-            "retrain's model was kept, so `harness verify` cannot recompute them."
+            "retrain's model was kept, so `harness verify` cannot recompute them: their "
+            "numbers are shown as the store holds them, unverified."
         )
     return found
 
