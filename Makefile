@@ -35,8 +35,9 @@ $(VENV)/.installed: pyproject.toml $(if $(OTHER_EXTRAS),FORCE)
 
 FORCE:
 
+# The fast tests in two processes (a test file stays in one, so its fixtures are built once).
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test-slow: install
 	$(BIN)/pytest -q -m slow

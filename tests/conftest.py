@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before any test module imports Keras
+# On a GPU machine the test processes (pytest -n 2 and the harness subprocesses) share the
+# device: JAX would otherwise take 75% of its memory in each.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 HARNESS = [sys.executable, "-m", "harness"]
 # The data sizes of every tiny real search in the tests.
 TINY_DATA = ["--n-train", "64", "--n-val", "32", "--n-test", "32", "--batch-size", "32"]
