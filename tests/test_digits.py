@@ -160,3 +160,12 @@ def test_baseline_is_the_exact_majority_frequency_of_the_test_images():
         x, y = task.generate(SIZES["test"], 64, 0, "test")  # every test image once
         assert task.scores(y, task.trivial_prediction(x, 64))["accuracy"] == 27 / 269
         assert task.solved_bar(64) == 0.9
+
+
+def test_the_images_are_scikit_learns_digits():
+    from sklearn.datasets import load_digits
+
+    pixels, labels = images()
+    data = load_digits()
+    assert np.array_equal(pixels, (data.data / 16).astype(np.float32))
+    assert np.array_equal(labels, data.target) and labels.dtype == np.int32
