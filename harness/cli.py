@@ -425,11 +425,14 @@ def frontier(
     _execute(experiment, suite, [], specs, tracking_uri, workdir, workers=count)
 
 
-def _reading(tracking_uri: str | None, suite: str | None, experiment: str | None):
-    """(the store, which must exist; the experiment to read) for the commands that read."""
-    from harness.tracking import open_store
+def _reading(
+    tracking_uri: str | None, suite: str | None, experiment: str | None, runs_only=False
+):
+    """(the store, which must exist; the experiment to read) for the commands that read;
+    with `runs_only` (status), a local SQLite store read without MLflow (read_store)."""
+    from harness.tracking import open_store, read_store
 
-    tracker = open_store(tracking_uri)
+    tracker = (read_store if runs_only else open_store)(tracking_uri)
     return tracker, _experiment(tracker, suite, experiment)
 
 
@@ -468,7 +471,7 @@ def status(
     from harness.suites import load_suite
 
     plan = load_suite(suite) if suite else None
-    tracker, name = _reading(tracking_uri, suite, experiment)
+    tracker, name = _reading(tracking_uri, suite, experiment, runs_only=True)
     table = Table("cell", "state", "trials", "test score", title=f"experiment {name}")
     counts: dict[str, int] = {}
     trials_done = trials_planned = 0
