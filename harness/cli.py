@@ -425,9 +425,7 @@ def frontier(
     _execute(experiment, suite, [], specs, tracking_uri, workdir, workers=count)
 
 
-def _reading(
-    tracking_uri: str | None, suite: str | None, experiment: str | None, runs_only=False
-):
+def _reading(tracking_uri: str | None, suite: str | None, experiment: str | None, runs_only=False):
     """(the store, which must exist; the experiment to read) for the commands that read;
     with `runs_only` (status), a local SQLite store read without MLflow (read_store)."""
     from harness.tracking import open_store, read_store
