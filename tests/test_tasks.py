@@ -1,5 +1,6 @@
 """Task generators: semantics checked from the arrays alone, determinism, shapes, baselines."""
 
+import json
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tasks.base as base
+import tasks.listops as listops
 from tasks import REGISTRY, get_task
 from tasks.base import IGNORE, LengthError, TaskError
 from tasks.listops import (
@@ -253,6 +255,14 @@ def test_listops_arguments_per_operator_are_2_to_10():
 def test_listops_evaluate_and_round_trip(text, value):
     assert evaluate(text) == value
     assert decode(encode(text, 40)) == text
+
+
+def test_listops_kept_majority_classes_are_a_fresh_measurement():
+    """The file `harness tasks` reads instead of generating equals measuring again."""
+    kept = json.loads(listops.MEASURED_MAJORITY.read_text())
+    assert set(kept) == {str(length) for length in listops.ListOps.default_lengths}
+    for length, (label, frequency) in kept.items():
+        assert listops.measure_majority_class(int(length)) == (label, frequency)
 
 
 @pytest.mark.parametrize("text", ["", "[MAX 1", "[MAX ]", "1 2", "[MAX 1 2 ] 3", "]", "[FOO 1 ]"])
