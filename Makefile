@@ -40,7 +40,7 @@ test: install
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test-slow: install
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
