@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tasks.base as base
-import tasks.listops as listops
 from tasks import REGISTRY, get_task
 from tasks.base import IGNORE, LengthError, TaskError
 from tasks.listops import (
@@ -19,10 +18,13 @@ from tasks.listops import (
     FIRST_OP,
     MAX_ARGS,
     MAX_DEPTH,
+    MEASURED_MAJORITY,
     PAD,
+    ListOps,
     decode,
     encode,
     evaluate,
+    measure_majority_class,
 )
 
 NAMES = list(REGISTRY)
@@ -259,10 +261,10 @@ def test_listops_evaluate_and_round_trip(text, value):
 
 def test_listops_kept_majority_classes_are_a_fresh_measurement():
     """The file `harness tasks` reads instead of generating equals measuring again."""
-    kept = json.loads(listops.MEASURED_MAJORITY.read_text())
-    assert set(kept) == {str(length) for length in listops.ListOps.default_lengths}
+    kept = json.loads(MEASURED_MAJORITY.read_text())
+    assert set(kept) == {str(length) for length in ListOps.default_lengths}
     for length, (label, frequency) in kept.items():
-        assert listops.measure_majority_class(int(length)) == (label, frequency)
+        assert measure_majority_class(int(length)) == (label, frequency)
 
 
 @pytest.mark.parametrize("text", ["", "[MAX 1", "[MAX ]", "1 2", "[MAX 1 2 ] 3", "]", "[FOO 1 ]"])
