@@ -427,10 +427,10 @@ def frontier(
 
 def _reading(tracking_uri: str | None, suite: str | None, experiment: str | None, runs_only=False):
     """(the store, which must exist; the experiment to read) for the commands that read;
-    with `runs_only` (status), a local SQLite store read without MLflow (read_store)."""
-    from harness.tracking import open_store, read_store
+    with `runs_only` (status, report), a local SQLite store read without MLflow (open_for_reading)."""
+    from harness.tracking import open_for_reading, open_store
 
-    tracker = (read_store if runs_only else open_store)(tracking_uri)
+    tracker = (open_for_reading if runs_only else open_store)(tracking_uri)
     return tracker, _experiment(tracker, suite, experiment)
 
 
@@ -542,7 +542,7 @@ def report(
     """Write leaderboard.md, index.html and figures from the MLflow store alone."""
     from harness import report as reporting
 
-    tracker, name = _reading(tracking_uri, suite, experiment)
+    tracker, name = _reading(tracking_uri, suite, experiment, runs_only=True)
     _writable_dir(out_dir, "output folder")
     written = reporting.build(tracker, name, out_dir, lambda line: out.print(line, highlight=False))
     out.print(

@@ -6,19 +6,27 @@
 longer ones; `trials` one row per trial (child run), hyperparameters in `hp:<name>`.
 Figures are drawn on bare `Figure` objects (no pyplot state) with fixed settings,
 and `png` writes them without a timestamp or version, so the same tables give
-the same bytes.
+the same bytes. A report names each figure by a `Drawing` (the function and its
+arguments) and `draw` draws them all, on every core.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import matplotlib
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 STYLE = {
     "font.family": "DejaVu Sans",
@@ -43,6 +51,33 @@ def png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class Drawing:
+    """A figure to draw: one of this module's figure functions and its arguments."""
+
+    function: Callable[..., Figure | None]
+    args: tuple
+
+    def png(self) -> bytes | None:
+        """The figure's PNG bytes; None where the function found nothing to draw."""
+        fig = self.function(*self.args)
+        return None if fig is None else png(fig)
+
+
+FRAMEWORKS = ("jax", "tensorflow", "torch")  # their threads make a forked child unsafe
+
+
+def draw(drawings: list[Drawing]) -> list[bytes | None]:
+    """Each drawing's PNG bytes, in forked processes, one per core (matplotlib draws on one
+    core); in this process where there is one core or a framework is loaded."""
+    workers = min(len(drawings), os.cpu_count() or 1)
+    if workers < 2 or any(name in sys.modules for name in FRAMEWORKS):
+        return [d.png() for d in drawings]
+    fork = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=fork) as pool:
+        return list(pool.map(Drawing.png, drawings))
+
+
 def text(value: object) -> str:
     """A store value made safe for matplotlib text (no mathtext)."""
     return str(value).replace("$", r"\$")
@@ -54,10 +89,37 @@ def colors(cells: pd.DataFrame) -> dict[str, str]:
     return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(families)}
 
 
-def _new(rows: int = 1, cols: int = 1, width: float = 6.0, height: float = 3.6):
+def _new(
+    rows: int = 1,
+    cols: int = 1,
+    width: float = 6.0,
+    height: float = 3.6,
+    *,
+    sharey: bool | str = False,
+    margins: tuple[float, float, float, float] = (0.8, 0.2, 0.4, 0.55),
+    gaps: tuple[float, float] = (0.75, 0.85),
+):
+    """A figure of rows x cols panels, `width` x `height` inches each, laid out by fixed
+    margins (left, right, top, bottom) and gaps (across, down) in inches. A constrained
+    layout measures every text once more before drawing: 40% of a report's build."""
+    left, right, top, bottom = margins
+    across, down = gaps
+    size = (width * cols, height * rows)
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False)
+        fig = Figure(figsize=size)
+        axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
+    panel = (
+        (size[0] - left - right - across * (cols - 1)) / cols,
+        (size[1] - top - bottom - down * (rows - 1)) / rows,
+    )
+    fig.subplots_adjust(
+        left=left / size[0],
+        right=1 - right / size[0],
+        top=1 - top / size[1],
+        bottom=bottom / size[1],
+        wspace=across / panel[0],
+        hspace=down / panel[1],
+    )
     return fig, axes
 
 
@@ -183,7 +245,7 @@ def anytime(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Figure | No
         return None
     lengths = sorted(rows["length"].unique())
     cols = min(len(lengths), 4)
-    fig, axes = _new(math.ceil(len(lengths) / cols), cols, width=4.2)
+    fig, axes = _new(math.ceil(len(lengths) / cols), cols, width=4.2, sharey=True, gaps=(0.3, 0.85))
     for ax in axes.ravel()[len(lengths) :]:
         ax.set_visible(False)
     better = np.fmin if _direction(rows) == "min" else np.fmax
@@ -230,7 +292,15 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
         for f in families
     }
     cols = max(1, max(len(n) for n in names.values()))
-    fig, axes = _new(len(families), cols, width=3.2, height=2.6)
+    fig, axes = _new(
+        len(families),
+        cols,
+        3.2,
+        2.6,
+        sharey="row",
+        margins=(1.0, 1.1, 0.6, 0.55),
+        gaps=(0.25, 0.75),
+    )
     lengths = sorted(rows["length"].unique())
     shades = dict(
         zip(
@@ -255,18 +325,18 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
                 categories = sorted(values.unique())
                 xs = values.map({v: i for i, v in enumerate(categories)})
                 ax.set_xticks(range(len(categories)), [text(v) for v in categories])
-            scored = own.loc[values.index]
-            for length in lengths:
-                at = (scored["length"] == length).to_numpy()
-                ax.scatter(
-                    xs[at], scored["objective"][at], s=18, color=shades[length], label=f"L={length}"
-                )
+            scored = own.loc[values.index].assign(x=xs).sort_values("length", kind="stable")
+            shade = np.array([shades[L] for L in scored["length"]]).reshape(-1, 4)
+            ax.scatter(scored["x"], scored["objective"], s=18, c=shade)  # longer lengths on top
             _scale_y(ax, own["objective"])
             ax.set_xlabel(text(name.removeprefix("hp:")))
             if c == 0:
                 ax.set_ylabel(f"{text(family)}\nvalidation {text(rows['metric'].iloc[0])}")
-    handles = [axes[0, 0].scatter([], [], s=18, color=shades[L], label=f"L={L}") for L in lengths]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, title="length")
+    handles = [
+        Line2D([], [], ls="", marker="o", markersize=4.5, color=shades[L], label=f"L={L}")
+        for L in lengths
+    ]
+    fig.legend(handles=handles, loc="upper right", fontsize=8, title="length")
     fig.suptitle(f"{text(task)}: trial score versus each hyperparameter")
     return fig
 
@@ -286,7 +356,7 @@ def gradient_flow(curves: pd.DataFrame) -> Figure:
     palette = _family_colors(curves["family"])
     stages = [s for s in ("init", "trained") if s in set(curves["stage"])]
     lengths = sorted(curves["length"].unique())
-    fig, axes = _new(len(stages), len(lengths), width=4.4, height=3.2)
+    fig, axes = _new(len(stages), len(lengths), 4.4, 3.2, margins=(0.8, 0.2, 0.65, 0.55))
     for r, stage in enumerate(stages):
         for c, length in enumerate(lengths):
             ax = axes[r, c]
@@ -380,7 +450,10 @@ def cost_scaling(
     (time, memory) exponents; `oom` the first length that ran out of memory.
     """
     palette = _family_colors(costs["family"])
-    fig, axes = _new(1, 2, width=5.0, height=3.8)
+    two_lines = np.isfinite(crossover)
+    fig, axes = _new(
+        1, 2, 5.0, 3.8, margins=(0.85, 0.2, 0.8 if two_lines else 0.55, 0.55), gaps=(1.05, 0)
+    )
     panels = (("seconds", 0, "seconds per training step"), ("memory_mb", 1, "peak MiB per step"))
     for column, index, label in panels:
         ax = axes[0, index]
@@ -410,7 +483,10 @@ def frontier(task: str, brackets: dict) -> Figure:
     confirming second seed), the bracket as a bar from longest solved to shortest failed."""
     families = sorted(brackets)
     palette = _family_colors(families)
-    fig, axes = _new(height=0.6 + 0.55 * len(families))
+    longest = max((len(text(f)) for f in families), default=0)
+    fig, axes = _new(
+        height=1.1 + 0.5 * len(families), margins=(0.3 + 0.075 * longest, 0.2, 0.4, 0.55)
+    )
     ax = axes[0, 0]
     lengths = []
     for row, family in enumerate(families):

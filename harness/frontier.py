@@ -281,7 +281,7 @@ def frontier_section(frontiers: list[FrontierResult], cells: dict):
                 (
                     figure_file("frontier", task, key),
                     "frontier",
-                    figures.png(figures.frontier(task, own)),
+                    figures.Drawing(figures.frontier, (task, own)),
                 )
             )
     return section

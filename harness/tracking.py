@@ -179,6 +179,11 @@ class Tracker:
                 raise
             return experiment.experiment_id
 
+    def active_experiments(self) -> dict[str, str]:
+        """Each active experiment's name -> its id."""
+        found = _retry(lambda: self.client.search_experiments())
+        return {e.name: e.experiment_id for e in found}
+
     def latest_experiment(self) -> str | None:
         """The name of the experiment of the store's latest run, or None for an empty store."""
         experiments = _retry(lambda: self.client.search_experiments())
@@ -280,11 +285,11 @@ def open_store(uri: str | None) -> Tracker:
 class SnapshotRun:
     """A run as a SqliteSnapshot reads it: the `info` and `data` fields MLflow's Run has."""
 
-    def __init__(self, run_id, experiment_id, status, start_time, name):
+    def __init__(self, run_id, experiment_id, status, start_time, end_time, name):
         self.info = self  # run.info.run_id and run.data.tags both work, as on MLflow's Run
         self.data = self
         self.run_id, self.experiment_id, self.status = run_id, experiment_id, status
-        self.start_time, self.run_name = start_time, name
+        self.start_time, self.end_time, self.run_name = start_time, end_time, name
         self.tags: dict[str, str] = {}
         self.params: dict[str, str] = {}
         self.metrics: dict[str, float] = {}
@@ -293,11 +298,12 @@ class SnapshotRun:
 class SqliteSnapshot:
     """A read-only view of a local SQLite MLflow store, read with sqlite3 alone.
 
-    For `harness status`: importing MLflow's client and opening its SQLAlchemy store take
-    about 3 s on two cores, reading the runs a few milliseconds. It reads MLflow's own
-    tables (experiments, runs, tags, params, latest_metrics) the way its store does (NaN
-    metrics are kept as 0 with is_nan set) and offers what status reads of a Tracker:
-    `experiment_id`, `latest_experiment` and `runs` (active runs; a filter on one tag).
+    For `harness status` and `harness report`: importing MLflow's client and opening its
+    SQLAlchemy store take about 3 s on two cores, reading the runs a few milliseconds. It
+    reads MLflow's own tables (experiments, runs, tags, params, latest_metrics) the way its
+    store does (NaN metrics are kept as 0 with is_nan set) and offers what those commands
+    read of a Tracker: `experiment_id`, `active_experiments`, `latest_experiment` and
+    `runs` (active runs; a filter on one tag).
     tests/test_tracking.py holds it equal to MlflowClient's view of a real store.
     """
 
@@ -314,6 +320,12 @@ class SqliteSnapshot:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def active_experiments(self) -> dict[str, str]:
+        rows = self.db.execute(
+            "SELECT name, experiment_id FROM experiments WHERE lifecycle_stage = 'active'"
+        )
+        return {name: str(experiment_id) for name, experiment_id in rows}
+
     def latest_experiment(self) -> str | None:
         row = self.db.execute(
             "SELECT e.name FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id "
@@ -326,9 +338,9 @@ class SqliteSnapshot:
         if filter_string and wanted is None:
             raise ValueError(f"SqliteSnapshot reads one tag filter, not {filter_string!r}")
         runs = {
-            row[0]: SnapshotRun(row[0], str(row[1]), row[2], row[3], row[4])
+            row[0]: SnapshotRun(row[0], str(row[1]), *row[2:])
             for row in self.db.execute(
-                "SELECT run_uuid, experiment_id, status, start_time, name FROM runs "
+                "SELECT run_uuid, experiment_id, status, start_time, end_time, name FROM runs "
                 "WHERE experiment_id = ? AND lifecycle_stage = 'active'",
                 (experiment_id,),
             )
@@ -351,8 +363,8 @@ class SqliteSnapshot:
         return sorted(found, key=lambda r: (-r.start_time, r.run_id))
 
 
-def read_store(uri: str | None) -> Tracker | SqliteSnapshot:
-    """What the commands that only list runs read: a local SQLite store through sqlite3
+def open_for_reading(uri: str | None) -> Tracker | SqliteSnapshot:
+    """What the commands that only read runs (no artifacts) read: a local SQLite store through sqlite3
     (SqliteSnapshot) where its tables are MLflow's, else a checked Tracker (open_store)."""
     uri = resolve_uri(uri)
     if uri.startswith("sqlite:///") and Path(uri.removeprefix("sqlite:///")).is_file():

@@ -56,6 +56,26 @@ def harness(
     return result
 
 
+def harness_loading(
+    *args: str, cwd: Path, modules: tuple[str, ...]
+) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run `harness ARGS` in `cwd` (from this checkout); also which of `modules` it loaded."""
+    script = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: print('LOADED', *[m for m in {modules!r} if m in sys.modules],"
+        " file=sys.stderr))\n"
+        f"sys.argv = ['harness', *{args!r}]\n"
+        "runpy.run_module('harness', run_name='__main__')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True,
+        env={**env, "PYTHONPATH": str(REPO)}, timeout=300,
+    )  # fmt: skip
+    assert result.stderr.splitlines()[-1].startswith("LOADED"), result.stderr
+    return result, set(result.stderr.splitlines()[-1].split()[1:])
+
+
 def one_error_line(result: subprocess.CompletedProcess) -> str:
     """The one `error: ...` line of a command that exited 2 on bad input (no traceback)."""
     assert result.returncode == 2, result.stdout + result.stderr

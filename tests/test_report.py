@@ -21,7 +21,15 @@ from harness.results import budget_key
 from harness.suites import Budget, FrontierSpec
 from harness.tracking import Tracker
 from tasks import get_task
-from tests.conftest import REPO, client, harness, md_rows, section_text, store_uri
+from tests.conftest import (
+    REPO,
+    client,
+    harness,
+    harness_loading,
+    md_rows,
+    section_text,
+    store_uri,
+)
 
 EXPERIMENT = "report-test"
 LENGTHS = (10, 20)
@@ -154,6 +162,39 @@ def test_same_store_gives_identical_files(store, report):
     assert first == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
     for path in first:
         assert (report / path).read_bytes() == (again / path).read_bytes(), path
+
+
+def test_a_local_store_is_read_without_mlflow_as_mlflow_reads_it(store, report, tmp_path):
+    """`harness report` reads a local SQLite store with sqlite3 alone and loads no framework
+    (so it draws in forked processes); read through MLflow's client, the same files."""
+    from harness import figures
+    from harness import report as reporting
+
+    result, loaded = harness_loading(
+        "report", "--experiment", EXPERIMENT, "--out", str(tmp_path / "cli"), cwd=store,
+        modules=("mlflow", *figures.FRAMEWORKS),
+    )  # fmt: skip
+    assert result.returncode == 0 and not loaded, result.stderr
+    reporting.build(Tracker(store_uri(store)), EXPERIMENT, tmp_path / "mlflow")
+    files = sorted(p.relative_to(report) for p in report.rglob("*") if p.is_file())
+    for folder in ("cli", "mlflow"):
+        again = tmp_path / folder
+        assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+        for path in files:
+            assert (report / path).read_bytes() == (again / path).read_bytes(), (folder, path)
+
+
+def test_figures_drawn_in_forked_processes_are_the_bytes_drawn_in_one(store, report):
+    from harness.report import leaderboard
+    from harness.report.read import read_store
+    from harness.report.render import named_figures
+    from harness.tracking import SqliteSnapshot
+
+    doc = leaderboard(read_store(SqliteSnapshot(store_uri(store)), EXPERIMENT), print)
+    named = list(named_figures(doc.sections))
+    assert {kind for _, kind, _ in named} >= set(KINDS)
+    for name, _, drawing in named:
+        assert drawing.png() == (report / "figures" / name).read_bytes(), name
 
 
 # -- cells written here, to set up what a real run seldom makes ---------------------------------

@@ -13,7 +13,7 @@ import urllib.request
 from mlflow.tracking import MlflowClient
 
 from harness.tracking import SqliteSnapshot, Tracker
-from tests.conftest import REPO, all_runs, free_port, harness, store_uri, tiny_cell
+from tests.conftest import all_runs, free_port, harness, harness_loading, store_uri, tiny_cell
 
 CELL = tiny_cell(max_trials=2)
 
@@ -131,8 +131,9 @@ def test_status_lists_done_partial_and_not_started(workdir):
 
 
 def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(workdir):
-    """`harness status` reads a SQLite store with sqlite3 (SqliteSnapshot): the same runs,
-    statuses, tags, params and metrics (NaN included) as MlflowClient, and no MLflow import."""
+    """`harness status` reads a SQLite store with sqlite3 (SqliteSnapshot): the same
+    experiments, runs, statuses, times, tags, params and metrics (NaN included) as
+    MlflowClient, and no MLflow import."""
     harness("run", *tiny_cell(max_trials=2), cwd=workdir, check=True)
     uri = store_uri(workdir)
     tracker, snapshot = Tracker(uri), SqliteSnapshot(uri)
@@ -141,11 +142,12 @@ def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(workdir)
     tracker.log(cell.info.run_id, metrics={"a_nan": float("nan")})
     assert snapshot.experiment_id("adhoc") == experiment
     assert snapshot.latest_experiment() == tracker.latest_experiment() == "adhoc"
+    assert snapshot.active_experiments() == tracker.active_experiments()
 
     def view(runs):
         return {
             r.info.run_id: (
-                r.info.status, r.info.start_time, r.data.tags, r.data.params,
+                r.info.status, r.info.start_time, r.info.end_time, r.data.tags, r.data.params,
                 {k: "nan" if v != v else v for k, v in r.data.metrics.items()},
             )
             for r in runs
@@ -155,19 +157,9 @@ def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(workdir)
     assert len(view(tracker.runs(experiment))) == 3
     trials = "tags.`harness.kind` = 'trial'"
     assert view(snapshot.runs(experiment, trials)) == view(tracker.runs(experiment, trials))
-    script = (
-        "import atexit, runpy, sys\n"
-        "atexit.register(lambda: print('MLFLOW', 'mlflow' in sys.modules, file=sys.stderr))\n"
-        "sys.argv = ['harness', 'status']\n"
-        "runpy.run_module('harness', run_name='__main__')\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=workdir, capture_output=True, text=True,
-        env={**env, "PYTHONPATH": str(REPO)}, timeout=300,
-    )  # fmt: skip
+    result, loaded = harness_loading("status", cwd=workdir, modules=("mlflow",))
     assert result.returncode == 0 and "1 done" in result.stdout, result.stderr
-    assert result.stderr.splitlines()[-1] == "MLFLOW False"
+    assert not loaded
 
 
 def test_run_against_a_real_tracking_server(workdir, mlflow_server):

@@ -395,10 +395,15 @@ def section(probe):
             else f"Crossover: {kind or 'not measured'}."
         ),
     ]
-    fig = figures.cost_scaling(costs, slopes, oom, crossover, how)
     return Section(
         "Cost scaling",
         paragraphs,
         [("Fitted exponents of length:", summary), ("Per training step:", detail)],
-        [("probe_cost_scaling.png", "cost_scaling", figures.png(fig))],
+        [
+            (
+                "probe_cost_scaling.png",
+                "cost_scaling",
+                figures.Drawing(figures.cost_scaling, (costs, slopes, oom, crossover, how)),
+            )
+        ],
     )

@@ -286,10 +286,17 @@ def section(probe: ProbeRun):
         f"Machine: {probe.machine}.",
         "Trained models: " + "; ".join(sources) + "." if sources else "",
     ]
-    fig = figures.gradient_flow(curves) if not curves.empty else None
     return Section(
         "Gradient flow",
         [p for p in paragraphs if p],
         [("Decay of the gradient signal per step of distance:", table)],
-        [("probe_gradient_flow.png", "gradient_flow", figures.png(fig))] if fig else [],
+        [
+            (
+                "probe_gradient_flow.png",
+                "gradient_flow",
+                figures.Drawing(figures.gradient_flow, (curves,)),
+            )
+        ]
+        if not curves.empty
+        else [],
     )

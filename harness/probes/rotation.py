@@ -223,10 +223,15 @@ def section(probe):
         f"scored on the same {probe.params.get('examples', '?')} test sequences per length. "
         f"Machine: {probe.machine}.",
     ]
-    fig = figures.rotation_vs_learned(curves)
     return Section(
         "Counting by rotation",
         paragraphs,
         [("Per-step accuracy on counting by test length:", table)],
-        [("probe_rotation_oracle.png", "rotation_oracle", figures.png(fig))],
+        [
+            (
+                "probe_rotation_oracle.png",
+                "rotation_oracle",
+                figures.Drawing(figures.rotation_vs_learned, (curves,)),
+            )
+        ],
     )

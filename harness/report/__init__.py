@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.report import render
-from harness.report.read import Results, frame, read_store
+from harness.report.read import Results, Store, frame, read_store
 from harness.report.render import Document, Written, figure_file, has_markers, update_readme
 from harness.report.tables import (
     Section,
@@ -25,7 +25,6 @@ from harness.report.tables import (
     runs_table,
     score_table,
 )
-from harness.tracking import Tracker
 
 CAPTIONS = {
     "score_vs_length": "Test score versus sequence length per family (log-scaled length): the "
@@ -59,11 +58,11 @@ def task_section(results: Results, cells: list, task: str, key: str) -> Section:
     from harness import figures
 
     rows = frame(cells)
-    drawn = {
-        "score_vs_length": figures.score_vs_length(rows, task),
-        "length_generalisation": figures.length_generalisation(rows, task),
-        "anytime": figures.anytime(rows, results.trials, task),
-        "hyperparameters": figures.hyperparameters(rows, results.trials, task),
+    kinds = {
+        "score_vs_length": (figures.score_vs_length, (rows, task)),
+        "length_generalisation": (figures.length_generalisation, (rows, task)),
+        "anytime": (figures.anytime, (rows, results.trials, task)),
+        "hyperparameters": (figures.hyperparameters, (rows, results.trials, task)),
     }
     first = cells[0]
     tables = [("", score_table(cells))]
@@ -79,9 +78,8 @@ def task_section(results: Results, cells: list, task: str, key: str) -> Section:
         [f"Metric: {first.metric} ({better(first.direction)})."],
         tables,
         [
-            (figure_file(kind, task, key), kind, figures.png(fig))
-            for kind, fig in drawn.items()
-            if fig is not None
+            (figure_file(kind, task, key), kind, figures.Drawing(function, args))
+            for kind, (function, args) in kinds.items()
         ],
     )
 
@@ -105,7 +103,7 @@ def hindsight_section(cells: list, key: str) -> Section | None:
             (
                 f"hindsight_{key}.png",
                 "hindsight",
-                figures.png(figures.hindsight(frame(first), is_bidirectional)),
+                figures.Drawing(figures.hindsight, (frame(first), is_bidirectional)),
             )
         ],
     )
@@ -181,13 +179,13 @@ def leaderboard(results: Results, progress: Callable[[str], None]) -> Document:
 
 
 def build(
-    tracker: Tracker,
+    store: Store,
     experiment: str,
     out: Path,
     progress: Callable[[str], None] = lambda line: None,
 ) -> Written:
     """Read the experiment and write leaderboard.md, index.html and figures/*.png under `out`."""
-    results = read_store(tracker, experiment, progress)
+    results = read_store(store, experiment, progress)
     return render.write(leaderboard(results, progress), out)
 
 

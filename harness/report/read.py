@@ -1,6 +1,7 @@
 """Reading the store for a report: which run stands for each cell, its trials, its frontiers.
 
-The store is read in pages of runs (params, metrics and tags come with each page),
+The store's runs are read at once with their params, metrics and tags (a local SQLite
+store with sqlite3 alone, tracking.SqliteSnapshot; another through MLflow, in pages),
 never run by run and never from the tuner folders. Which run stands for a cell is
 harness/results.py's rule (`standing_cells`): within a budget, the latest FINISHED run
 of a (task, length, family); older finished runs of it are superseded, and the report
@@ -32,9 +33,9 @@ from harness.results import (
     score_name,
     standing_cells,
 )
-from harness.tracking import Tracker, _retry
+from harness.tracking import SqliteSnapshot, Tracker
 
-PAGE = 1000
+Store = Tracker | SqliteSnapshot  # a local SQLite store is read without MLflow
 
 
 @dataclass
@@ -51,41 +52,30 @@ class Results:
 
 
 def experiment_runs(
-    tracker: Tracker, experiment: str, progress: Callable[[str], None] = lambda line: None
+    store: Store, experiment: str, progress: Callable[[str], None] = lambda line: None
 ) -> list:
-    """Every active run of `experiment`, in pages; a UserError naming the others if absent."""
-    from mlflow.entities import ViewType
-
-    client = tracker.client
-    found = _retry(lambda: client.get_experiment_by_name(experiment))
-    if found is None or found.lifecycle_stage != "active":
+    """Every active run of `experiment`, oldest first; a UserError naming the others if absent."""
+    found = store.active_experiments()
+    if experiment not in found:
         raise UserError(
-            f"experiment '{experiment}' does not exist in '{tracker.uri}': {experiments(tracker)}"
+            f"experiment '{experiment}' does not exist in '{store.uri}': {experiments(found)}"
         )
-    runs, token = [], None
-    while True:
-        page = _retry(
-            lambda token=token: client.search_runs(
-                [found.experiment_id], "", ViewType.ACTIVE_ONLY, PAGE, page_token=token
-            )
-        )
-        runs.extend(page)
-        progress(f"read {len(runs):,} runs of experiment '{experiment}'")
-        token = page.token
-        if not token:
-            return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+    runs = store.runs(found[experiment])
+    progress(f"read {len(runs):,} runs of experiment '{experiment}'")
+    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
 
-def experiments(tracker: Tracker) -> str:
-    names = sorted(e.name for e in _retry(lambda: tracker.client.search_experiments()))
-    return f"experiments are {', '.join(names)}" if names else "the store has no experiments"
+def experiments(found: dict[str, str]) -> str:
+    return (
+        f"experiments are {', '.join(sorted(found))}" if found else "the store has no experiments"
+    )
 
 
 def read_store(
-    tracker: Tracker, experiment: str, progress: Callable[[str], None] = lambda line: None
+    store: Store, experiment: str, progress: Callable[[str], None] = lambda line: None
 ) -> Results:
     """The cells of `experiment` (one run standing for each), their trials, every run."""
-    runs = experiment_runs(tracker, experiment, progress)
+    runs = experiment_runs(store, experiment, progress)
     standing, unreadable = standing_cells(runs)
     cells = sorted(
         (c for c, _ in standing), key=lambda c: (c.task, c.family, c.length, c.budget_key)
@@ -107,8 +97,8 @@ def read_store(
     has_frontiers = any(r.data.tags.get(KIND) == FRONTIER for r in runs)
     if not cells and not has_frontiers:
         raise UserError(
-            f"experiment '{experiment}' in '{tracker.uri}' has no finished cells "
-            f"({len(runs)} runs): {experiments(tracker)}"
+            f"experiment '{experiment}' in '{store.uri}' has no finished cells "
+            f"({len(runs)} runs): {experiments(store.active_experiments())}"
         )
     return results
 

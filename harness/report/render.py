@@ -82,27 +82,32 @@ def _md_table(table: Table) -> list[str]:
     ]
 
 
-def _md_section(part: Section, level: int) -> list[str]:
+def _drawn(part: Section, pngs: dict[str, bytes | None]) -> list[tuple[str, str, bytes]]:
+    """A section's (file, kind, PNG) of the figures that drew something."""
+    return [(name, kind, pngs[name]) for name, kind, _ in part.figures if pngs[name] is not None]
+
+
+def _md_section(part: Section, level: int, pngs: dict[str, bytes | None]) -> list[str]:
     lines = ["", f"{'#' * level} {md(part.title)}"]
     for paragraph in part.paragraphs:
         lines += ["", md(paragraph)]
     for caption, table in part.tables:
         lines += ["", md(caption), "", *_md_table(table)] if caption else ["", *_md_table(table)]
-    for name, kind, _ in part.figures[: part.markdown_figures]:
+    for name, kind, _ in _drawn(part, pngs)[: part.markdown_figures]:
         lines += ["", f"![{md(part.title)}: {kind}](figures/{name})"]
     for sub in part.parts:
-        lines += _md_section(sub, level + 1)
+        lines += _md_section(sub, level + 1, pngs)
     return lines
 
 
-def render_markdown(doc: Document) -> str:
+def render_markdown(doc: Document, pngs: dict[str, bytes | None]) -> str:
     lines = [f"# {md(doc.title)}"]
     for paragraph in doc.paragraphs:
         lines += ["", md(paragraph)]
     if doc.bullets:
         lines += ["", *(f"- {md(b)}" for b in doc.bullets)]
     for part in doc.sections:
-        lines += _md_section(part, 2)
+        lines += _md_section(part, 2, pngs)
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +132,9 @@ def _html_figure(title: str, name: str, caption: str, data: bytes) -> str:
     )
 
 
-def _html_section(part: Section, level: int, captions: dict[str, str]) -> list[str]:
+def _html_section(
+    part: Section, level: int, captions: dict[str, str], pngs: dict[str, bytes | None]
+) -> list[str]:
     out = [f"<h{level}>{html.escape(part.title)}</h{level}>"]
     out += [f"<p>{html.escape(p)}</p>" for p in part.paragraphs]
     for caption, table in part.tables:
@@ -136,14 +143,14 @@ def _html_section(part: Section, level: int, captions: dict[str, str]) -> list[s
         out.append(_html_table(table))
     out += [
         _html_figure(f"{part.title}: {kind}", name, captions.get(kind, ""), data)
-        for name, kind, data in part.figures
+        for name, kind, data in _drawn(part, pngs)
     ]
     for sub in part.parts:
-        out += _html_section(sub, min(level + 1, 6), captions)
+        out += _html_section(sub, min(level + 1, 6), captions, pngs)
     return out
 
 
-def render_html(doc: Document) -> str:
+def render_html(doc: Document, pngs: dict[str, bytes | None]) -> str:
     """One self-contained page: tables, and figures as data URIs; scripts limited by CSP."""
     digest = base64.b64encode(hashlib.sha256(IMAGE_CHECK.encode()).digest()).decode()
     policy = (
@@ -167,7 +174,7 @@ def render_html(doc: Document) -> str:
     if doc.bullets:
         parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in doc.bullets) + "</ul>")
     for part in doc.sections:
-        parts += _html_section(part, 2, doc.captions)
+        parts += _html_section(part, 2, doc.captions, pngs)
     parts += [f"<script>{IMAGE_CHECK}</script>", "</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
@@ -178,25 +185,32 @@ def _write(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-def _figures(sections: list[Section]):
+def named_figures(sections: list[Section]):
+    """Every (file, kind, Drawing) of the sections and their subsections, in order."""
     for part in sections:
         yield from part.figures
-        yield from _figures(part.parts)
+        yield from named_figures(part.parts)
 
 
 def write(doc: Document, out: Path, markdown_name: str = "leaderboard.md") -> Written:
-    """Write the markdown, index.html and figures/*.png of `doc` under `out`."""
+    """Draw the figures of `doc` and write its markdown, index.html and figures/*.png under
+    `out` (a figure that found nothing to draw is left out)."""
+    from harness import figures
+
+    named = list(named_figures(doc.sections))
+    pngs = dict(zip([n for n, _, _ in named], figures.draw([d for _, _, d in named]), strict=True))
     folder = out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, _, data in _figures(doc.sections):
-        _write(folder / name, data)
-        written.append(folder / name)
+    for name, data in pngs.items():
+        if data is not None:
+            _write(folder / name, data)
+            written.append(folder / name)
     for stale in sorted(set(folder.glob("*.png")) - set(written)):
         stale.unlink()
     markdown, page = out / markdown_name, out / "index.html"
-    _write(markdown, render_markdown(doc).encode())
-    _write(page, render_html(doc).encode())
+    _write(markdown, render_markdown(doc, pngs).encode())
+    _write(page, render_html(doc, pngs).encode())
     return Written(markdown, page, written)
 
 

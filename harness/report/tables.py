@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harness.results import CellResult, CellState, budget_label
+
+if TYPE_CHECKING:
+    from harness.figures import Drawing
 
 
 @dataclass
@@ -28,7 +32,7 @@ class Section:
     title: str
     paragraphs: list[str] = field(default_factory=list)
     tables: list[tuple[str, Table]] = field(default_factory=list)  # (caption, table)
-    figures: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file, kind, PNG)
+    figures: list[tuple[str, str, Drawing]] = field(default_factory=list)  # (file, kind, what)
     parts: list[Section] = field(default_factory=list)
     markdown_figures: int | None = 1
     """How many of its figures the markdown shows (None: all); the HTML page shows all."""
