@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -64,17 +65,24 @@ class Drawing:
         return None if fig is None else png(fig)
 
 
-FRAMEWORKS = ("jax", "tensorflow", "torch")  # their threads make a forked child unsafe
+FRAMEWORKS = ("jax", "tensorflow", "torch")  # their native threads make a forked child unsafe
+
+
+def processes(count: int) -> int:
+    """How many processes draw `count` figures: one per core, forked from this one, which
+    draws alone where there is one core or a thread a fork would not carry (a framework's,
+    or another Python thread)."""
+    if threading.active_count() > 1 or any(name in sys.modules for name in FRAMEWORKS):
+        return 1
+    return max(1, min(count, os.cpu_count() or 1))
 
 
 def draw(drawings: list[Drawing]) -> list[bytes | None]:
-    """Each drawing's PNG bytes, in forked processes, one per core (matplotlib draws on one
-    core); in this process where there is one core or a framework is loaded."""
-    workers = min(len(drawings), os.cpu_count() or 1)
-    if workers < 2 or any(name in sys.modules for name in FRAMEWORKS):
+    """Each drawing's PNG bytes, in `processes` processes (matplotlib draws on one core)."""
+    workers = processes(len(drawings))
+    if workers == 1:
         return [d.png() for d in drawings]
-    fork = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=fork) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
         return list(pool.map(Drawing.png, drawings))
 
 

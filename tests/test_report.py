@@ -5,6 +5,7 @@ and (slow) the page in headless Chromium."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import statistics
@@ -175,6 +176,10 @@ def test_a_local_store_is_read_without_mlflow_as_mlflow_reads_it(store, report, 
         modules=("mlflow", *figures.FRAMEWORKS),
     )  # fmt: skip
     assert result.returncode == 0 and not loaded, result.stderr
+    figures_drawn, processes = map(
+        int, re.search(r"drawing (\d+) figures in (\d+)", result.stdout).groups()
+    )
+    assert processes == min(os.cpu_count() or 1, figures_drawn)
     reporting.build(Tracker(store_uri(store)), EXPERIMENT, tmp_path / "mlflow")
     files = sorted(p.relative_to(report) for p in report.rglob("*") if p.is_file())
     for folder in ("cli", "mlflow"):
@@ -190,7 +195,7 @@ def test_figures_drawn_in_forked_processes_are_the_bytes_drawn_in_one(store, rep
     from harness.report.render import named_figures
     from harness.tracking import SqliteSnapshot
 
-    doc = leaderboard(read_store(SqliteSnapshot(store_uri(store)), EXPERIMENT), print)
+    doc = leaderboard(read_store(SqliteSnapshot(store_uri(store)), EXPERIMENT))
     named = list(named_figures(doc.sections))
     assert {kind for _, kind, _ in named} >= set(KINDS)
     for name, _, drawing in named:

@@ -39,7 +39,7 @@ def build(
     sections = []
     for name, module in owners.items():
         if name in probes:
-            progress(f"drawing the {name} probe's section")
+            progress(f"building the {name} probe's section")
             sections.append(module.section(probes[name]))
     if not sections:
         raise UserError(
@@ -56,4 +56,4 @@ def build(
         sections=sections,
         captions=CAPTIONS,
     )
-    return render.write(doc, out, "probes.md")
+    return render.write(doc, out, "probes.md", progress)

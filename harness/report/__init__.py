@@ -135,7 +135,7 @@ def notes(results: Results) -> list[str]:
     return found
 
 
-def leaderboard(results: Results, progress: Callable[[str], None]) -> Document:
+def leaderboard(results: Results) -> Document:
     """The leaderboard document: the frontier first, then a group of tables per budget (a
     budget whose cells only confirm frontiers' failures is shown in the frontier's section)."""
     from harness.frontier import confirming_runs, frontier_section, latest_frontiers
@@ -167,7 +167,6 @@ def leaderboard(results: Results, progress: Callable[[str], None]) -> Document:
     for key, label, cells in groups:
         group = Section(f"Budget {key}", [f"{label}; {len(cells)} cells."])
         for task in sorted({c.task for c in cells}):
-            progress(f"drawing the figures of task '{task}' (budget {key})")
             group.parts.append(
                 task_section(results, [c for c in cells if c.task == task], task, key)
             )
@@ -186,7 +185,7 @@ def build(
 ) -> Written:
     """Read the experiment and write leaderboard.md, index.html and figures/*.png under `out`."""
     results = read_store(store, experiment, progress)
-    return render.write(leaderboard(results, progress), out)
+    return render.write(leaderboard(results), out, progress=progress)
 
 
 __all__ = ["build", "has_markers", "update_readme", "Written"]

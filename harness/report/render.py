@@ -12,6 +12,7 @@ import hashlib
 import html
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,12 +193,19 @@ def named_figures(sections: list[Section]):
         yield from named_figures(part.parts)
 
 
-def write(doc: Document, out: Path, markdown_name: str = "leaderboard.md") -> Written:
+def write(
+    doc: Document,
+    out: Path,
+    markdown_name: str = "leaderboard.md",
+    progress: Callable[[str], None] = lambda line: None,
+) -> Written:
     """Draw the figures of `doc` and write its markdown, index.html and figures/*.png under
     `out` (a figure that found nothing to draw is left out)."""
     from harness import figures
 
     named = list(named_figures(doc.sections))
+    workers = figures.processes(len(named))
+    progress(f"drawing {len(named)} figures in {workers} process{'es' * (workers > 1)}")
     pngs = dict(zip([n for n, _, _ in named], figures.draw([d for _, _, d in named]), strict=True))
     folder = out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
