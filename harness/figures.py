@@ -7,7 +7,7 @@ longer ones; `trials` one row per trial (child run), hyperparameters in `hp:<nam
 Figures are drawn on bare `Figure` objects (no pyplot state) with fixed settings,
 and `png` writes them without a timestamp or version, so the same tables give
 the same bytes. A report names each figure by a `Drawing` (the function and its
-arguments) and `draw` draws them all, on every core.
+arguments) and `draw` draws them all, on every core (`processes`).
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def processes(count: int) -> int:
     return max(1, min(count, os.cpu_count() or 1))
 
 
-def draw(drawings: list[Drawing]) -> list[bytes | None]:
-    """Each drawing's PNG bytes, in `processes` processes (matplotlib draws on one core)."""
-    workers = processes(len(drawings))
+def draw(drawings: list[Drawing], workers: int) -> list[bytes | None]:
+    """Each drawing's PNG bytes, in `workers` processes (`processes`; matplotlib draws on
+    one core)."""
     if workers == 1:
         return [d.png() for d in drawings]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -458,9 +458,9 @@ def cost_scaling(
     (time, memory) exponents; `oom` the first length that ran out of memory.
     """
     palette = _family_colors(costs["family"])
-    two_lines = np.isfinite(crossover)
+    crossed = np.isfinite(crossover)  # a dotted line and a second title line
     fig, axes = _new(
-        1, 2, 5.0, 3.8, margins=(0.85, 0.2, 0.8 if two_lines else 0.55, 0.55), gaps=(1.05, 0)
+        1, 2, 5.0, 3.8, margins=(0.85, 0.2, 0.8 if crossed else 0.55, 0.55), gaps=(1.05, 0)
     )
     panels = (("seconds", 0, "seconds per training step"), ("memory_mb", 1, "peak MiB per step"))
     for column, index, label in panels:
@@ -473,14 +473,14 @@ def cost_scaling(
             if family in oom:
                 name += f", out of memory at {oom[family]}"
             ax.plot(group["length"], group[column], marker="o", color=palette[family], label=name)
-        if np.isfinite(crossover):
+        if crossed:
             ax.axvline(crossover, color="k", ls=":", lw=1.2)
         _length_axis(ax, costs["length"], "sequence length (log scale)")
         ax.set_yscale("log")
         ax.set_ylabel(f"{label} (log scale)")
         ax.legend(fontsize=7, loc="upper left")
     title = "Cost versus length (slope = exponent of L)"
-    if np.isfinite(crossover):
+    if crossed:
         title += f"\ndotted: attention slower than an LSTM from L={crossover:.0f} ({text(crossover_kind)})"
     fig.suptitle(title)
     return fig

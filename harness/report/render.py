@@ -206,7 +206,8 @@ def write(
     named = list(named_figures(doc.sections))
     workers = figures.processes(len(named))
     progress(f"drawing {len(named)} figures in {workers} process{'es' * (workers > 1)}")
-    pngs = dict(zip([n for n, _, _ in named], figures.draw([d for _, _, d in named]), strict=True))
+    drawn = figures.draw([d for _, _, d in named], workers)
+    pngs = dict(zip([n for n, _, _ in named], drawn, strict=True))
     folder = out / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
