@@ -3,7 +3,7 @@
 Each backend runs in its own process (Keras picks the backend at import). The
 model is each family's default configuration; the figure is the second epoch's
 time (the first includes compilation). A backend that is not installed is
-reported as such. Defaults in harness/backend.py are chosen from these figures.
+reported as such. Defaults in harness/backend/device.py are chosen from these figures.
 
     python benchmarks/backend_epochs.py [--lengths 100 1000] [--families lstm gru ...]
 """

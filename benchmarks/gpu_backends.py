@@ -31,6 +31,12 @@ LSTM/GRU carry PyTorch's two bias vectors (as cuDNN does), Keras' one. Results g
 
     python benchmarks/gpu_backends.py                      # T = 100, 1000, 10000; batch 256; width 128
     python benchmarks/gpu_backends.py --lengths 16 32 --batch-size 8 --width 8 --examples 32
+
+Why one file of about 600 lines: it is the measuring process too (run_inner starts this
+file again with --inner, once per backend and once for the bare loop), it is copied alone
+to a GPU machine beside a wheel bundle (docs/gpu.md), and the Keras measurement, the bare
+PyTorch loop, the merge and the report share its settings; split, the parts would pass
+those settings back and forth.
 """
 
 from __future__ import annotations
@@ -199,7 +205,7 @@ def fused_attention(backend_name: str, length: int, heads: int, head_dim: int, p
     compute dtype, as MultiHeadAttention does unless flash attention is disabled.
     It needs a GPU, fp16/bf16 and no attention dropout. Where it says no with
     fused attention on, PyTorch's SDPA may still pick its memory-efficient kernel.
-    (Benchmark-local for now: harness/backend.py is the place once it is free.)
+    Only this benchmark asks it, so it lives here rather than in harness/backend/.
     """
     from harness import backend
 

@@ -12,6 +12,7 @@ from harness.results import (
     KIND,
     PARENT,
     TRIAL,
+    TRIALS_COMPLETED,
     CellResult,
     CellState,
     Outcome,
@@ -158,11 +159,9 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
     parents = {key: standing_run(group) for key, group in by_key.items()}
     if cells is None:
         found = [CellResult.from_run(run) for run in parents.values()]
-        wanted = [(r.key, f"{r.task} L={r.length} {r.family}", r.budget) for r in found if r]
+        wanted = [(r.key, r.label, r.budget) for r in found if r]
     else:
-        wanted = [
-            (c.key, f"{c.task} L={c.length} {c.family}", c.as_dict()["budget"]) for c in cells
-        ]
+        wanted = [(c.key, c.label, c.as_dict()["budget"]) for c in cells]
     states = []
     for key, label, budget in wanted:
         planned = planned_trials(budget["tuner"], budget["max_trials"], budget["epochs"])
@@ -172,7 +171,7 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
             continue
         trials = children.get(run.info.run_id, [])
         outcomes = [Outcome.of(t.data.tags, t.info.status) for t in trials]
-        done = trial_counts(outcomes)["trials_completed"]
+        done = trial_counts(outcomes)[TRIALS_COMPLETED]
         state = CellState.of(run.info.status, outcomes)
         states.append(CellStatus(label, state, done, planned, CellResult.from_run(run)))
     return states
@@ -185,7 +184,7 @@ def frontier_states(tracker: Tracker, experiment: str) -> list[str]:
     experiment_id = tracker.experiment_id(experiment, create=False)
     runs = tracker.runs(experiment_id, f"tags.`{KIND}` = '{FRONTIER}'") if experiment_id else []
     lines = []
-    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+    for run in sorted(runs, key=run_order):
         found = FrontierResult.from_run(run)
         if found is None:
             continue

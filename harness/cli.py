@@ -18,6 +18,7 @@ from rich.table import Table
 
 from harness import backend
 from harness.errors import USER_ERRORS, UserError
+from harness.probes import cost, gradients
 
 backend.configure()
 
@@ -300,8 +301,11 @@ def _execute(
     backend.share_device()
     backend.use_compile_cache(workdir / "jax-cache")
     from harness import interrupts
+    from harness.cluster import ClusterChief, ClusterWorker
+    from harness.pool import LocalPool
     from harness.progress import ConsoleProgress
     from harness.runner import Runner
+    from harness.steps import InProcess
     from harness.tracking import StoreUnavailable, Tracker
 
     tracker = Tracker(tracking_uri)
@@ -316,7 +320,11 @@ def _execute(
         pool.start()
         out.print(f"{workers} workers on this machine", highlight=False)
     try:
-        runner = Runner(tracker, workdir, progress, cluster, pool)
+        if cluster is not None and not cluster.is_chief:
+            runner = ClusterWorker(tracker, workdir, progress, cluster)
+        else:
+            spread = LocalPool(pool) if pool else ClusterChief(cluster) if cluster else InProcess()
+            runner = Runner(tracker, workdir, progress, spread)
         outcomes, found = runner.run(replace(plan, name=name), cells, frontiers)
     except KeyboardInterrupt:
         progress.close()
@@ -343,7 +351,7 @@ def _execute(
             cell, result = outcome.cell, outcome.result
             verdict = result.verdict if result is not None and result.seed_scores else None
             table.add_row(
-                f"{cell.task} L={cell.length} {cell.family}",
+                cell.label,
                 outcome.state,
                 verdict.text() if verdict else "-",
                 verdict.seeds_text() if verdict else "-",
@@ -540,11 +548,18 @@ def report(
     ] = False,
 ):
     """Write leaderboard.md, index.html and figures from the MLflow store alone."""
+    from harness import frontier_report
     from harness import report as reporting
 
     tracker, name = _reading(tracking_uri, suite, experiment, runs_only=True)
     _writable_dir(out_dir, "output folder")
-    written = reporting.build(tracker, name, out_dir, lambda line: out.print(line, highlight=False))
+    written = reporting.build(
+        tracker,
+        name,
+        out_dir,
+        lambda line: out.print(line, highlight=False),
+        features=[frontier_report.section],
+    )
     out.print(
         f"wrote {written.leaderboard}, {written.html} and {len(written.figures)} figures "
         f"in {out_dir / 'figures'}",
@@ -622,6 +637,19 @@ def verify(
     )
 
 
+@app.command("clean-cache")
+@user_errors
+def clean_cache(
+    workdir: Annotated[Path, typer.Option(help="Data cache and tuner folders.")] = DEFAULT_WORKDIR,
+):
+    """Delete the cached arrays no task names today (a built-in task's from before its code
+    changed); the arrays of today's tasks and of your own tasks are kept."""
+    from harness.data import prune_cache
+
+    removed = prune_cache(workdir / "cache")
+    out.print(f"removed {len(removed)} cache files that no task names today", highlight=False)
+
+
 # -- probes: gradient flow, the rotation oracle, cost scaling ------------------------------------
 
 probe_app = typer.Typer(
@@ -682,13 +710,15 @@ LengthsOption = Annotated[
 @probe_app.command("gradients")
 @user_errors
 def probe_gradients(
-    task: Annotated[str, typer.Option(help="Task whose loss is differentiated.")] = "adding",
+    task: Annotated[str, typer.Option(help="Task whose loss is differentiated.")] = gradients.TASK,
     families: FamiliesOption = None,
     lengths: LengthsOption = None,
-    batch_size: Annotated[int, typer.Option(help="Examples the norms are averaged over.")] = 128,
+    batch_size: Annotated[
+        int, typer.Option(help="Examples the norms are averaged over.")
+    ] = gradients.BATCH,
     train_epochs: Annotated[
         int, typer.Option(help="Epochs of the fallback training when the store has no cell.")
-    ] = 3,
+    ] = gradients.TRAIN_EPOCHS,
     suite: SuiteOption = "quick",
     experiment: ExperimentOption = None,
     tracking_uri: TrackingUri = None,
@@ -696,8 +726,6 @@ def probe_gradients(
     """Norm of d(loss at the last step)/d(x_t) by distance, at initialisation and after training."""
     backend.load_frameworks()
     backend.use_compile_cache(COMPILE_CACHE)
-    from harness.probes import gradients
-
     families = _names(families, gradients.FAMILIES)
     lengths = _lengths(lengths, gradients.LENGTHS)
     spec = gradients.check(task, families, lengths, batch_size)
@@ -755,17 +783,17 @@ def probe_rotation(
 @probe_app.command("cost")
 @user_errors
 def probe_cost(
-    task: Annotated[str, typer.Option(help="Task the models are built for.")] = "adding",
+    task: Annotated[str, typer.Option(help="Task the models are built for.")] = cost.TASK,
     families: FamiliesOption = None,
     lengths: LengthsOption = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size, fixed across lengths.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Batch size, fixed across lengths.")] = cost.BATCH,
     steps: Annotated[
         int | None,
         typer.Option(help="Timed training steps per length; their median is the step's time."),
     ] = None,
     memory_cap_gb: Annotated[
         float, typer.Option(help="Stop a family whose worker's resident memory passes this.")
-    ] = 8.0,
+    ] = cost.MEMORY_CAP_GB,
     precision: Annotated[
         str, typer.Option(help="fp32, or bf16 (mixed bfloat16, fused attention allowed).")
     ] = "fp32",
@@ -774,8 +802,6 @@ def probe_cost(
     tracking_uri: TrackingUri = None,
 ):
     """Time and peak memory per training step versus length; exponents and the crossover."""
-    from harness.probes import cost
-
     families = _names(families, cost.FAMILIES)
     lengths = _lengths(lengths, cost.LENGTHS)
     steps = cost.STEPS if steps is None else steps

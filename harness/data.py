@@ -1,12 +1,14 @@
 """Train/validation/test arrays for a cell, generated once and cached on disk as .npz.
 
-The cache is keyed by task, length, n, seed and split, so every family of a suite
-trains and is tested on exactly the same arrays.
+The cache is keyed by task (its name and the hash of its code: `Task.data_name`), length,
+n, seed and split, so every family of a suite trains and is tested on exactly the same
+arrays, and an edited generator never serves the arrays of the code before.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +29,23 @@ def split(task: Task, length: int, n: int, seed: int, name: str, cache_dir: Path
     np.savez(partial, x=x, y=y)
     partial.replace(path)
     return x, y
+
+
+CACHE_FILE = re.compile(r"(?P<data>.+)_L\d+_n\d+_s\d+_(train|val|test)\.npz")
+
+
+def prune_cache(cache_dir: Path) -> list[Path]:
+    """Delete the cached arrays no task names today, a built-in task's from before its code
+    changed (or before the hash was in the name): the files deleted. A file of your own task
+    is kept: which of its versions is today's is known only by importing it."""
+    from tasks import REGISTRY
+
+    today = {task.data_name for task in REGISTRY.values()}
+    built_in = re.compile(rf"(?:{'|'.join(map(re.escape, REGISTRY))})(?:-[0-9a-f]{{12}})?")
+    found = []
+    for path in sorted(cache_dir.glob("*.npz")) if cache_dir.is_dir() else []:
+        name = CACHE_FILE.fullmatch(path.name)
+        if name and name["data"] not in today and built_in.fullmatch(name["data"]):
+            path.unlink(missing_ok=True)
+            found.append(path)
+    return found

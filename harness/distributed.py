@@ -121,16 +121,12 @@ def free_port(host: str) -> int:
 
 
 def _servicer_class():
-    """OracleServicer that notes who spoke when; imported late (protobuf versions).
+    """Keras Tuner's chief servicer (harness/kt_compat.py) noting who spoke when; imported
+    late, as Keras Tuner is (the CLI reads this module before the frameworks load)."""
+    from harness import kt_compat
+    from harness.kt_compat import TrialStatus
 
-    Private Keras Tuner API, unavoidably: the chief's gRPC servicer, its protos and trial
-    states have no public form, and the watchdog must sit inside the servicer.
-    """
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
-    from keras_tuner.src.engine.trial import TrialStatus
-
-    class WatchedServicer(OracleServicer):
+    class WatchedServicer(kt_compat.oracle_servicer()):
         def __init__(self, oracle, leave_when_idle: bool = False, on_end=None):
             super().__init__(oracle)
             self.heard: dict[str, float] = {}  # tuner id -> last request
@@ -152,7 +148,7 @@ def _servicer_class():
                 else:
                     self.stop_triggered = True
                 trial.status = TrialStatus.STOPPED
-                return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+                return kt_compat.create_trial_response(trial)
             if trial.status == TrialStatus.STOPPED and self.oracle.ongoing_trials:
                 trial.status = TrialStatus.IDLE  # stay: another worker's trial may come back
                 self.oracle.tuner_ids.add(request.tuner_id)  # and the chief waits for you
@@ -160,7 +156,7 @@ def _servicer_class():
                 time.sleep(1.0)  # a worker told IDLE asks again at once: pace it
             elif trial.status == TrialStatus.STOPPED:
                 self.stop_triggered = True
-            return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+            return kt_compat.create_trial_response(trial)
 
         def UpdateTrial(self, request, context):
             self.hear_trial(request.trial_id)
@@ -180,13 +176,6 @@ def _servicer_class():
     return WatchedServicer
 
 
-def _synchronized(func):
-    """Run `func(oracle, ...)` under the oracle's own lock (Keras Tuner's decorator)."""
-    from keras_tuner.src.engine.oracle import synchronized
-
-    return synchronized(func)
-
-
 def _silent(oracle, heard: dict[str, float], timeout: float) -> list[tuple[str, str | None]]:
     """(tuner id, its ongoing trial id or None) for each worker silent longer than `timeout`."""
     now = time.monotonic()
@@ -200,16 +189,15 @@ def _silent(oracle, heard: dict[str, float], timeout: float) -> list[tuple[str, 
 
 def _drop(oracle, tuner_id: str, trial_id: str | None, reason: str, losses: int) -> None:
     """Forget a silent worker; re-queue its trial, or end it FAILED after MAX_LOSSES."""
-    from keras_tuner.src.engine.trial import TrialStatus
+    from harness import kt_compat
+    from harness.kt_compat import TrialStatus
 
     oracle.tuner_ids.discard(tuner_id)
     trial = oracle.ongoing_trials.get(tuner_id)
     if trial is None or trial.trial_id != trial_id:
         return
     if losses < MAX_LOSSES:
-        del oracle.ongoing_trials[tuner_id]
-        oracle._retry_queue.append(trial_id)  # private: no public way to run a trial again
-        oracle.save()
+        kt_compat.requeue(oracle, tuner_id, trial_id)
         return
     trial.status, trial.message = TrialStatus.FAILED, reason
     oracle.end_trial(trial)
@@ -238,13 +226,14 @@ def serve(
     stop rather than to wait; `on_end` is called after each trial ends.
     """
     import grpc
-    from keras_tuner.src import protos
+
+    from harness import kt_compat
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)]
     )
     servicer = _servicer_class()(oracle, leave_when_idle, on_end)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    kt_compat.add_servicer(servicer, server)
     try:
         bound = server.add_insecure_port(cluster.address)
     except RuntimeError:
@@ -252,9 +241,9 @@ def serve(
     if not bound:
         raise UserError(f"--chief {cluster.address}: cannot listen there (in use, or not local)")
     server.start()
-    silent, drop = _synchronized(_silent), _synchronized(_drop)
+    silent, drop = kt_compat.synchronized(_silent), kt_compat.synchronized(_drop)
     losses: dict[str, int] = {}
-    finished = _synchronized(lambda o: not o.ongoing_trials and not o.tuner_ids)
+    finished = kt_compat.synchronized(lambda o: not o.ongoing_trials and not o.tuner_ids)
     try:
         while not (servicer.stop_triggered and finished(oracle)):
             time.sleep(0.5)

@@ -16,3 +16,9 @@ spaces' (an unknown family, a parameter budget a family cannot meet)."""
 def unknown(kind: str, value: object, accepted: list[str] | tuple[str, ...]) -> UserError:
     """The one-line error for a name that is not in a registry."""
     return UserError(f"unknown {kind} '{value}': accepted {', '.join(sorted(accepted))}")
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

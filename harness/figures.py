@@ -1,9 +1,13 @@
-"""The report's figures: one function per figure, each taking the report's tables for one task.
+"""The report's figures: the drawing kit every section uses, and the leaderboard's figures.
 
-`cells` has one row per cell (harness/report/read.py's `frame`): `score`, `spread`,
-`seeds` and `solved` are the verdict over its seeds (the numbers the tables print),
-`test_score` and `test_score_len_<L>` the search seed's best model at its length and
-longer ones; `trials` one row per trial (child run), hyperparameters in `hp:<name>`.
+The leaderboard's figures take `cells`, one row per cell (harness/report/read.py's
+`frame`): `score`, `spread` and `solved` are the verdict over its seeds (the numbers
+the tables print), `score_len_<L>` and `spread_len_<L>` the verdict at a longer
+length it was tested at, `baseline[_len_<L>]` and `solved_bar[_len_<L>]` the lines
+drawn beside them; `trials` has one row per trial (child run), hyperparameters in
+`hp:<name>`. A feature's figures (the frontier's, the probes') live beside its
+section and draw with this kit.
+
 Figures are drawn on bare `Figure` objects (no pyplot state) with fixed settings,
 and `png` writes them without a timestamp or version, so the same tables give
 the same bytes. A report names each figure by a `Drawing` (the function and its
@@ -91,13 +95,12 @@ def text(value: object) -> str:
     return str(value).replace("$", r"\$")
 
 
-def colors(cells: pd.DataFrame) -> dict[str, str]:
+def family_colors(families) -> dict[str, str]:
     """One colour per family, the same in every figure of a report."""
-    families = sorted(cells["family"].unique())
-    return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(families)}
+    return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(sorted(set(families)))}
 
 
-def _new(
+def new(
     rows: int = 1,
     cols: int = 1,
     width: float = 6.0,
@@ -131,24 +134,7 @@ def _new(
     return fig, axes
 
 
-def _direction(cells: pd.DataFrame) -> str:
-    return cells["direction"].iloc[0]
-
-
-def _ylabel(cells: pd.DataFrame, what: str) -> str:
-    row = cells.iloc[0]
-    better = "lower" if row["direction"] == "min" else "higher"
-    return f"{what} {text(row['metric'])} ({better} is better)"
-
-
-def _scale_y(ax, values) -> None:
-    """Log y when the scores are positive and span more than two decades (losses, MSE)."""
-    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
-    if len(values) and values.min() > 0 and values.max() / values.min() > 100:
-        ax.set_yscale("log")
-
-
-def _length_axis(ax, lengths, label: str) -> None:
+def length_axis(ax, lengths, label: str) -> None:
     """Log-scaled length axis labelled with the lengths themselves."""
     values = sorted({int(L) for L in lengths}, reverse=True)
     ticks = values[:1]
@@ -162,83 +148,143 @@ def _length_axis(ax, lengths, label: str) -> None:
     ax.set_xlabel(label)
 
 
-def _baseline(ax, cells: pd.DataFrame) -> None:
-    """The trivial predictor's score and the solved bar, at the lengths the cells ran."""
-    by_length = cells.groupby("length")[["baseline", "solved_bar"]].first().sort_index()
-    ax.plot(by_length.index, by_length["baseline"], "k--", lw=1.2, label="trivial baseline")
-    ax.plot(
-        by_length.index, by_length["solved_bar"], ":", color="#2ca02c", lw=1.2, label="solved bar"
-    )
+def _ylabel(cells: pd.DataFrame, what: str) -> str:
+    row = cells.iloc[0]
+    better = "lower" if row["direction"] == "min" else "higher"
+    return f"{what} {text(row['metric'])} ({better} is better)"
 
 
-def score_vs_length(cells: pd.DataFrame, task: str) -> Figure:
-    """Test score (mean and spread over seeds) versus length per family, baseline drawn."""
-    palette, rows = colors(cells), cells[cells["task"] == task]
-    fig, axes = _new()
+def _scale_y(ax, values) -> None:
+    """Log y when the values are positive and span more than two decades (losses, MSE)."""
+    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if len(values) and values.min() > 0 and values.max() / values.min() > 100:
+        ax.set_yscale("log")
+
+
+REFERENCES = {
+    "baseline": ("trivial baseline", {"color": "k", "ls": "--"}),
+    "solved_bar": ("solved bar", {"color": "#2ca02c", "ls": ":"}),
+}
+"""The lines drawn beside the scores: the trivial predictor's score and the solved bar."""
+
+
+def _references(ax, by_length: dict[str, dict[int, float]]) -> list[float]:
+    """Each reference line by length: across the whole panel where it is one value, else
+    through its lengths; returns the values drawn."""
+    drawn = []
+    for column, (label, style) in REFERENCES.items():
+        points = sorted(by_length[column].items())
+        values = {v for _, v in points}
+        if len(values) == 1:
+            ax.axhline(points[0][1], lw=1.2, label=label, **style)
+        else:
+            ax.plot(*zip(*points, strict=True), lw=1.2, marker=".", label=label, **style)
+        drawn += [v for _, v in points]
+    return drawn
+
+
+def _at_lengths(rows: pd.DataFrame) -> dict[str, dict[int, float]]:
+    """The reference lines' values at the lengths the cells ran."""
+    by_length = rows.groupby("length")[list(REFERENCES)].first()
+    return {c: {int(L): float(v) for L, v in by_length[c].items()} for c in REFERENCES}
+
+
+def _versus_length(cells: pd.DataFrame, task: str, title: str, styles: dict | None = None):
+    """Each family's seed mean by length with the seeds' standard deviation as error bars
+    (the numbers the tables print), circled where solved; `styles`: a family's label
+    suffix and line style."""
+    palette, rows = family_colors(cells["family"]), cells[cells["task"] == task]
+    fig, axes = new()
     ax = axes[0, 0]
     for family, group in rows.groupby("family", sort=True):
         group = group.sort_values("length")
-        score = group["score"]
+        suffix, ls = (styles or {}).get(family, ("", "-"))
         ax.errorbar(
             group["length"],
-            score,
+            group["score"],
             yerr=group["spread"],
             color=palette[family],
+            ls=ls,
             marker="o",
             capsize=3,
-            label=text(family),
+            label=text(family) + suffix,
         )
-        solved = group[group["solved"]]
+        solved = group[group["solved"].astype(bool)]
         ax.scatter(
             solved["length"],
-            score[group["solved"]],
+            solved["score"],
             s=120,
             facecolors="none",
             edgecolors=palette[family],
             linewidths=1.5,
         )
-    _baseline(ax, rows)
-    _scale_y(ax, [*rows["score"], *rows["baseline"]])
-    _length_axis(ax, rows["length"], "sequence length (log scale); circled: solved")
+    drawn = _references(ax, _at_lengths(rows))
+    _scale_y(ax, [*rows["score"], *drawn])
+    length_axis(ax, rows["length"], "sequence length (log scale); circled: solved")
     ax.set_ylabel(_ylabel(rows, "test"))
-    ax.set_title(f"{text(task)}: test score versus length")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
 
 
+def score_vs_length(cells: pd.DataFrame, task: str) -> Figure:
+    """Test score (mean and spread over seeds) versus length per family, baseline drawn."""
+    return _versus_length(cells, task, f"{text(task)}: test score versus length")
+
+
+def hindsight(cells: pd.DataFrame, task: str, bidirectional: Callable[[str], bool]) -> Figure:
+    """The task's score (seed mean and std) versus length: forward families solid,
+    bidirectional dashed."""
+    styles = {
+        f: (" (bidirectional)", "--") if bidirectional(f) else (" (forward)", "-")
+        for f in cells["family"].unique()
+    }
+    title = f"Hindsight: {text(task)}, forward versus bidirectional"
+    return _versus_length(cells, task, title, styles)
+
+
+def _longer_lengths(cells: pd.DataFrame) -> list[int]:
+    """The longer lengths the cells were tested at (their `score_len_<L>` columns)."""
+    return sorted(int(c.rsplit("_", 1)[1]) for c in cells.columns if c.startswith("score_len_"))
+
+
 def length_generalisation(cells: pd.DataFrame, task: str) -> Figure | None:
-    """Best model trained at L, tested at L and at the longer lengths; None without such tests."""
-    palette, rows = colors(cells), cells[cells["task"] == task]
-    longer = sorted(
-        (c for c in rows.columns if c.startswith("test_score_len_")),
-        key=lambda c: int(c.rsplit("_", 1)[1]),
-    )
-    if not longer or rows[longer].isna().all().all():
+    """Each cell's seed mean (error bars: the seeds' std) at its training length and at the
+    longer lengths it was tested at; None without such tests."""
+    palette, rows = family_colors(cells["family"]), cells[cells["task"] == task]
+    longer = _longer_lengths(rows)
+    if not longer or rows[[f"score_len_{L}" for L in longer]].isna().all().all():
         return None
-    fig, axes = _new()
+    fig, axes = new()
     ax = axes[0, 0]
-    lengths = sorted(rows["length"].unique())
-    labelled = set()
+    references = _at_lengths(rows)
+    labelled, scores = set(), []
     for _, row in rows.sort_values(["family", "length"]).iterrows():
-        points = [(row["length"], row["test_score"])] + [
-            (int(c.rsplit("_", 1)[1]), row[c]) for c in longer if pd.notna(row[c])
-        ]
+        points = [(row["length"], row["score"], row["spread"])]
+        for L in longer:
+            if pd.notna(row[f"score_len_{L}"]):
+                points.append((L, row[f"score_len_{L}"], row[f"spread_len_{L}"]))
+                for column in REFERENCES:
+                    references[column].setdefault(L, row[f"{column}_len_{L}"])
         if len(points) < 2:
             continue
-        xs, ys = zip(*points, strict=True)
+        xs, ys, spreads = zip(*points, strict=True)
         family = row["family"]
-        ax.plot(
+        ax.errorbar(
             xs,
             ys,
+            yerr=spreads,
             marker="o",
+            capsize=3,
             color=palette[family],
             label=None if family in labelled else text(family),
         )
         labelled.add(family)
-    _baseline(ax, rows)
-    _scale_y(ax, rows[["test_score", *longer]].to_numpy().ravel())
-    tested = [*lengths, *(int(c.rsplit("_", 1)[1]) for c in longer)]
-    _length_axis(ax, tested, "test length (log scale); each line starts at its training length")
+        scores += ys
+    drawn = _references(ax, references)
+    _scale_y(ax, [*scores, *drawn])
+    tested = [*rows["length"], *longer]
+    length_axis(ax, tested, "test length (log scale); each line starts at its training length")
     ax.set_ylabel(_ylabel(rows, "test"))
     ax.set_title(f"{text(task)}: length generalisation")
     ax.legend(fontsize=7)
@@ -247,16 +293,16 @@ def length_generalisation(cells: pd.DataFrame, task: str) -> Figure | None:
 
 def anytime(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Figure | None:
     """Best validation score so far versus wall-clock time of the search, a panel per length."""
-    palette, rows = colors(cells), cells[cells["task"] == task]
+    palette, rows = family_colors(cells["family"]), cells[cells["task"] == task]
     done = trials[trials["parent_id"].isin(rows["run_id"]) & trials["objective"].notna()]
     if done.empty:
         return None
     lengths = sorted(rows["length"].unique())
     cols = min(len(lengths), 4)
-    fig, axes = _new(math.ceil(len(lengths) / cols), cols, width=4.2, sharey=True, gaps=(0.3, 0.85))
+    fig, axes = new(math.ceil(len(lengths) / cols), cols, width=4.2, sharey=True, gaps=(0.3, 0.85))
     for ax in axes.ravel()[len(lengths) :]:
         ax.set_visible(False)
-    better = np.fmin if _direction(rows) == "min" else np.fmax
+    better = np.fmin if rows["direction"].iloc[0] == "min" else np.fmax
     for ax, length in zip(axes.ravel(), lengths, strict=False):
         for _, cell in rows[rows["length"] == length].sort_values("family").iterrows():
             own = trials[trials["parent_id"] == cell["run_id"]]
@@ -300,7 +346,7 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
         for f in families
     }
     cols = max(1, max(len(n) for n in names.values()))
-    fig, axes = _new(
+    fig, axes = new(
         len(families),
         cols,
         3.2,
@@ -346,176 +392,4 @@ def hyperparameters(cells: pd.DataFrame, trials: pd.DataFrame, task: str) -> Fig
     ]
     fig.legend(handles=handles, loc="upper right", fontsize=8, title="length")
     fig.suptitle(f"{text(task)}: trial score versus each hyperparameter")
-    return fig
-
-
-# -- probes -------------------------------------------------------------------------------------
-
-
-def _family_colors(families) -> dict[str, str]:
-    return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(sorted(set(families)))}
-
-
-def gradient_flow(curves: pd.DataFrame) -> Figure:
-    """Gradient norm versus distance from the last step (log y), a panel per stage and length.
-
-    `curves` has columns family, length, stage, distance, norm.
-    """
-    palette = _family_colors(curves["family"])
-    stages = [s for s in ("init", "trained") if s in set(curves["stage"])]
-    lengths = sorted(curves["length"].unique())
-    fig, axes = _new(len(stages), len(lengths), 4.4, 3.2, margins=(0.8, 0.2, 0.65, 0.55))
-    for r, stage in enumerate(stages):
-        for c, length in enumerate(lengths):
-            ax = axes[r, c]
-            rows = curves[(curves["stage"] == stage) & (curves["length"] == length)]
-            for family, group in rows.groupby("family", sort=True):
-                group = group.sort_values("distance")
-                ax.plot(
-                    group["distance"],
-                    group["norm"].where(group["norm"] > 0),
-                    color=palette[family],
-                    lw=1.3,
-                    label=text(family),
-                )
-            ax.set_yscale("log")
-            ax.set_title(f"L={length}, {'at initialisation' if stage == 'init' else 'trained'}")
-            ax.set_xlabel("distance from the last step (steps)")
-            if c == 0:
-                ax.set_ylabel("mean ||d loss / d x_t|| (log scale)")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Gradient flow: d(loss at the last step) / d x_t")
-    return fig
-
-
-def rotation_vs_learned(curves: dict[str, dict[int, float]]) -> Figure:
-    """Counting accuracy versus test length: the rotation oracle beside the learned models.
-
-    `curves` maps a label to {test length: accuracy}; the oracle's label says "weights set".
-    """
-    palette = _family_colors(curves)
-    fig, axes = _new()
-    ax = axes[0, 0]
-    tested = []
-    for label, points in sorted(curves.items()):
-        oracle = "weights set" in label
-        xs, ys = zip(*sorted(points.items()), strict=True)
-        tested += list(xs)
-        ax.plot(
-            xs,
-            ys,
-            marker="s" if oracle else "o",
-            ls="-" if oracle else "--",
-            lw=2.2 if oracle else 1.5,
-            color=palette[label],
-            zorder=1 if oracle else 3,
-            label=text(label),
-        )
-    _length_axis(ax, tested, "test length (log scale)")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("per-step accuracy (higher is better)")
-    ax.set_title("counting mod 8: rotation oracle versus learned models")
-    ax.legend(fontsize=7)
-    return fig
-
-
-def hindsight(cells: pd.DataFrame, bidirectional) -> Figure:
-    """first_token accuracy versus length: forward families solid, bidirectional dashed."""
-    rows = cells[cells["task"] == "first_token"]
-    palette = colors(cells)
-    fig, axes = _new()
-    ax = axes[0, 0]
-    for family, group in rows.groupby("family", sort=True):
-        group = group.sort_values("length")
-        both = bidirectional(family)
-        ax.plot(
-            group["length"],
-            group["score"],
-            marker="o",
-            ls="--" if both else "-",
-            color=palette[family],
-            label=f"{text(family)} ({'bidirectional' if both else 'forward'})",
-        )
-    _baseline(ax, rows)
-    _length_axis(ax, rows["length"], "sequence length (log scale)")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("test accuracy (higher is better)")
-    ax.set_title("Hindsight: first_token, forward versus bidirectional")
-    ax.legend(fontsize=8)
-    return fig
-
-
-def cost_scaling(
-    costs: pd.DataFrame,
-    slopes: dict[str, tuple[float, float]],
-    oom: dict[str, int],
-    crossover: float,
-    crossover_kind: str,
-) -> Figure:
-    """Seconds and MiB per training step versus length, log-log, a panel each.
-
-    `costs` has columns family, length, seconds, memory_mb; `slopes` maps a family to its
-    (time, memory) exponents; `oom` the first length that ran out of memory.
-    """
-    palette = _family_colors(costs["family"])
-    crossed = np.isfinite(crossover)  # a dotted line and a second title line
-    fig, axes = _new(
-        1, 2, 5.0, 3.8, margins=(0.85, 0.2, 0.8 if crossed else 0.55, 0.55), gaps=(1.05, 0)
-    )
-    panels = (("seconds", 0, "seconds per training step"), ("memory_mb", 1, "peak MiB per step"))
-    for column, index, label in panels:
-        ax = axes[0, index]
-        for family, group in costs.groupby("family", sort=True):
-            group = group[group[column] > 0].sort_values("length")
-            if group.empty:
-                continue
-            name = f"{text(family)} (slope {slopes[family][index]:.2f})"
-            if family in oom:
-                name += f", out of memory at {oom[family]}"
-            ax.plot(group["length"], group[column], marker="o", color=palette[family], label=name)
-        if crossed:
-            ax.axvline(crossover, color="k", ls=":", lw=1.2)
-        _length_axis(ax, costs["length"], "sequence length (log scale)")
-        ax.set_yscale("log")
-        ax.set_ylabel(f"{label} (log scale)")
-        ax.legend(fontsize=7, loc="upper left")
-    title = "Cost versus length (slope = exponent of L)"
-    if crossed:
-        title += f"\ndotted: attention slower than an LSTM from L={crossover:.0f} ({text(crossover_kind)})"
-    fig.suptitle(title)
-    return fig
-
-
-def frontier(task: str, brackets: dict) -> Figure:
-    """Every length probed per family (filled: solved, hollow: failed; diamonds: the
-    confirming second seed), the bracket as a bar from longest solved to shortest failed."""
-    families = sorted(brackets)
-    palette = _family_colors(families)
-    longest = max((len(text(f)) for f in families), default=0)
-    fig, axes = _new(
-        height=1.1 + 0.5 * len(families), margins=(0.3 + 0.075 * longest, 0.2, 0.4, 0.55)
-    )
-    ax = axes[0, 0]
-    lengths = []
-    for row, family in enumerate(families):
-        bracket, color = brackets[family], palette[family]
-        low = bracket.solved if bracket.solved is not None else bracket.minimum
-        high = bracket.failed if bracket.failed is not None else bracket.maximum
-        ax.plot([low, high], [row, row], color=color, lw=6, alpha=0.3, solid_capstyle="butt")
-        for step in bracket.steps:
-            lengths.append(step.length)
-            ax.scatter(
-                [step.length],
-                [row + (0.18 if step.attempt else 0)],
-                s=46,
-                marker="D" if step.attempt else "o",
-                facecolors=color if step.solved else "none",
-                edgecolors=color,
-                linewidths=1.5,
-                zorder=3,
-            )
-    ax.set_yticks(range(len(families)), [text(f) for f in families])
-    ax.set_ylim(-0.6, len(families) - 0.4)
-    _length_axis(ax, lengths or [1], "sequence length (log scale); filled: solved, hollow: failed")
-    ax.set_title(f"{text(task)}: frontier per family (bar: the bracket)")
     return fig

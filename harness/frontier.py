@@ -35,7 +35,7 @@ from harness.results import (
     FRONTIER,
     FRONTIER_CELLS,
     KIND,
-    budget_label,
+    normalise,
     param_value,
 )
 from harness.suites import Ask
@@ -185,7 +185,8 @@ class FrontierResult:
 
     @classmethod
     def from_run(cls, run) -> FrontierResult | None:
-        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        tags, params = normalise(FRONTIER, run.info.status, run.data.tags, run.data.params)
+        metrics = run.data.metrics
         try:
             steps = [Step(**s) for s in json.loads(tags.get(FRONTIER_CELLS, "[]"))]
             solved = metrics.get(LONGEST_SOLVED)
@@ -209,8 +210,8 @@ class FrontierResult:
                 params["family"],
                 tags.get(BUDGET_KEY, ""),
                 budget,
-                int(params.get("seed", 0)),
-                int(params.get("seeds", 1)),
+                int(params["seed"]),
+                int(params["seeds"]),
                 bracket,
                 run.info.status == "FINISHED",
             )
@@ -232,98 +233,3 @@ def latest_frontiers(runs: list) -> list[FrontierResult]:
 def confirming_runs(frontiers: list[FrontierResult]) -> set[str]:
     """The cell runs that confirm a frontier's failure with another search seed."""
     return {s.run_id for f in frontiers for s in f.bracket.steps if s.attempt and s.run_id}
-
-
-def frontier_section(frontiers: list[FrontierResult], cells: dict):
-    """The report's frontier section: per budget a table of brackets (rows tasks, columns
-    families) and the table of the cells that confirmed its failures (`cells`: the report's
-    cells by run id); a figure per task and budget. None without a finished frontier."""
-    from harness import figures
-    from harness.report.render import figure_file
-    from harness.report.tables import Section, Table
-
-    if not frontiers:
-        return None
-    section = Section(
-        "Frontier",
-        [
-            "The longest length each family solves at an equal parameter budget. [a, b): "
-            "solved at length a, failed at length b, the failure confirmed with another "
-            "search seed; ≥ a: solved up to the largest length tried; < b: failed at the "
-            "smallest. A cell counts as solved when the mean over its seeds meets the bar."
-        ],
-        markdown_figures=None,
-    )
-    for key in sorted({f.budget_key for f in frontiers}):
-        group = [f for f in frontiers if f.budget_key == key]
-        families = sorted({f.family for f in group})
-        tasks = sorted({f.task for f in group})
-        table = Table(["task", *families], [])
-        for task in tasks:
-            own = {f.family: f for f in group if f.task == task}
-            row = len(table.rows)
-            for column, family in enumerate(families, start=1):
-                if family in own:
-                    probes = ", ".join(
-                        f"L={s.length}{'✓' if s.solved else '✗'}" for s in own[family].bracket.steps
-                    )
-                    table.titles[(row, column)] = f"run {own[family].run_id[:8]}: {probes}"
-            table.rows.append(
-                [task, *(own[f].bracket.text() if f in own else "" for f in families)]
-            )
-        first = group[0]
-        label = budget_label(first.budget, first.seeds, first.seed)
-        section.tables.append((f"Budget {key}: {label}.", table))
-        section.tables += confirmation_tables(group, cells)
-        for task in tasks:
-            own = {f.family: f.bracket for f in group if f.task == task}
-            section.figures.append(
-                (
-                    figure_file("frontier", task, key),
-                    "frontier",
-                    figures.Drawing(figures.frontier, (task, own)),
-                )
-            )
-    return section
-
-
-def confirmation_tables(group: list[FrontierResult], cells: dict) -> list:
-    """(caption, table) per budget of the cells that confirmed the group's failures: the
-    frontier's budget with another search seed, so tables of their own."""
-    from harness.report.tables import Table, number, score_text, short
-
-    confirming = {
-        s.run_id: cells[s.run_id]
-        for f in group
-        for s in f.bracket.steps
-        if s.attempt and s.run_id in cells
-    }
-    tables = []
-    for key in sorted({cell.budget_key for cell in confirming.values()}):
-        own = sorted(
-            (c for c in confirming.values() if c.budget_key == key),
-            key=lambda c: (c.task, c.family, c.length),
-        )
-        table = Table(["task", "family", "length", "score", "solved bar", "run"], [])
-        for cell in own:
-            arrow = "≤" if cell.direction == "min" else "≥"
-            table.rows.append(
-                [
-                    cell.task,
-                    cell.family,
-                    f"L={cell.length}",
-                    score_text(cell),
-                    f"{arrow} {number(cell.solved_bar)}",
-                    short(cell.run_id),
-                ]
-            )
-        seeds = 1 + len(own[0].extra_seeds)
-        tables.append(
-            (
-                f"Confirmations, budget {key}: the budget above with {seeds} "
-                f"seed{'s' * (seeds != 1)} from search seed {own[0].seed}. Each row is a "
-                "shortest failure probed again; a ✓ means it solved, and the search went on.",
-                table,
-            )
-        )
-    return tables

@@ -2,7 +2,8 @@
 
 The main process (the coordinator) runs each cell's steps as the sequential runner
 does (resume, search, evaluate, record), several cells and frontiers side by side,
-and hands the work that trains to its workers:
+and `LocalPool`, the runner's strategy, hands the work that trains to its workers
+(harness/pool_worker.py, one process each):
 
 - a cell's search: the coordinator serves the cell's Keras Tuner oracle on 127.0.0.1
   (harness/distributed.py, with its watchdog) and sends workers to it; each worker
@@ -17,7 +18,8 @@ sequential one: a parent run per cell, a child per trial. How work is spread is 
 part of any cell's key. Workers share the device: JAX workers get
 XLA_PYTHON_CLIENT_PREALLOCATE=false (by default each JAX process takes 75% of the GPU
 memory) and torch workers a per-process memory fraction of 1/N, unless the user set
-their own; so does the coordinator (it asks the device's name for its runs' tags). A worker that dies is replaced; its trial goes back to the queue.
+their own; so does the coordinator (it asks the device's name for its runs' tags).
+A worker that dies is replaced; its trial goes back to the queue.
 """
 
 from __future__ import annotations
@@ -30,12 +32,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Listener
 from pathlib import Path
 
 from harness import backend
 from harness.errors import UserError
-from harness.progress import Progress
 
 HOST = "127.0.0.1"
 WORKER_TIMEOUT_S = 20.0  # a local worker silent this long is dropped (its trial re-queued)
@@ -157,7 +158,7 @@ class Pool:
             env.pop(name, None)
         host, port = self.listener.address
         process = subprocess.Popen(  # its output travels through the connection; errors stay
-            [sys.executable, "-m", "harness.pool", f"{host}:{port}", f"local{index}"],
+            [sys.executable, "-m", "harness.pool_worker", f"{host}:{port}", f"local{index}"],
             env=env,
             stdout=subprocess.DEVNULL,
         )
@@ -280,53 +281,64 @@ class Pool:
                 self._finish(worker, result)
 
 
+class LocalPool:
+    """Trials spread over a pool's workers (harness/steps.py's InProcess says what a
+    strategy does): each cell's oracle served here, evaluations and retrains as jobs."""
+
+    serves = True
+
+    def __init__(self, pool: Pool):
+        self.pool, self.units = pool, pool.size
+
+    def start(self) -> None:
+        pass
+
+    def search(self, tuner, job) -> None:
+        """Serve the cell's oracle on 127.0.0.1 to the pool's workers until its trials end."""
+        from harness.cluster import serve_cell
+        from harness.distributed import CHIEF, Cluster, free_port
+
+        port = free_port(HOST)
+        payload = {"cell": job.resolved.cell, "experiment_id": job.experiment_id,
+                   "run_id": job.run_id, "address": f"{HOST}:{port}"}  # fmt: skip
+        demand = Demand(job.resolved.label, payload, tuner.oracle, job.resolved.planned)
+        self.pool.search(demand)
+        try:
+            serve_cell(
+                tuner,
+                job,
+                Cluster(CHIEF, HOST, port, WORKER_TIMEOUT_S),
+                local=True,
+                on_end=lambda: self.pool.trial_ended(demand),
+            )
+        finally:
+            self.pool.searched(demand)
+
+    def evaluate(self, resolved, tuner, folder: Path):
+        """The best model scored by one job, each extra seed's retrain by another, side by side."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from harness import evaluation
+
+        cell = resolved.cell
+        found = self.pool.run("evaluate", cell=cell, folder=str(folder))
+        with ThreadPoolExecutor(max(1, len(cell.extra_seeds))) as seeds:
+            retrains = {
+                seed: seeds.submit(
+                    self.pool.run,
+                    "retrain",
+                    cell=cell,
+                    values=found.values,
+                    seed=seed,
+                    folder=str(folder),
+                )
+                for seed in cell.extra_seeds
+            }
+            for seed, retrain in retrains.items():
+                evaluation.add_seed(found, seed, *retrain.result())
+        return found
+
+
 def send_job(job: dict) -> dict:
     """A job as it travels to a worker (the coordinator's own objects left behind)."""
     return {k: v for k, v in job.items() if k != "demand"}
-
-
-# -- a worker process -----------------------------------------------------------------------------
-
-
-class WorkerProgress(Progress):
-    """A worker's trial events, sent on to the coordinator's display."""
-
-    def __init__(self, connection):
-        self.connection, self.label = connection, ""
-
-    def trial(self, event: str, **info) -> None:
-        self.connection.send(("event", event, {**info, "label": self.label}))
-
-
-def worker_main(address: str, worker_id: str) -> None:
-    from harness import interrupts
-
-    backend.configure()
-    host, _, port = address.rpartition(":")
-    connection = Client((host, int(port)), authkey=bytes.fromhex(os.environ.pop(KEY)))
-    settings = connection.recv()
-    workdir = Path(settings["workdir"])
-    backend.load_frameworks()
-    backend.use_compile_cache(workdir / "jax-cache")
-    backend.share_device()
-    interrupts.install()
-    from harness.runner import Runner
-    from harness.tracking import Tracker
-
-    runner = Runner(Tracker(settings["uri"]), workdir, WorkerProgress(connection))
-    while True:
-        job = connection.recv()
-        if job is None:
-            return
-        try:
-            result = runner.job(job, worker_id)
-        except KeyboardInterrupt:
-            connection.send(("done", KeyboardInterrupt("interrupted")))
-            return
-        except Exception as error:  # the coordinator raises it where the job was asked for
-            result = RuntimeError(f"{type(error).__name__}: {error}")
-        connection.send(("done", result))
-
-
-if __name__ == "__main__":
-    worker_main(sys.argv[1], sys.argv[2])

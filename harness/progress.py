@@ -1,8 +1,6 @@
 """Progress of a run: a rich live display on a terminal, plain lines otherwise.
 
-A run is a list of units: the suite's cells, then its frontiers (each a unit however
-many cells it probes). `where` names the unit a cell belongs to, "[3/12]" or
-"frontier adding lstm".
+It draws what harness/events.py's calls report (units, cells, trials, frontier steps).
 """
 
 from __future__ import annotations
@@ -12,30 +10,15 @@ import math
 from rich import progress as bars
 from rich.console import Console
 
+from harness.events import Events
 from harness.suites import Cell
-
-
-def _label(cell: Cell) -> str:
-    return f"{cell.task} L={cell.length} {cell.family}"
 
 
 def _score(value: float) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
 
-class Progress:
-    """Receives what the runner is doing; `ConsoleProgress` draws it. No-op by default."""
-
-    def start(self, name: str, units: int) -> None: ...
-    def cell_start(self, cell: Cell, where: str) -> None: ...
-    def trial(self, event: str, **info) -> None: ...
-    def cell_end(self, cell: Cell, where: str, outcome) -> None: ...
-    def frontier_step(self, spec, step) -> None: ...
-    def unit_done(self, text: str) -> None: ...
-    def close(self) -> None: ...
-
-
-class ConsoleProgress(Progress):
+class ConsoleProgress(Events):
     """Units done, the current cell, its trial and the best score so far."""
 
     def __init__(self, console: Console):
@@ -69,7 +52,7 @@ class ConsoleProgress(Progress):
         console.print(text, highlight=False, markup=False)
 
     def cell_start(self, cell: Cell, where: str) -> None:
-        self.cell_label = f"{where} {_label(cell)}"
+        self.cell_label = f"{where} {cell.label}"
         self._say(f"{self.cell_label}: starting")
 
     def trial(self, event: str, **info) -> None:
@@ -88,7 +71,7 @@ class ConsoleProgress(Progress):
         self._say(f"{label}: trial {info['trial_id']} {status}{worker} {detail}")
 
     def cell_end(self, cell: Cell, where: str, outcome) -> None:
-        text = f"{where} {_label(cell)}: {outcome.state}"
+        text = f"{where} {cell.label}: {outcome.state}"
         if outcome.result is not None and outcome.result.seed_scores:
             verdict = outcome.result.verdict
             solved = "solved" if verdict.solved else "not solved"

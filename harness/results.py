@@ -21,6 +21,13 @@ through it. The rules, each defined once here:
   else the latest (unfinished: a rerun resumes it). Running a cell (`harness run`,
   `status`) knows it by its key; reading one (the report, verify, the probes) by its
   budget, task, length and family (`standing_cells`), showing finished runs only.
+- what older versions wrote: read through `normalise`, in today's words; a store is never
+  rewritten.
+
+What a run starts with (the machine, the code) is written by harness/provenance.py; a
+cell's stored models are read by harness/stored.py. The rest stays in this one module
+(about 480 lines) on purpose: a reader interpreting a stored run finds every name and
+rule it needs here, and nothing else.
 """
 
 from __future__ import annotations
@@ -31,9 +38,7 @@ import json
 import math
 import re
 import statistics
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # -- kinds of run (tag KIND) --------------------------------------------------------------
 CELL, TRIAL, FRONTIER, PROBE = "cell", "trial", "frontier", "probe"
@@ -41,7 +46,7 @@ CELL, TRIAL, FRONTIER, PROBE = "cell", "trial", "frontier", "probe"
 # -- tags ---------------------------------------------------------------------------------
 KIND = "harness.kind"
 SCHEMA = "harness.schema"  # on every cell run started since 2026-12: this schema's version
-SCHEMA_VERSION = "2"  # 1: the runs without the tag
+SCHEMA_VERSION = "2"  # older cells read as "1", or "0" before FUSED_OBSERVED (`normalise`)
 CELL_KEY = "harness.cell_key"
 BUDGET_KEY = "harness.budget_key"
 FRONTIER_KEY = "harness.frontier_key"
@@ -57,8 +62,17 @@ DIVERGED_SEEDS = "harness.diverged_seeds"
 DERIVED = "harness.derived"  # hyperparameters a trial did not search (the budget's width)
 FUSED_OBSERVED = "harness.fused_rnn_kernel_observed"  # done cells since 2026-11-26
 FRONTIER_CELLS = "harness.frontier_cells"
-MACHINE = ("device", "backend", "framework", "keras")
-REPO = Path(__file__).resolve().parent.parent
+HOST, PID, PROCESS_START = "harness.host", "harness.pid", "harness.process_start"
+"""The process that opened a run (harness/liveness.py): a run left RUNNING by one that
+died on this host is ended KILLED on resume."""
+# the machine and code a run was made with (environment_tags)
+VERSION, GIT_COMMIT = "harness.version", "harness.git_commit"
+DEVICE, BACKEND, FRAMEWORK = "harness.device", "harness.backend", "harness.framework"
+KERAS, KERAS_TUNER = "harness.keras", "harness.keras_tuner"
+
+# -- params of a cell run (besides task, length, family, seed and budget.*) ---------------
+CODE = "code"  # the hashes of the code of its task's data and its family's model (JSON)
+CODE_ROOTS = "code_roots"  # where your own task's or family's modules are imported from
 
 # -- metrics of a cell run ----------------------------------------------------------------
 TEST_SCORE = "test_score"  # the task's metric of the search's best model on the test split
@@ -66,6 +80,14 @@ BASELINE, SOLVED_BAR = "baseline", "solved_bar"
 SEED_MEAN, SEED_STD, SEED_COUNT = "seed_mean", "seed_std", "seed_count"
 SEEDS_SOLVED, SOLVED = "seeds_solved", "solved"
 COMPILE_SECONDS = "compile_seconds"
+SEARCH_SECONDS, SECONDS_PER_EPOCH = "search_seconds", "seconds_per_epoch"
+EPOCHS_TO_SOLVE, BEST_VAL_SCORE = "epochs_to_solve", "best_val_score"
+TRIALS_COMPLETED, TRIALS_FINISHED = "trials_completed", "trials_finished"
+TRIALS_DIVERGED, TRIALS_FAILED = "trials_diverged", "trials_failed"
+PARAMETERS = "parameters"  # a model's trainable and other parameters (cell and trial runs)
+
+# -- metrics of a trial run ---------------------------------------------------------------
+TRIAL_SECONDS, EPOCHS, OBJECTIVE = "trial_seconds", "epochs", "objective"
 _SCORE_NAME = re.compile(rf"{TEST_SCORE}(?:_seed_(\d+))?(?:_len_(\d+))?")
 
 
@@ -95,39 +117,12 @@ def task_score_name(name: str) -> str:
     return f"test_{name}"
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def environment_tags() -> dict[str, str]:
-    """The machine, backend and code a run was made with (tags of every parent run)."""
-    from harness import __version__, backend
-
-    versions = backend.versions()
-    tags = {
-        "harness.version": __version__,
-        "harness.backend": versions["backend"],
-        "harness.keras": versions["keras"],
-        "harness.keras_tuner": versions["keras_tuner"],
-        "harness.framework": versions["framework"],
-        "harness.device": backend.device(),
-    }
-    commit = git_commit()
-    if commit:
-        tags["harness.git_commit"] = commit
-    return tags
-
-
 def machine_of(tags: dict[str, str]) -> str:
     """One line naming the device, Keras, backend and framework of a run."""
-    found = {k: tags.get(f"harness.{k}", "unknown") for k in MACHINE}
-    return f"{found['device']}; Keras {found['keras']} on {found['backend']} ({found['framework']})"
+    device, keras, backend, framework = (
+        tags.get(name, "unknown") for name in (DEVICE, KERAS, BACKEND, FRAMEWORK)
+    )
+    return f"{device}; Keras {keras} on {backend} ({framework})"
 
 
 # -- trials -------------------------------------------------------------------------------
@@ -152,10 +147,7 @@ class Outcome(enum.StrEnum):
     @classmethod
     def of(cls, tags: dict[str, str], run_status: str) -> Outcome | None:
         """The outcome recorded on a trial run; None while it runs (or was never closed)."""
-        legacy = {"error": cls.FAILED, "lost": cls.KILLED, "interrupted": cls.KILLED}
-        value = tags.get(STATUS)
-        if value in legacy:
-            return legacy[value]
+        value = normalise(TRIAL, run_status, tags)[0].get(STATUS)
         if value in cls._value2member_map_:
             return cls(value)
         return cls.KILLED if run_status == "KILLED" else None
@@ -164,10 +156,10 @@ class Outcome(enum.StrEnum):
 def trial_counts(outcomes: list[Outcome | None]) -> dict[str, int]:
     """The cell's trial counts as metrics: done (finished, diverged, failed) and each kind."""
     return {
-        "trials_completed": sum(1 for o in outcomes if o is not None and o.done),
-        "trials_finished": outcomes.count(Outcome.FINISHED),
-        "trials_diverged": outcomes.count(Outcome.DIVERGED),
-        "trials_failed": outcomes.count(Outcome.FAILED),
+        TRIALS_COMPLETED: sum(1 for o in outcomes if o is not None and o.done),
+        TRIALS_FINISHED: outcomes.count(Outcome.FINISHED),
+        TRIALS_DIVERGED: outcomes.count(Outcome.DIVERGED),
+        TRIALS_FAILED: outcomes.count(Outcome.FAILED),
     }
 
 
@@ -255,6 +247,11 @@ def budget_key(budget: dict, seed: int, extra_seeds: list[int]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
+def cell_label(task: str, length: int, family: str) -> str:
+    """How a cell is named to people: `adding L=100 gru` (its runs, progress, tables)."""
+    return f"{task} L={length} {family}"
+
+
 def budget_label(budget: dict, seeds: int, seed: int = 0) -> str:
     """The budget in words, for a table's header (the search seed named unless it is 0)."""
     needed = ("tuner", "max_trials", "epochs", "batch_size", "n_train", "n_val", "n_test")
@@ -312,6 +309,10 @@ class CellResult:
         return budget_key(self.budget, self.seed, self.extra_seeds)
 
     @property
+    def label(self) -> str:
+        return cell_label(self.task, self.length, self.family)
+
+    @property
     def verdict(self) -> Verdict:
         scores = [
             self.seed_scores[s] for s in [self.seed, *self.extra_seeds] if s in self.seed_scores
@@ -333,15 +334,10 @@ class CellResult:
 
     @property
     def legacy(self) -> bool:
-        """A done cell recorded before 2026-11-26: seconds per epoch include compiling, the
-        fused-kernel tag was predicted, and no retrain's model was kept (verify cannot check
-        it). Every cell run started since carries SCHEMA, and every done one FUSED_OBSERVED;
-        a diverged or failed cell has nothing of this to be legacy about."""
-        return (
-            self.state is CellState.DONE
-            and SCHEMA not in self.tags
-            and FUSED_OBSERVED not in self.tags
-        )
+        """A done cell recorded before 2026-11-26 (schema 0): seconds per epoch include
+        compiling, the fused-kernel tag was predicted, and no retrain's model was kept (verify
+        cannot check it); a diverged or failed cell has nothing of this to be legacy about."""
+        return self.state is CellState.DONE and self.tags[SCHEMA] == "0"
 
     def get(self, name: str) -> float:
         return self.metrics.get(name, math.nan)
@@ -349,10 +345,11 @@ class CellResult:
     @classmethod
     def from_run(cls, run) -> CellResult | None:
         """The cell a parent run holds; None when it lacks what a cell needs (not a cell)."""
-        params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
+        tags, params = normalise(CELL, run.info.status, run.data.tags, run.data.params)
+        metrics = run.data.metrics
         try:
-            seed = int(params.get("seed", 0))
-            extra = [int(s) for s in json.loads(params.get("extra_seeds", "[]"))]
+            seed = int(params["seed"])
+            extra = [int(s) for s in json.loads(params["extra_seeds"])]
             budget = {
                 k.removeprefix("budget."): param_value(v)
                 for k, v in params.items()
@@ -371,7 +368,9 @@ class CellResult:
                 seed=seed,
                 extra_seeds=extra,
                 budget=budget,
-                state=_state_tag(tags.get(STATUS), run.info.status),
+                state=(
+                    CellState(tags[STATUS]) if run.info.status == "FINISHED" else CellState.PARTIAL
+                ),
                 baseline=metrics.get(BASELINE, math.nan),
                 solved_bar=metrics.get(SOLVED_BAR, math.nan),
                 seed_scores={},
@@ -455,59 +454,31 @@ def param_value(text: str):
         return text
 
 
-def _state_tag(value: str | None, run_status: str) -> CellState:
-    """A cell's state as its run records it (older stores wrote other words)."""
-    if run_status != "FINISHED":
-        return CellState.PARTIAL
-    legacy = {"finished": CellState.DONE, "all trials diverged or failed": CellState.DIVERGED}
-    if value in legacy:
-        return legacy[value]
-    return CellState(value) if value in CellState._value2member_map_ else CellState.DONE
+# -- what older versions wrote ----------------------------------------------------------
+OLD_STATUS = {
+    TRIAL: {"error": Outcome.FAILED, "lost": Outcome.KILLED, "interrupted": Outcome.KILLED},
+    CELL: {"finished": CellState.DONE, "all trials diverged or failed": CellState.DIVERGED},
+}
+PARAMS_ADDED = {CELL: {"seed": "0", "extra_seeds": "[]"}, FRONTIER: {"seed": "0", "seeds": "1"}}
+"""Params added after the first runs: the value the runs before them used."""
 
 
-def cell_tags(cell) -> dict[str, str]:
-    """The tags a cell's parent run starts with: what it is, its schema, the machine."""
-    return {
-        KIND: CELL,
-        CELL_KEY: cell.key,
-        BUDGET_KEY: cell.budget_key,
-        SCHEMA: SCHEMA_VERSION,
-        **environment_tags(),
-    }
+def normalise(
+    kind: str, run_status: str, tags: dict[str, str], params: dict[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The tags and params of a `kind` run as this schema names them, whatever version of the
+    harness wrote it (copies: a store is never rewritten). Every reader reads through it.
 
-
-def cell_params(cell, task) -> dict[str, str]:
-    """The params of a cell's parent run: what it is and its budget (JSON for lists)."""
-    params = {
-        "task": cell.task,
-        "length": cell.length,
-        "family": cell.family,
-        "seed": cell.seed,
-        "metric": task.metric.name,
-        "direction": task.metric.direction,
-        "extra_seeds": list(cell.extra_seeds),
-        "eval_lengths": list(cell.eval_lengths),
-    }
-    if cell.code is not None:  # your own task or family: which source produced the result
-        params["code"] = cell.code
-        params["code_roots"] = plugin_roots(cell.task, cell.family)
-    params.update({f"budget.{k}": v for k, v in cell.as_dict()["budget"].items() if v is not None})
-    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
-
-
-def plugin_roots(*names: str) -> list[str]:
-    """The folders to put on sys.path to import these tasks' or families' own modules again
-    (verify runs from an empty folder): each module file's path less its package path."""
-    import inspect
-    import sys
-
-    from tasks.base import is_import_path
-
-    roots = []
-    for name in names:
-        if not is_import_path(name):
-            continue
-        module = name.partition(":")[0]
-        path = Path(inspect.getsourcefile(sys.modules[module])).resolve()
-        roots.append(str(path.parents[len(module.split(".")) - 1]))
-    return sorted(set(roots))
+    A status in older words in today's (OLD_STATUS); a finished cell's state as recorded, done
+    when unrecorded or unknown; a cell's SCHEMA as
+    "0" (before 2026-11-26, without FUSED_OBSERVED) or "1" (without the tag); the params
+    added since (PARAMS_ADDED) at the value older runs used."""
+    tags, params = dict(tags), {**PARAMS_ADDED.get(kind, {}), **(params or {})}
+    status = tags.get(STATUS)
+    if status in OLD_STATUS.get(kind, {}):
+        tags[STATUS] = OLD_STATUS[kind][status].value
+    if kind == CELL:
+        if run_status == "FINISHED" and tags.get(STATUS) not in CellState._value2member_map_:
+            tags[STATUS] = CellState.DONE.value
+        tags.setdefault(SCHEMA, "1" if FUSED_OBSERVED in tags else "0")
+    return tags, params

@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from harness.errors import USER_ERRORS, UserError, unknown
-from harness.results import BUDGET_KEY, FRONTIER, FRONTIER_KEY, KIND, budget_key
+from harness.provenance import cell_code
+from harness.results import BUDGET_KEY, FRONTIER, FRONTIER_KEY, KIND, budget_key, cell_label
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TUNERS = ("random", "bayesian", "hyperband")
@@ -75,7 +76,8 @@ class Cell:
     extra_seeds: tuple[int, ...] = ()
     eval_lengths: tuple[int, ...] = ()
     code: str | None = None
-    """Your own task's or family's source hashes (`plugin_code`): an edit is a new cell."""
+    """The hashes of its task's and family's code (provenance.cell_code): an edit is a new
+    cell. Every cell of a suite has them."""
 
     @property
     def key(self) -> str:
@@ -91,6 +93,10 @@ class Cell:
     def budget_key(self) -> str:
         """The budget's name: cells of one budget key share a table."""
         return budget_key(self.as_dict()["budget"], self.seed, list(self.extra_seeds))
+
+    @property
+    def label(self) -> str:
+        return cell_label(self.task, self.length, self.family)
 
     def as_dict(self) -> dict:
         found = asdict(self)
@@ -298,7 +304,7 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
                 get_space(family, task, block_budget.params)
             except USER_ERRORS as err:
                 raise UserError(f"{where}: key '{key}.families': {err}") from None
-            code = plugin_code(task_name, family)
+            code = cell_code(task_name, family)
             for length in lengths:
                 longer = tuple(sorted(v for v in eval_lengths if v > length))
                 cells.append(
@@ -364,7 +370,7 @@ def frontier_specs(
             task.check_length(length)
         for family in families:
             get_space(family, task, budget.params)  # an unknown family, a budget out of reach
-            code = plugin_code(task_name, family)
+            code = cell_code(task_name, family)
             specs.append(
                 FrontierSpec(
                     task_name,
@@ -389,20 +395,6 @@ def check_frontier_seeds(seed: int, seeds: int) -> None:
             f"seed {seed} is out of range: a frontier of {seeds} seeds per cell uses seeds "
             f"{seed} to {last} (its confirmations included), which must lie in 0..{MAX_SEED}"
         )
-
-
-def plugin_code(task: str, family: str) -> str | None:
-    """The source hashes of a cell's own (imported) task and family, None for built-ins."""
-    from search_spaces import family_class
-    from tasks import get_task
-    from tasks.base import is_import_path
-
-    found = {}
-    if is_import_path(task):
-        found["task"] = get_task(task).code
-    if is_import_path(family):
-        found["family"] = family_class(family).code
-    return json.dumps(found, sort_keys=True) if found else None
 
 
 def _no_unknown_keys(table: dict, allowed: set[str], where: str, prefix: str) -> None:

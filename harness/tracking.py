@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -20,17 +21,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 from harness.results import CELL, CELL_KEY, KIND, PARENT, standing_run
 
 DEFAULT_DB = "mlflow.db"
-SCHEMES = (
-    "sqlite:///PATH",
-    "http://HOST:PORT",
-    "https://HOST",
-    "postgresql://...",
-    "postgresql+psycopg2://...",
-)
+SCHEMES = {
+    "sqlite:///": "sqlite:///PATH",
+    "http://": "http://HOST:PORT",
+    "https://": "https://HOST",
+    "postgresql://": "postgresql://...",
+    "postgresql+psycopg2://": "postgresql+psycopg2://...",
+    "mysql://": "mysql://...",
+    "file:": "file:PATH",
+}
+"""The tracking URIs accepted: each scheme's prefix and how the error message shows it."""
+BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
 T = TypeVar("T")
 
 
@@ -40,11 +45,6 @@ def resolve_uri(uri: str | None) -> str:
     if not uri:
         return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
     return uri
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 class StoreUnavailable(Exception):
@@ -68,7 +68,7 @@ def _retry(call: Callable[[], T], attempts: int = 8) -> T:
             if not transient:
                 raise
             if attempt == attempts - 1:
-                raise StoreUnavailable(_first_line(err)) from err
+                raise StoreUnavailable(first_line(err)) from err
             time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -82,19 +82,10 @@ class Tracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         self.uri = resolve_uri(uri)
-        if not self.uri.startswith(
-            (
-                "sqlite:///",
-                "http://",
-                "https://",
-                "postgresql://",
-                "postgresql+psycopg2://",
-                "mysql://",
-                "file:",
-            )
-        ):
+        if not self.uri.startswith(tuple(SCHEMES)):
             raise UserError(
-                f"tracking URI '{self.uri}' is not supported: accepted {', '.join(SCHEMES)}"
+                f"tracking URI '{self.uri}' is not supported: "
+                f"accepted {', '.join(SCHEMES.values())}"
             )
         self._check_sqlite_folder()
         try:
@@ -104,7 +95,7 @@ class Tracker:
                 self.client = MlflowClient(tracking_uri=self.uri)
         except Exception as err:
             raise UserError(
-                f"tracking store '{self.uri}' cannot be used: {_first_line(err)}"
+                f"tracking store '{self.uri}' cannot be used: {first_line(err)}"
             ) from None
 
     def _open_sqlite(self, client_class):
@@ -152,7 +143,7 @@ class Tracker:
             self.client.search_experiments(max_results=1)
         except Exception as err:
             raise UserError(
-                f"tracking store '{self.uri}' cannot be used: {_first_line(err)}"
+                f"tracking store '{self.uri}' cannot be used: {first_line(err)}"
             ) from None
 
     # -- experiments and runs -------------------------------------------------------
@@ -233,6 +224,10 @@ class Tracker:
         run = _retry(lambda: self.client.create_run(experiment_id, run_name=name, tags=tags))
         return run.info.run_id
 
+    def get_run(self, run_id: str):
+        """The run with `run_id` (MLflow's Run: info, data)."""
+        return _retry(lambda: self.client.get_run(run_id))
+
     def reopen(self, run_id: str) -> None:
         _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
 
@@ -263,8 +258,38 @@ class Tracker:
             )
         )
 
+    def log_series(self, run_id: str, series: dict[str, dict[int, float]]) -> None:
+        """Metric histories: for each key, one value per step (a distance, a length); the
+        values that are not finite are left out."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        points = [
+            Metric(key, float(value), now, int(step))
+            for key, values in series.items()
+            for step, value in sorted(values.items())
+            if math.isfinite(value)
+        ]
+        for start in range(0, len(points), BATCH):
+            chunk = points[start : start + BATCH]
+            _retry(lambda chunk=chunk: self.client.log_batch(run_id, metrics=chunk))
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """A metric's values by step, in step order (the last value logged at a step)."""
+        history = _retry(lambda: self.client.get_metric_history(run_id, key))
+        return sorted({m.step: m.value for m in history}.items())
+
+    # -- artifacts --------------------------------------------------------------------------
     def log_artifact(self, run_id: str, path: Path) -> None:
         _retry(lambda: self.client.log_artifact(run_id, str(path)))
+
+    def artifacts(self, run_id: str) -> set[str]:
+        """The paths of a run's artifacts (its top folder)."""
+        return {a.path for a in _retry(lambda: self.client.list_artifacts(run_id))}
+
+    def download_artifact(self, run_id: str, path: str, folder: Path) -> Path:
+        """A run's artifact `path`, downloaded into `folder`: where it now lies."""
+        return Path(_retry(lambda: self.client.download_artifacts(run_id, path, str(folder))))
 
 
 def open_store(uri: str | None) -> Tracker:

@@ -10,25 +10,32 @@ a family's space (search_spaces/base.py) to Keras Tuner's HyperModel.
 
 from __future__ import annotations
 
-import math
 import os
-import statistics
 import time
-from dataclasses import dataclass, field
 
-import keras
 import keras_tuner as kt
-from keras_tuner.src.engine import tuner_utils
 
-from harness import faults, interrupts
-from harness.results import DERIVED, KIND, PARENT, REASON, STATUS, TRIAL, TRIAL_ID, WORKER, Outcome
+from harness import faults, kt_compat, liveness
+from harness.callbacks import TrialRecord, TrialWatch
+from harness.results import (
+    DERIVED,
+    EPOCHS,
+    EPOCHS_TO_SOLVE,
+    KIND,
+    OBJECTIVE,
+    PARAMETERS,
+    PARENT,
+    REASON,
+    STATUS,
+    TRIAL,
+    TRIAL_ID,
+    TRIAL_SECONDS,
+    WORKER,
+    Outcome,
+)
 from harness.tracking import StoreUnavailable, Tracker
 from search_spaces.base import FamilySpace
 from tasks.base import Task
-
-SOLVED_EPOCHS = 3
-"""Early stop: validation must meet the solved bar at this many consecutive epochs (the
-epoch it first does and two more), so a test score is not left on the bar by noise."""
 
 TUNER_CLASSES = {
     "random": kt.RandomSearch,
@@ -55,99 +62,11 @@ class SpaceHyperModel(kt.HyperModel):
         return None if self.declare_only else self.space.build(hp)
 
 
-@dataclass
-class TrialRecord:
-    """What one trial's callback saw, across its executions."""
-
-    epochs: int = 0
-    executions: list[list[float]] = field(default_factory=list)  # each one's epoch seconds
-    epochs_to_solve: int | None = None
-    diverged: str | None = None
-    parameters: int | None = None
-
-    def timing(self) -> dict[str, float]:
-        """Seconds per epoch without compilation: the mean of each execution's epochs after
-        its first (a new model, compiled again); compile seconds: the sum over executions of
-        the first epoch's excess over the median of those later epochs."""
-        later = [seconds for epochs in self.executions for seconds in epochs[1:]]
-        if not later:
-            return {}
-        typical = statistics.median(later)
-        return {
-            "seconds_per_epoch": statistics.fmean(later),
-            "compile_seconds": sum(max(0.0, epochs[0] - typical) for epochs in self.executions),
-        }
-
-
 class StoreLost(StoreUnavailable, kt.errors.FatalError):
     """The store went away during a trial: ends the search (Keras Tuner re-raises it)."""
 
 
-class TrialWatch(keras.callbacks.Callback):
-    """Logs each epoch to the trial's run, stops on NaN/inf loss or once the task is solved.
-
-    Divergence is checked at the end of each epoch, not each batch, so watching
-    never forces a device sync inside the training loop.
-    """
-
-    def __init__(self, tracker: Tracker | None, run_id: str | None, task: Task, length: int):
-        super().__init__()
-        self.tracker, self.run_id, self.task, self.length = tracker, run_id, task, length
-        self.record = TrialRecord()
-        self.monitor = f"val_{task.metric.name}"
-        self._epoch_start = 0.0
-        self._solved_streak = 0
-
-    def __deepcopy__(self, memo):  # Keras Tuner deep-copies callbacks per execution
-        return self
-
-    def on_train_begin(self, logs=None):  # once per execution
-        interrupts.check()
-        self._solved_streak = 0
-        self.record.executions.append([])
-        self.record.parameters = self.model.count_params()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        self.record.executions[-1].append(time.perf_counter() - self._epoch_start)
-        self.record.epochs = max(self.record.epochs, epoch + 1)
-        if self.tracker and self.run_id:
-            finite = {k: v for k, v in logs.items() if math.isfinite(float(v))}
-            self.tracker.log(self.run_id, metrics=finite, step=epoch)
-            faults.point("epoch")
-        interrupts.check()
-        loss = float(logs.get("loss", math.nan))
-        if not math.isfinite(loss):
-            self.record.diverged = f"training loss became {loss} at epoch {epoch + 1}"
-            self.model.stop_training = True
-            return
-        score = float(logs.get(self.monitor, math.nan))
-        if not self.task.is_solved(score, self.length):
-            self._solved_streak = 0
-            return
-        self._solved_streak += 1
-        if self.record.epochs_to_solve is None:
-            self.record.epochs_to_solve = epoch + 1
-        if self._solved_streak >= SOLVED_EPOCHS:
-            self.model.stop_training = True
-
-
-class EpochTunerCallback(tuner_utils.TunerCallback):  # private: no public way to drop its hooks
-    """Keras Tuner's own callback without its no-op batch hooks.
-
-    A callback with batch hooks makes Keras copy the logs to the host after every
-    batch (a device sync on JAX): harness/bare-fit time went from 1.33 to 1.10 with
-    this (benchmarks/trial_overhead.py). Keras Tuner's base tuners do nothing per batch.
-    """
-
-    on_batch_begin = keras.callbacks.Callback.on_batch_begin
-    on_batch_end = keras.callbacks.Callback.on_batch_end
-
-
-class TrackedTuner:
+class TrackedTuner(kt_compat.EpochCallbacks):
     """Mixin for a Keras Tuner class: one MLflow child run per trial."""
 
     def __init__(
@@ -179,6 +98,7 @@ class TrackedTuner:
             if old.data.tags.get(TRIAL_ID) == trial.trial_id:
                 self.tracker.delete(old.info.run_id)
         tags = {PARENT: self.parent_run_id, KIND: TRIAL, TRIAL_ID: trial.trial_id}
+        tags.update(liveness.process_tags())
         if os.environ.get("KERASTUNER_ORACLE_IP"):
             tags[WORKER] = self.tuner_id
         values = dict(trial.hyperparameters.values)
@@ -221,14 +141,14 @@ class TrackedTuner:
         record = watch.record
         self.records[trial.trial_id] = record
         summary = {
-            "trial_seconds": time.perf_counter() - started,
-            "epochs": record.epochs,
+            TRIAL_SECONDS: time.perf_counter() - started,
+            EPOCHS: record.epochs,
             **record.timing(),
         }
         if record.parameters is not None:
-            summary["parameters"] = record.parameters
+            summary[PARAMETERS] = record.parameters
         if record.epochs_to_solve is not None:
-            summary["epochs_to_solve"] = record.epochs_to_solve
+            summary[EPOCHS_TO_SOLVE] = record.epochs_to_solve
         if record.diverged:
             self._close(run_id, Outcome.DIVERGED, record.diverged, summary)
             self.on_trial(
@@ -236,7 +156,7 @@ class TrackedTuner:
             )
             return {self.oracle.objective.name: self.task.metric.worst}
         objective = self._objective_value(results)
-        summary["objective"] = objective
+        summary[OBJECTIVE] = objective
         if self.best_objective is None or self.task.metric.better(objective, self.best_objective):
             self.best_objective = objective
         self._close(run_id, Outcome.FINISHED, None, summary)
@@ -250,17 +170,8 @@ class TrackedTuner:
         )
         return results
 
-    def _build_and_fit_model(self, trial, *args, **kwargs):
-        kwargs["callbacks"] = [
-            EpochTunerCallback(c.tuner, c.trial) if type(c) is tuner_utils.TunerCallback else c
-            for c in kwargs.get("callbacks", [])
-        ]
-        return super()._build_and_fit_model(trial, *args, **kwargs)
-
     def _objective_value(self, results) -> float:
-        # Keras Tuner's own reduction of a trial's histories to its objective (no public one)
-        metrics = tuner_utils.convert_to_metrics_dict(results, self.oracle.objective)
-        return float(metrics[self.oracle.objective.name])
+        return kt_compat.objective_value(results, self.oracle.objective)
 
     def _close(self, run_id, outcome: Outcome, reason: str | None = None, metrics=None) -> None:
         if self.tracker and run_id:

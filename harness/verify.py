@@ -4,8 +4,10 @@ For each done cell the report shows (harness/results.py's `standing_cells`), ver
 downloads its model artifacts (the search's best model and each extra seed's retrain), rebuilds
 the test split from the task's generator with the recorded seed and sizes (never
 from the data cache or tuner folders), recomputes the test scores, the longer-length
-scores and the per-seed scores, then the verdict over the seeds, and compares each
-with the stored metric. It never trains. A model that cannot be listed, downloaded,
+scores and the per-seed scores, then the verdict over the seeds against the task's own
+solved bar and baseline, and compares each with the stored metric (the stored bar and
+baseline too). A cell whose task's or family's code changed since its run (its `code`
+param) is named, not checked. It never trains. A model that cannot be listed, downloaded,
 loaded or scored is a mismatch naming its run and what failed. A diverged or failed
 cell holds no score: it is named, not checked.
 
@@ -24,18 +26,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import first_line
 from harness.results import (
+    BASELINE,
+    CODE,
     SEED_MEAN,
     SEEDS_SOLVED,
     SOLVED,
+    SOLVED_BAR,
     TEST_SCORE,
     CellResult,
     CellState,
+    at_length,
     judge,
     score_name,
     task_score_name,
 )
-from harness.tracking import Tracker, _first_line
+from harness.tracking import Tracker
 
 ABSOLUTE, RELATIVE = 1e-6, 1e-4
 
@@ -63,7 +70,8 @@ class Check:
 def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
     """Every stored score of one done cell against its recomputation from the stored models:
     the best model's (seed None) and each extra seed's retrain's, at its length and longer."""
-    from harness.evaluation import ModelUnavailable, model_file, stored_model, test_scores
+    from harness.provenance import code_changed
+    from harness.stored import ModelUnavailable, model_file, stored_model, test_scores
     from tasks import get_task
 
     checks: list[Check] = []
@@ -72,13 +80,20 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
         stored = cell.metrics.get(metric, math.nan)
         checks.append(Check(cell.run_id, cell_label(cell), metric, stored, recomputed, note))
 
-    if "code" in cell.params:  # your own task or family: import it from where it was
-        changed = own_code_changed(cell)
+    if CODE in cell.params:  # recorded since cells carry their code's hashes
+        changed = code_changed(cell)
         if changed:
             compare(TEST_SCORE, math.nan, changed)
             return checks
     task = get_task(cell.task)
     primary = task.metric.name
+    bar, baseline = task.solved_bar(cell.length), task.baseline(cell.length)
+    compare(SOLVED_BAR, bar)  # the verdict is the task's, never a stored bar's or baseline's
+    compare(BASELINE, baseline)
+    for length in sorted(cell.longer):
+        for name, value in ((SOLVED_BAR, task.solved_bar), (BASELINE, task.baseline)):
+            if at_length(name, length) in cell.metrics:
+                compare(at_length(name, length), value(length))
     batch, n_test = int(cell.budget["batch_size"]), int(cell.budget["n_test"])
     split = functools.cache(lambda length: task.generate(n_test, length, cell.seed, "test"))
 
@@ -104,7 +119,7 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                 compare(score_name(seed), math.nan, str(error))
                 continue
             except Exception as error:  # a model that loads but cannot score this task's data
-                why = f"artifact {model_file(seed)} cannot be scored: {_first_line(error)}"
+                why = f"artifact {model_file(seed)} cannot be scored: {first_line(error)}"
                 compare(score_name(seed), math.nan, why)
                 continue
             compare(score_name(seed), found[primary])
@@ -116,35 +131,15 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
             recomputed_seeds[which] = found[primary]
     if len(recomputed_seeds) == 1 + len(cell.extra_seeds):
         seeds = [recomputed_seeds[s] for s in [cell.seed, *cell.extra_seeds]]
-        verdict = judge(seeds, cell.solved_bar, cell.baseline, cell.direction)
+        verdict = judge(seeds, bar, baseline, task.metric.direction)
         compare(SEED_MEAN, verdict.mean)
         compare(SEEDS_SOLVED, verdict.seeds_solved)
         compare(SOLVED, float(verdict.solved))
     return checks
 
 
-def own_code_changed(cell: CellResult) -> str:
-    """Why a cell's own task or family cannot be checked (its source changed or is gone)."""
-    import json
-    import sys
-
-    from harness.errors import USER_ERRORS
-    from harness.suites import plugin_code
-
-    for root in json.loads(cell.params.get("code_roots", "[]")):
-        if root not in sys.path:
-            sys.path.append(root)
-    try:
-        now = plugin_code(cell.task, cell.family)
-    except USER_ERRORS as error:
-        return f"its own task or family cannot be loaded: {error}"
-    if now != cell.params["code"]:
-        return f"its own task or family changed since the run (source {now}, run {cell.params['code']})"
-    return ""
-
-
 def cell_label(cell: CellResult) -> str:
-    return f"{cell.task} L={cell.length} {cell.family}"
+    return cell.label
 
 
 @dataclass

@@ -20,7 +20,7 @@
 # backends.json/.md, and the stores workers-1.db, workers-auto.db, cost.db. The stores are
 # written in a scratch folder (the model artifacts beside them stay there and are deleted)
 # and copied into OUT after each step. `harness report` / `harness probe report`
-# --tracking-uri sqlite:///OUT/X.db turn them into reports/gpu/ (see README, GPU runs).
+# --tracking-uri sqlite:///OUT/X.db turn them into reports/gpu/ (see docs/gpu.md).
 # Without a GPU, nvidia-smi or the bundle it still runs (on the CPU), and says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-"""Put reports/leaderboard.md's tables into README.md between the leaderboard markers.
+"""Put the leaderboard's frontier tables and a link to it into README.md, between its markers.
 
     python scripts/update_readme.py [--readme README.md] [--leaderboard reports/leaderboard.md]
 

@@ -8,7 +8,8 @@ from search_spaces.attention import TransformerSpace
 from search_spaces.base import FamilySpace, Hyper, SpaceError, contract_error
 from search_spaces.recurrent import BiGRUSpace, BiLSTMSpace, GRUSpace, LSTMSpace, SimpleRNNSpace
 from search_spaces.scan import LRUSpace, MinGRUSpace, MinLSTMSpace
-from tasks.base import Task, is_import_path, load_class, plugin_call, source_hash
+from tasks.base import Task, is_import_path, load_class, plugin_call
+from tasks.source import source_hash
 
 REGISTRY: dict[str, type[FamilySpace]] = {
     space.family: space

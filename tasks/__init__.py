@@ -17,13 +17,13 @@ from tasks.base import (
     is_import_path,
     load_class,
     plugin_call,
-    source_hash,
 )
 from tasks.copy_memory import CopyMemory
 from tasks.counting import Counting
 from tasks.digits import Digits, PermutedDigits
 from tasks.first_token import FirstToken
 from tasks.listops import ListOps
+from tasks.source import source_hash
 
 REGISTRY: dict[str, Task] = {
     task.name: task
@@ -53,7 +53,7 @@ def get_task(name: str) -> Task:
 @functools.cache
 def plugin(path: str) -> Task:
     """Your own task, imported and checked against the contract (`check_task`). It is named by
-    its import path; its data is filed under the path and the hash of its source file, never
+    its import path; its data is filed under the path and the hash of its code, never
     mixed with a built-in's or an older version's."""
     try:
         cls = load_class(path, Task)

@@ -15,7 +15,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -135,14 +134,22 @@ class Task(ABC):
     max_length: ClassVar[int] = MAX_LENGTH
     length_step: ClassVar[int] = 1
     """Accepted lengths are the multiples of this between min_length and max_length."""
+    hindsight: ClassVar[str] = ""
+    """Why a bidirectional model has it easier on this task; a task that says so gets the
+    report's hindsight section (forward versus bidirectional families by length)."""
 
     code: str | None = None
-    """The hash of a plug-in's source file (tasks.plugin sets it); None for a built-in."""
+    """A plug-in's `source_hash` (tasks.plugin sets it): it marks your own task; None for a
+    built-in."""
 
     @property
     def data_name(self) -> str:
-        """The name its cached data is filed under (a plug-in's: its import path and hash)."""
-        return self.name if self.code is None else f"{self.name.replace(':', '-')}-{self.code}"
+        """The name its cached data is filed under: its name (a plug-in's import path) and the
+        hash of the code that generates it (`source_hash`), so an edit is never served stale
+        arrays."""
+        from tasks.source import source_hash
+
+        return f"{self.name.replace(':', '-')}-{source_hash(type(self))}"
 
     # -- data ---------------------------------------------------------------
     @abstractmethod
@@ -265,17 +272,6 @@ def plugin_call(step: str, function: Callable, *args):
         raise ValueError(
             f"{step} raised {type(error).__name__}" + (f": {lines[0]}" if lines else "")
         ) from None
-
-
-def source_hash(cls: type) -> str:
-    """The first 12 hex digits of the SHA-256 of the module file that defines the class.
-
-    Only that file: an edit to it starts new cells, but helpers (or a base class) that it
-    imports from other files are not covered."""
-    import hashlib
-    import inspect
-
-    return hashlib.sha256(Path(inspect.getsourcefile(cls)).read_bytes()).hexdigest()[:12]
 
 
 # -- shared numpy scoring helpers ---------------------------------------------

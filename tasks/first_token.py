@@ -25,6 +25,10 @@ class FirstToken(Task):
     loss = "sparse_categorical_crossentropy"
     metric = Metric("accuracy", "max", "accuracy of the predicted first token")
     default_lengths = (100, 200, 500, 1000)
+    hindsight = (
+        "A forward RNN must carry the first token across all L steps; the backward pass of a "
+        "bidirectional one reads it one step before its end."
+    )
 
     def _generate(self, n, length, rng, split):
         x = rng.integers(0, SYMBOLS, size=(n, length), dtype=np.int32)

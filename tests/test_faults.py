@@ -1,15 +1,26 @@
 """Faults with real processes: a killed worker, a restarted tracking server, a trial that
-raises, four processes on one SQLite file, and a PostgreSQL-backed tracking server."""
+raises, four processes on one SQLite file, a PostgreSQL-backed tracking server, and the runs
+a killed process leaves RUNNING."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
+from harness import liveness, results
+from harness.results import CELL_KEY, HOST, KIND, PARENT, PID, PROCESS_START, TRIAL
+from harness.runner import Runner
+from harness.steps import resolve
+from harness.suites import Budget, Cell
+from harness.tracking import Tracker
 from tests.conftest import (
     MlflowServer,
     all_runs,
@@ -188,3 +199,60 @@ def test_a_search_on_a_postgresql_backed_tracking_server(workdir, postgres_uri):
         assert "best_model.keras" in artifacts
     finally:
         server.stop()
+
+
+def ended_process_tags() -> dict[str, str]:
+    """The tags a run of a process that has since ended on this host carries."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = psutil.Process(process.pid).create_time()
+    process.kill()
+    process.wait()
+    return {**liveness.process_tags(), PID: str(process.pid), PROCESS_START: f"{started:.2f}"}
+
+
+def test_a_resume_ends_the_runs_of_dead_processes_here_and_no_other(workdir):
+    tracker = Tracker(store_uri(workdir))
+    experiment_id = tracker.experiment_id("phantoms")
+    cell = Cell("adding", 8, "gru", Budget())
+    dead, alive = ended_process_tags(), liveness.process_tags()
+    parent = tracker.start_run(
+        experiment_id, cell.label, {KIND: results.CELL, CELL_KEY: cell.key, **dead}
+    )
+    trials = {
+        "dead": dead,
+        "alive": alive,  # this test's own process
+        "elsewhere": {**dead, HOST: "another-host"},
+        "pid reused": {**alive, PROCESS_START: f"{float(alive[PROCESS_START]) - 3600:.2f}"},
+    }
+    ids = {
+        name: tracker.start_run(experiment_id, name, {KIND: TRIAL, PARENT: parent, **tags})
+        for name, tags in trials.items()
+    }
+    runner = Runner(tracker, workdir / "data")
+    _, run_id, _ = runner.resume(experiment_id, resolve(cell, workdir / "data"))
+    status = {name: tracker.get_run(run).info.status for name, run in ids.items()}
+    assert status == {
+        "dead": "KILLED",
+        "alive": "RUNNING",
+        "elsewhere": "RUNNING",
+        "pid reused": "KILLED",
+    }
+    assert tracker.get_run(ids["dead"]).data.tags["harness.status"] == "killed"
+    reopened = tracker.get_run(run_id)
+    assert run_id == parent and reopened.info.status == "RUNNING"
+    assert reopened.data.tags[PID] == str(os.getpid())  # now this process's run
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_trial_leaves_no_running_run_after_its_resume(workdir):
+    args = ["run", *tiny_cell(max_trials=2), "--experiment", "phantom"]
+    process = start_harness(*args, cwd=workdir, log="killed.log", env={"HARNESS_FAULT": "epoch:1"})
+    process.wait(timeout=600)
+    assert process.returncode == -signal.SIGKILL, (workdir / "killed.log").read_text()[-2000:]
+    runs = all_runs(store_uri(workdir), "phantom")
+    running = runs[runs["status"] == "RUNNING"]
+    assert set(running["tags.harness.kind"]) == {"cell", "trial"}
+    assert set(running["tags.harness.pid"]) == {str(process.pid)}
+    harness(*args, cwd=workdir, check=True)
+    runs = all_runs(store_uri(workdir), "phantom")
+    assert "RUNNING" not in set(runs["status"]), runs[["status", "tags.harness.kind"]]

@@ -1,4 +1,4 @@
-"""Your own families and tasks by import path: README's example family runs (worker processes
+"""Your own families and tasks by import path: docs/adding.md's example family runs (worker processes
 and verify included), a task of your own is cached under its path (and runs in worker processes
 and verifies), both load from the installed `harness` script, an edit starts new cells, and a
 plug-in that breaks the contract is refused with one line."""
@@ -53,8 +53,8 @@ class Parity(Task):
 
 
 def readme_example() -> str:
-    """The example family between README's plug-in markers, as README shows it."""
-    text = (REPO / "README.md").read_text()
+    """The example family between docs/adding.md's plug-in markers, as it shows it."""
+    text = (REPO / "docs" / "adding.md").read_text()
     block = text.split("<!-- plugin-example:start -->")[1].split("<!-- plugin-example:end -->")[0]
     return re.search(r"```python\n(.*?)```", block, re.S).group(1)
 
@@ -87,11 +87,14 @@ def test_readmes_family_and_your_own_task_run_in_worker_processes_and_verify(plu
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     source = plugin_dir / "my_conv.py"
-    source.write_text(source.read_text() + "\n# an edit\n")
+    source.write_text(source.read_text() + "\n# a comment: the same code, the same cell\n")
+    again = harness(*run, "--params", "5000", cwd=plugin_dir)
+    assert again.returncode == 0 and "skipped" in again.stdout
+    source.write_text(source.read_text() + "EDITED = True\n")
     again = harness(*run, "--params", "5000", cwd=plugin_dir)
     assert again.returncode == 0 and "skipped" not in again.stdout  # a new cell
     assert len(cells(plugin_dir)) == 2
-    source.write_text(source.read_text() + "# another edit, after the run\n")
+    source.write_text(source.read_text() + "EDITED_AFTER_THE_RUN = True\n")
     changed = harness("verify", "--tracking-uri", store_uri(plugin_dir), cwd=plugin_dir)
     assert changed.returncode == 1 and "changed since the run" in changed.stderr
 

@@ -45,12 +45,15 @@ import json, sys
 import numpy as np
 from harness import backend
 backend.configure()
-from harness.probes import gradients
+import keras
 rho, length = float(sys.argv[1]), int(sys.argv[2])
-model = gradients.linear_recurrence(rho)
+inputs = keras.Input(shape=(None, 1), dtype="float32")
+rnn = keras.layers.SimpleRNN(1, activation="linear", use_bias=False)
+model = keras.Model(inputs, keras.layers.Reshape(())(rnn(inputs)))
+rnn.set_weights([np.ones((1, 1), "float32"), np.full((1, 1), rho, "float32")])
 x = np.random.default_rng(0).normal(size=(8, length, 1)).astype("float32")
 y = np.zeros(8, "float32")
-norms = backend.input_gradient_norms(model, x, y, gradients.mse_loss)
+norms = backend.input_gradient_norms(model, x, y, keras.losses.MeanSquaredError())
 print(json.dumps({"backend": backend.name(), "norms": norms[::-1].tolist()}))
 """
 
@@ -172,13 +175,42 @@ def test_crossover_measured_predicted_and_none():
             assert math.isnan(length) and kind == "none"
 
 
+def test_the_cost_figure_plots_its_table_and_names_the_recorded_crossover():
+    """The figure's seconds and MiB per step are the table's, and its title names the families
+    the probe recorded as crossing, whichever they are."""
+    from harness.probes import ProbeRun
+    from harness.probes.report import cost_section
+
+    seconds = {"gru": {64: 0.01, 128: 0.025, 256: 0.07}, "lstm": {64: 0.02, 128: 0.03, 256: 0.05}}
+    series = {}
+    for family, by_length in seconds.items():
+        series[f"step_seconds/{family}"] = sorted(by_length.items())
+        series[f"step_memory_mb/{family}"] = [(L, 1.5 * L) for L in sorted(by_length)]
+    params = {"task": "adding", "crossover": "gru slower than lstm: measured"}
+    probe = ProbeRun("cost", "r" * 32, params, {"crossover_length": 100.0}, series, "test")
+    section = cost_section(probe)
+    assert "Crossover: gru slower than lstm from L≈100 (measured)." in section.paragraphs
+    detail = dict(section.tables)["Per training step:"]
+    ((_, _, drawing),) = section.figures
+    fig = drawing.function(*drawing.args)
+    assert fig.get_suptitle().endswith("dotted: gru slower than lstm from L=100 (measured)")
+    families = [h.split(":")[0] for h in detail.headers[1:]]
+    for panel, scale in ((0, 1000), (1, 1)):  # seconds (the table prints ms), then MiB
+        lines = {line.get_label().split(" ")[0]: line for line in fig.axes[panel].get_lines()}
+        for column, family in enumerate(families, start=1):
+            printed = [float(r[column].split(" / ")[panel].replace(",", "")) for r in detail.rows]
+            assert list(lines[family].get_xdata()) == [int(row[0]) for row in detail.rows]
+            assert list(lines[family].get_ydata() * scale) == pytest.approx(printed, rel=5e-3)
+
+
 @pytest.mark.slow
 def test_cost_probe_runs_for_every_family():
     for family in FAMILIES:
         found = cost.run_family("first_token", family, [8, 16], 2, 1, 8.0, lambda f, line: None)
         assert sorted(found.seconds) == [8, 16] and found.oom is None, family
         assert all(s > 0 for s in found.seconds.values())
-        assert all(m >= 0 for m in found.memory_mb.values())
+        assert not found.method.startswith("not measured"), found.method
+        assert all(math.isfinite(m) and m >= 0 for m in found.memory_mb.values()), family
         assert math.isfinite(found.time_exponent)
 
 
@@ -291,6 +323,23 @@ def test_step_memory_sees_an_allocation():
         block[::512] += 1.0
     del block
     assert memory.mb >= 35 and memory.method
+
+
+def test_step_memory_of_a_training_step_holds_its_gradient():
+    """A step of a known model adds at least its weights' gradient (64 MiB, which Adam reads
+    twice so it is kept whole) and not several times more; measured, never clamped."""
+    import keras
+
+    inputs = keras.Input((4096,))
+    model = keras.Model(inputs, keras.layers.Dense(4096)(inputs))
+    model.compile("adam", "mse")
+    x, y = np.ones((8, 4096), "float32"), np.zeros((8, 4096), "float32")
+    backend.train_step(model, x, y)  # compiled before it is measured
+    weights_mb = sum(np.asarray(v.value).nbytes for v in model.trainable_variables) / 2**20
+    with backend.step_memory() as memory:
+        backend.train_step(model, x, y)
+    assert memory.method.startswith("CPU: peak resident set size")
+    assert weights_mb <= memory.mb < 4 * weights_mb
 
 
 # -- the commands and the report on a real store -------------------------------------------------
@@ -482,7 +531,7 @@ def test_the_leaderboard_has_a_hindsight_section(store, tmp_path):
         ["gru", "forward", "0.99 ✓", "0.3", "L=50", "L=100"],
     ]
     key = budget_key(budget, 0, [])
-    assert (tmp_path / "board" / "figures" / f"hindsight_{key}.png").is_file()
+    assert (tmp_path / "board" / "figures" / f"hindsight_first_token_{key}.png").is_file()
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness import frontier
-from harness.frontier import Bracket, FrontierResult, Step, frontier_section
+from harness.frontier import Bracket, FrontierResult, Step
+from harness.frontier_report import frontier_section
 from harness.report.render import figure_file
 from harness.results import budget_key
 from harness.suites import Budget, FrontierSpec
@@ -202,6 +203,137 @@ def test_figures_drawn_in_forked_processes_are_the_bytes_drawn_in_one(store, rep
         assert drawing.png() == (report / "figures" / name).read_bytes(), name
 
 
+# -- figures plot what tables print ------------------------------------------------------------
+
+
+def printed(cell: str) -> tuple[float, float]:
+    """The mean and std a table cell prints ("0.1234 ± 0.012 ✓ (2 of 2)"; one seed: std 0)."""
+    mean, _, rest = cell.partition(" ± ")
+    return float(mean.split()[0]), float(rest.split()[0]) if rest else 0.0
+
+
+def plotted(ax) -> list[tuple[str, list[tuple[float, float, float]]]]:
+    """Each error-bar series of a panel: (its label, [(x, y, half the bar's height)])."""
+    from matplotlib.container import ErrorbarContainer
+
+    found = []
+    for container in ax.containers:
+        if isinstance(container, ErrorbarContainer):
+            line, _, (bars,) = container.lines
+            heights = [(top[1] - bottom[1]) / 2 for bottom, top in bars.get_segments()]
+            points = zip(line.get_xdata(), line.get_ydata(), heights, strict=True)
+            found.append((container.get_label(), [tuple(map(float, p)) for p in points]))
+    return found
+
+
+def same(points, expected) -> bool:
+    """Plotted (x, y, bar) equal a table's (length, mean, std) to the digits it prints."""
+    return len(points) == len(expected) and all(
+        x == length and y == pytest.approx(mean, rel=1e-3) and bar == pytest.approx(std, rel=0.05)
+        for (x, y, bar), (length, mean, std) in zip(points, expected, strict=True)
+    )
+
+
+def assert_references_visible(fig) -> None:
+    """The trivial baseline and solved bar the legend names are drawn inside the panel."""
+    from harness import figures
+
+    figures.png(fig)  # laid out and drawn as written
+    ax = fig.axes[0]
+    named = [t.get_text() for t in ax.get_legend().get_texts()]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    box = ax.bbox.padded(1)
+    for name in ("trivial baseline", "solved bar"):
+        assert name in named and name in lines, name
+        points = lines[name].get_transform().transform(lines[name].get_xydata())
+        inside = {tuple(p.round()) for p in points if box.contains(*p)}
+        assert len(inside) >= 2, f"{name} is not drawn inside the panel"
+
+
+def leaderboard_of(folder: Path):
+    from harness.report import leaderboard
+    from harness.report.read import read_store
+    from harness.tracking import SqliteSnapshot
+
+    return leaderboard(read_store(SqliteSnapshot(store_uri(folder)), EXPERIMENT))
+
+
+def test_every_figure_plots_the_numbers_its_table_prints(store):
+    """Scores versus length and length generalisation plot each cell's seed mean with the seeds'
+    std as error bars: the numbers the score and generalisation tables print. (The anytime and
+    hyperparameter figures plot trials, which no table prints.)"""
+    budget = next(s for s in leaderboard_of(store).sections if s.title.startswith("Budget"))
+    (task,) = budget.parts
+    tables = dict(task.tables)
+    drawn = {kind: d.function(*d.args) for _, kind, d in task.figures}
+
+    scores = tables[""]
+    lengths = [int(h.removeprefix("L=")) for h in scores.headers[1:-1]]
+    expected = {
+        row[0]: [(L, *printed(c)) for L, c in zip(lengths, row[1:-1], strict=True) if c]
+        for row in scores.rows[:-2]  # less the baseline and solved bar rows
+    }
+    found = dict(plotted(drawn["score_vs_length"].axes[0]))
+    assert found.keys() == expected.keys()
+    for family, points in found.items():
+        assert same(points, expected[family]), (family, points, expected[family])
+
+    longer = tables["Tested at longer lengths than trained (mean over seeds):"]
+    tested = [int(h.removeprefix("L=")) for h in longer.headers[1:]]
+    expected = [
+        [(L, *printed(c)) for L, c in zip(tested, row[1:], strict=True) if c] for row in longer.rows
+    ]
+    found = [points for _, points in plotted(drawn["length_generalisation"].axes[0])]
+    assert len(found) == len(expected) == len(LENGTHS)
+    for points, want in zip(found, expected, strict=True):
+        assert same(points, want), (points, want)
+    for kind in ("score_vs_length", "length_generalisation"):
+        assert_references_visible(drawn[kind])
+
+
+def test_baseline_and_solved_bar_are_visible_at_a_single_length(store):
+    """One training length: the reference lines still span the panel (a line through one point
+    draws nothing)."""
+    from harness import figures
+    from harness.report.read import frame, read_store
+    from harness.tracking import SqliteSnapshot
+
+    cells = read_store(SqliteSnapshot(store_uri(store)), EXPERIMENT).cells
+    rows = frame([c for c in cells if c.length == LENGTHS[0]])
+    assert_references_visible(figures.score_vs_length(rows, "adding"))
+    assert_references_visible(figures.length_generalisation(rows, "adding"))
+
+
+def test_a_task_asks_for_the_hindsight_section_by_its_attribute(copy, monkeypatch):
+    """`Task.hindsight` alone decides: adding asks for it here, first_token no longer does."""
+    from tasks.adding import Adding
+    from tasks.first_token import FirstToken
+
+    monkeypatch.setattr(Adding, "hindsight", "Why backwards helps.")
+    monkeypatch.setattr(FirstToken, "hindsight", "")
+    for family, score, seeds in (("gru", 0.2, 0.3), ("bigru", 0.004, 0.006)):
+        metrics = {"test_score": score, "test_score_seed_1": seeds, "trials_completed": 3}
+        add_cell(copy, family, 50, metrics, extra_seeds=[1])
+        add_cell(copy, family, 50, metrics, extra_seeds=[1], task="first_token")
+    budget = next(
+        s
+        for s in leaderboard_of(copy).sections
+        if s.title == f"Budget {budget_key(BUDGET, 0, [1])}"
+    )
+    (hindsight,) = [part for part in budget.parts if part.title.startswith("Hindsight")]
+    assert hindsight.title == "Hindsight: adding"
+    assert hindsight.paragraphs[0].startswith("Why backwards helps. 'Stops solving at'")
+    (caption, table), ((name, _, drawing),) = hindsight.tables[0], hindsight.figures
+    assert caption == "Test mse by length, forward versus bidirectional:"
+    assert name == figure_file("hindsight", "adding", budget_key(BUDGET, 0, [1]))
+    fig = drawing.function(*drawing.args)
+    found = dict(plotted(fig.axes[0]))
+    for row in table.rows:
+        label = f"{row[0]} ({row[1]})"
+        assert same(found[label], [(50, *printed(row[2]))]), label
+    assert_references_visible(fig)
+
+
 # -- cells written here, to set up what a real run seldom makes ---------------------------------
 
 
@@ -281,10 +413,12 @@ def scores_of(text: str, budget: dict, extra: list[int]) -> dict[str, list[str]]
 
 
 def build(folder: Path) -> str:
-    from harness import report
+    """The leaderboard `harness report` writes (the frontier's section passed in), in process."""
+    from harness import frontier_report, report
     from harness.tracking import open_store
 
-    written = report.build(open_store(f"sqlite:///{folder / 'mlflow.db'}"), EXPERIMENT, folder)
+    store = open_store(f"sqlite:///{folder / 'mlflow.db'}")
+    written = report.build(store, EXPERIMENT, folder, features=[frontier_report.section])
     return written.leaderboard.read_text()
 
 
@@ -486,10 +620,12 @@ def test_update_readme_refreshes_it_between_its_markers(store, copy):
     assert text.startswith("# Title\n\n<!-- leaderboard:start -->\n") and text.endswith(
         "<!-- leaderboard:end -->\nend\n"
     )
-    key = key_of(parents(store)[0])
-    assert "old" not in text and "#### adding" in text and f"### Budget {key}" in text
-    assert f"| family | L={LENGTHS[0]} | L={LENGTHS[1]} | longest solved |" in text
-    assert f"](reports/figures/score_vs_length_adding_{key}.png)" in text
+    assert text == (  # no frontier in this store: the link alone
+        "# Title\n\n<!-- leaderboard:start -->\nEvery budget's scores, costs, runs and figures "
+        f"(MLflow experiment {EXPERIMENT}): [reports/leaderboard.md](reports/leaderboard.md), or "
+        "the same as one page, [reports/index.html](reports/index.html).\n"
+        "<!-- leaderboard:end -->\nend\n"
+    )
 
     script = [sys.executable, str(REPO / "scripts" / "update_readme.py")]
     again = subprocess.run(script, cwd=copy, capture_output=True, text=True)
@@ -500,6 +636,30 @@ def test_update_readme_refreshes_it_between_its_markers(store, copy):
     assert missing.returncode == 2 and "markers" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
     assert readme.read_text() == "# no markers\n"
+
+
+def test_the_readme_block_is_the_frontier_tables_and_a_link(copy):
+    """README shows the frontier's tables (no figures, no budget's tables) and links the rest."""
+    from harness.report import update_readme
+
+    add_frontier(copy, "adding", "gru", lambda L: L <= 40, ADDING)
+    leaderboard = build(copy)
+    readme = copy / "README.md"
+    readme.write_text(README)
+    assert update_readme(readme, copy / "leaderboard.md")
+    block = readme.read_text().split("<!-- leaderboard:start -->\n")[1]
+    block = block.split("\n<!-- leaderboard:end -->")[0]
+    frontier = section_text(leaderboard, "Frontier")
+    tables = [line for line in frontier.splitlines() if line.startswith("|")]
+    assert block.startswith("### Frontier\n\nThe longest length each family solves")
+    assert [line for line in block.splitlines() if line.startswith("|")] == tables
+    assert "| adding | [40, 57) |" in tables and "Confirmations, budget" in block
+    assert "![" not in block and "Budget " + budget_key(BUDGET, 0, []) not in block
+    assert "### Budget" not in block and "## Budget" in leaderboard
+    assert block.endswith(
+        f"(MLflow experiment {EXPERIMENT}): [leaderboard.md](leaderboard.md), or the same as "
+        "one page, [index.html](index.html)."
+    )
 
 
 # -- the page in a browser ----------------------------------------------------------------------

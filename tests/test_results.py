@@ -18,6 +18,7 @@ from harness.results import (  # noqa: E402
     Outcome,
     budget_key,
     judge,
+    normalise,
     planned_trials,
     score_name,
     score_of,
@@ -78,6 +79,26 @@ def test_the_cross_entropy_metric_skips_unscored_steps_like_the_score():
 
 
 # -- trials and cells ----------------------------------------------------------------------------
+
+
+def test_what_older_versions_wrote_is_read_in_todays_words_without_rewriting_it():
+    tags = {"harness.status": "finished"}
+    read, params = normalise("cell", "FINISHED", tags, {"task": "adding"})
+    assert read["harness.status"] == "done" and read["harness.schema"] == "0"
+    assert params == {"task": "adding", "seed": "0", "extra_seeds": "[]"}
+    assert tags == {"harness.status": "finished"}  # what was read is left as it was
+    read, _ = normalise("cell", "FINISHED", {"harness.fused_rnn_kernel_observed": "no"})
+    assert read["harness.status"] == "done" and read["harness.schema"] == "1"
+    assert normalise("cell", "RUNNING", {"harness.status": "partial"})[0]["harness.status"] == (
+        "partial"
+    )
+    assert normalise("cell", "FINISHED", {"harness.schema": "2"})[0]["harness.schema"] == "2"
+    assert normalise("frontier", "FINISHED", {})[1] == {"seed": "0", "seeds": "1"}
+    for old, today in (("error", "failed"), ("lost", "killed"), ("interrupted", "killed")):
+        assert normalise("trial", "FAILED", {"harness.status": old})[0]["harness.status"] == today
+    assert normalise("trial", "FINISHED", {"harness.status": "finished"})[0] == {
+        "harness.status": "finished"  # a trial's "finished" is today's word
+    }
 
 
 def test_a_trial_outcome_and_what_counts_as_done():

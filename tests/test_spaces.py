@@ -16,6 +16,7 @@ from harness import backend
 
 backend.configure()
 
+from harness.backend.fused import recurrent_layers  # noqa: E402
 from search_spaces import REGISTRY, describe_space, get_space  # noqa: E402
 from search_spaces.base import BUDGET_TOLERANCE, BudgetError  # noqa: E402
 from tasks import REGISTRY as TASKS  # noqa: E402
@@ -112,7 +113,7 @@ def test_the_fused_kernel_tag_says_what_was_observed():
     assert backend.observe_fused_rnn(get_space("transformer", task).default_model(), x, y) == "n/a"
     lowered = 'stablehlo.custom_call @cudnn_rnn(%0, %1) {backend_config = ""}'
     assert backend.holds_cudnn_rnn(lowered) and not backend.holds_cudnn_rnn("stablehlo.dot")
-    layers = backend._recurrent_layers(get_space("bigru", task).default_model())  # noqa: SLF001
+    layers = recurrent_layers(get_space("bigru", task).default_model())
     assert len(layers) == 2 and {layer.go_backwards for layer in layers} == {False, True}
 
 

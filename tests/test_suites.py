@@ -139,3 +139,15 @@ def test_a_seed_override_out_of_range_stops_the_run_before_any_work(tmp_path, fl
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_every_cell_of_a_suite_carries_the_hashes_of_its_code(tmp_path):
+    """Built-in or your own: an edit to the task's data or the family's model is a new key."""
+    from harness.provenance import cell_code
+
+    path = write_suite(
+        tmp_path / "s.toml", "coded", [{"tasks": ["adding"], "lengths": [8], "families": ["gru"]}]
+    )
+    (cell,) = load_suite(str(path)).cells
+    assert cell.code == cell_code("adding", "gru")
+    assert cell.key != Cell("adding", 8, "gru", cell.budget, code=None).key

@@ -10,9 +10,11 @@ import sys
 import time
 import urllib.request
 
+import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.tracking import SqliteSnapshot, Tracker
+from harness.errors import UserError
+from harness.tracking import SCHEMES, SqliteSnapshot, Tracker
 from tests.conftest import all_runs, free_port, harness, harness_loading, store_uri, tiny_cell
 
 CELL = tiny_cell(max_trials=2)
@@ -204,3 +206,28 @@ def test_ui_serves_the_store_on_loopback(workdir):
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
+
+
+def test_an_unsupported_uri_is_refused_naming_every_scheme_accepted():
+    with pytest.raises(UserError) as refused:
+        Tracker("ftp://example.org/store")
+    message = str(refused.value)
+    assert message.startswith("tracking URI 'ftp://example.org/store' is not supported: accepted ")
+    assert len(SCHEMES) == 7 and all(shown in message for shown in SCHEMES.values())
+    assert all(shown.startswith(prefix) for prefix, shown in SCHEMES.items())
+
+
+def test_the_tracker_reads_and_writes_runs_histories_and_artifacts(tmp_path):
+    tracker = Tracker(store_uri(tmp_path))
+    run_id = tracker.start_run(tracker.experiment_id("doors"), "a run", {"harness.kind": "probe"})
+    series = {f"curve/{i}": {step: step * i for step in range(3)} for i in range(400)}
+    series["curve/0"][3] = float("nan")  # not finite: left out
+    tracker.log_series(run_id, series)  # 1,200 points: more than one batch
+    assert tracker.metric_history(run_id, "curve/2") == [(0, 0.0), (1, 2.0), (2, 4.0)]
+    assert tracker.metric_history(run_id, "curve/0") == [(0, 0.0), (1, 0.0), (2, 0.0)]
+    (tmp_path / "note.txt").write_text("kept")
+    tracker.log_artifact(run_id, tmp_path / "note.txt")
+    assert tracker.artifacts(run_id) == {"note.txt"}
+    got = tracker.download_artifact(run_id, "note.txt", tmp_path / "back")
+    assert got.read_text() == "kept"
+    assert tracker.get_run(run_id).data.tags["harness.kind"] == "probe"

@@ -13,7 +13,7 @@ backend.configure()
 
 import keras  # noqa: E402
 
-from harness.tuning import SOLVED_EPOCHS, TrialRecord, TrialWatch  # noqa: E402
+from harness.callbacks import SOLVED_EPOCHS, TrialRecord, TrialWatch  # noqa: E402
 from tasks import get_task  # noqa: E402
 
 SOLVED, FAILED = 0.005, 0.5  # adding's validation mse either side of its bar (0.01)

@@ -4,13 +4,15 @@ with an empty working directory, and names every number that does not agree."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import client, harness, store_uri, tiny_cell
+from tests.conftest import REPO, client, harness, store_uri, tiny_cell
 
 EXPERIMENT = "verify"
 RUN = ["run", *tiny_cell(max_trials=2, epochs=2), "--eval-length", "16", "--extra-seed", "1"]
@@ -50,11 +52,11 @@ def test_a_real_store_verifies_clean(store):
     run = parent(store)
     for metric in (
         "test_score", "test_mse", "test_score_len_16", "test_score_seed_1",
-        "test_score_seed_1_len_16", "seed_mean",
+        "test_score_seed_1_len_16", "seed_mean", "solved_bar", "baseline_len_16",
     ):  # fmt: skip
         assert metric in result.stdout
     assert run.info.run_id[:8] in result.stdout
-    assert "verified 8 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
+    assert "verified 12 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
 
 
 def test_the_stored_test_score_is_the_best_models_score_on_the_test_split(store):
@@ -71,7 +73,9 @@ def test_the_stored_test_score_is_the_best_models_score_on_the_test_split(store)
     x, y = get_task("adding").generate(int(params["budget.n_test"]), 8, 0, "test")
     predicted = np.asarray(model.predict(x, batch_size=32, verbose=0), dtype="float64")
     assert metrics["test_score"] == pytest.approx(float(np.mean((predicted - y) ** 2)), rel=1e-5)
-    cached = np.load(next((store / "data" / "cache").glob("adding_L8_n32_s0_test.npz")))
+    cached = np.load(
+        store / "data" / "cache" / f"{get_task('adding').data_name}_L8_n32_s0_test.npz"
+    )
     assert np.array_equal(cached["x"], x) and np.array_equal(cached["y"], y)
 
 
@@ -133,6 +137,56 @@ def test_a_legacy_cell_is_reported_not_verified(store, tmp_path):
     assert result.returncode == 1
     assert f"run {run_id} (adding L=12 lstm) test_score" in result.stderr
     assert "recorded before verify existed" in result.stderr
+
+
+def copied(store: Path, folder: Path):
+    """A copy of the store's database in `folder` (its artifacts stay where they are), the
+    MLflow client on it and the cell's run id."""
+    shutil.copy(store / "mlflow.db", folder / "mlflow.db")
+    return client(folder), parent(folder).info.run_id
+
+
+def mismatches(folder: Path) -> list:
+    from harness.tracking import Tracker
+    from harness.verify import verify as check
+
+    return check(Tracker(store_uri(folder)), EXPERIMENT).mismatches
+
+
+@pytest.mark.parametrize("metric", ["solved_bar", "baseline", "solved_bar_len_16"])
+def test_a_tampered_bar_or_baseline_fails_by_name(store, tmp_path, metric):
+    """The verdict is judged against the task's own bar and baseline, never the stored ones."""
+    mlflow, run_id = copied(store, tmp_path)
+    mlflow.log_metric(run_id, metric, mlflow.get_run(run_id).data.metrics[metric] * 3 + 1)
+    (found,) = mismatches(tmp_path)
+    assert (found.run_id, found.cell, found.metric) == (run_id, "adding L=8 gru", metric)
+
+
+def test_a_cell_whose_code_changed_since_its_run_is_named(store, tmp_path):
+    import json
+    import sqlite3
+
+    mlflow, run_id = copied(store, tmp_path)
+    code = json.loads(mlflow.get_run(run_id).data.params["code"])
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # as a run of older code recorded it
+        db.execute(
+            "UPDATE params SET value = ? WHERE key = 'code' AND run_uuid = ?",
+            (json.dumps({**code, "task": "0123456789ab"}), run_id),
+        )
+    (found,) = mismatches(tmp_path)
+    assert found.run_id == run_id and found.note.startswith(
+        "the code of its task changed since the run"
+    )
+
+
+def test_verify_and_the_probes_read_models_without_the_runner_or_keras_tuner():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, harness.verify, harness.probes, harness.stored; "
+         "print(sorted(m for m in sys.modules if m.startswith(('keras_tuner', 'harness.'))))"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    ).stdout  # fmt: skip
+    assert "keras_tuner" not in loaded and "harness.evaluation" not in loaded
+    assert "harness.tuning" not in loaded and "harness.stored" in loaded
 
 
 @pytest.mark.slow

@@ -13,24 +13,22 @@ record (`section`); `report` puts the sections together (reports/probes/).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from harness.provenance import environment_tags
 from harness.results import (
     KIND,
     PROBE,
     PROBE_NAME,
     CellResult,
     CellState,
-    environment_tags,
     machine_of,
+    run_order,
     standing_cells,
 )
-from harness.tracking import Tracker, _retry
-
-BATCH = 900  # MLflow takes at most 1000 metrics per log_batch call
+from harness.tracking import Tracker
 
 
 @dataclass
@@ -75,39 +73,19 @@ def start_probe(
     return run_id
 
 
-def log_series(tracker: Tracker, run_id: str, series: dict[str, dict[int, float]]) -> None:
-    """Metric histories: for each key, one value per step (distance or length), in batches."""
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    points = [
-        Metric(key, float(value), now, int(step))
-        for key, values in series.items()
-        for step, value in sorted(values.items())
-        if np.isfinite(value)
-    ]
-    for start in range(0, len(points), BATCH):
-        chunk = points[start : start + BATCH]
-        _retry(lambda chunk=chunk: tracker.client.log_batch(run_id, metrics=chunk))
-
-
 def latest_probes(tracker: Tracker, runs: list, series_prefixes: tuple[str, ...]) -> dict:
     """The latest finished run of each probe among `runs`, with its series' histories."""
     latest = {}
-    for run in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id)):
+    for run in sorted(runs, key=run_order):
         tags = run.data.tags
         if tags.get(KIND) == PROBE and run.info.status == "FINISHED" and tags.get(PROBE_NAME):
             latest[tags[PROBE_NAME]] = run
     probes = {}
     for name, run in sorted(latest.items()):
-        series = {}
-        for key in sorted(k for k in run.data.metrics if k.startswith(series_prefixes)):
-            history = _retry(
-                lambda key=key, run_id=run.info.run_id: tracker.client.get_metric_history(
-                    run_id, key
-                )
-            )
-            series[key] = sorted({m.step: m.value for m in history}.items())
+        series = {
+            key: tracker.metric_history(run.info.run_id, key)
+            for key in sorted(k for k in run.data.metrics if k.startswith(series_prefixes))
+        }
         probes[name] = ProbeRun(
             name,
             run.info.run_id,
@@ -146,11 +124,11 @@ def finished_cells(
 
 
 def load_model(tracker: Tracker, run_id: str):
-    """The best model of a cell run (harness/evaluation.py's loader), or None without one."""
+    """The best model of a cell run (harness/stored.py), or None without one."""
     import tempfile
     from pathlib import Path
 
-    from harness.evaluation import model_file, stored_model
+    from harness.stored import model_file, stored_model
 
     with tempfile.TemporaryDirectory() as tmp:
         return stored_model(tracker, run_id, model_file(), Path(tmp))

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.errors import UserError, unknown
-from harness.probes import log_series, loglog_fit, start_probe
+from harness.probes import loglog_fit, start_probe
 from harness.tracking import Tracker
 
 TASK = "adding"
@@ -302,7 +302,7 @@ def record(tracker: Tracker, run_id: str, costs: list[FamilyCost]) -> tuple[floa
         if c.oom is not None:
             metrics[f"out_of_memory_length/{c.family}"] = c.oom
     metrics["crossover_length"] = length
-    log_series(tracker, run_id, series)
+    tracker.log_series(run_id, series)
     finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
     tracker.log(run_id, params=params, metrics=finite)
     tracker.finish(run_id)
@@ -316,94 +316,4 @@ if __name__ == "__main__":
     lengths_arg = [int(L) for L in length_args]
     worker(
         task_arg, family_arg, lengths_arg, int(batch_arg), int(steps_arg), precision_arg, cache_arg
-    )
-
-
-def section(probe):
-    """Time and memory per step by length, their exponents, and the attention/LSTM crossover."""
-    import pandas as pd
-
-    from harness import figures
-    from harness.report.tables import Section, Table, amount, number
-
-    rows = []
-    for key, points in probe.series.items():
-        kind, family = key.split("/", 1)
-        column = "seconds" if kind == "step_seconds" else "memory_mb"
-        rows += [(family, step, column, value) for step, value in points]
-    frame = pd.DataFrame(rows, columns=["family", "length", "column", "value"])
-    costs = (
-        frame.pivot_table(index=["family", "length"], columns="column", values="value")
-        .reindex(columns=["seconds", "memory_mb"])
-        .reset_index()
-        .sort_values(["family", "length"])
-    )
-    families = sorted(costs["family"].unique())
-    slopes = {
-        f: (
-            probe.metrics.get(f"time_exponent/{f}", np.nan),
-            probe.metrics.get(f"memory_exponent/{f}", np.nan),
-        )
-        for f in families
-    }
-    oom = {
-        f: int(probe.metrics[f"out_of_memory_length/{f}"])
-        for f in families
-        if f"out_of_memory_length/{f}" in probe.metrics
-    }
-    crossover = probe.metrics.get("crossover_length", np.nan)
-    kind = probe.params.get("crossover", "")
-    what, _, how = kind.partition(": ")
-    summary = Table(["family", "time exponent", "memory exponent", "out of memory at"], [])
-    for f in families:
-        summary.rows.append(
-            [
-                f,
-                number(slopes[f][0], 3),
-                number(slopes[f][1], 3),
-                f"L={oom[f]}" if f in oom else "—",
-            ]
-        )
-    lengths = sorted(costs["length"].unique())
-    detail = Table(["length", *(f"{f}: ms / MiB" for f in families)], [])
-    for length in lengths:
-        cells = []
-        for f in families:
-            match = costs[(costs["family"] == f) & (costs["length"] == length)]
-            if match.empty:
-                cells.append("out of memory" if oom.get(f) == length else "")
-            else:
-                seconds, memory = match.iloc[0]["seconds"], match.iloc[0]["memory_mb"]
-                cells.append(f"{amount(seconds * 1000)} / {amount(memory)}")
-        detail.rows.append([str(length), *cells])
-    timing = (
-        f"the median of {probe.params['timed_steps']} timed training steps (each waited for on "
-        f"the device) after {probe.params['warmup_steps']} warm-up steps"
-        if "warmup_steps" in probe.params  # recorded since the timings wait for the device
-        else "recorded before 2026-11-26: steps timed without waiting for the device, and a "
-        "step whose device work failed could look fast (see README, GPU runs); not to be "
-        "trusted on a GPU"
-    )
-    paragraphs = [
-        f"Task {probe.params.get('task', '?')}, batch size {probe.params.get('batch_size', '?')}, "
-        f"{timing}, in {probe.params.get('precision', 'fp32')}. Exponents: slope of log(value) on log(length) over the longer half of "
-        f"the lengths. Memory: {probe.params.get('memory_method', '?')}. "
-        f"Machine: {probe.machine}.",
-        (
-            f"Crossover: {what} from L≈{crossover:.0f} ({how})."
-            if np.isfinite(crossover)
-            else f"Crossover: {kind or 'not measured'}."
-        ),
-    ]
-    return Section(
-        "Cost scaling",
-        paragraphs,
-        [("Fitted exponents of length:", summary), ("Per training step:", detail)],
-        [
-            (
-                "probe_cost_scaling.png",
-                "cost_scaling",
-                figures.Drawing(figures.cost_scaling, (costs, slopes, oom, crossover, how)),
-            )
-        ],
     )

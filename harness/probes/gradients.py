@@ -22,15 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from harness import backend
 from harness.errors import UserError
 from harness.probes import (
-    ProbeRun,
     finished_cells,
     load_model,
-    log_series,
     loglinear_fit,
     start_probe,
 )
@@ -55,6 +52,7 @@ TRAIN_EPOCHS = 3
 SEED = 0
 DATA_SEED = 777
 STAGES = ("init", "trained")
+"""Each curve's stage: the default model at initialisation, and a trained one."""
 
 
 @dataclass
@@ -123,7 +121,7 @@ def default_model(family: str, task, seed: int = SEED):
     return get_space(family, task).default_model()
 
 
-def stored_model(tracker: Tracker, experiment: str, task: str, length: int, family: str, budgets):
+def cell_model(tracker: Tracker, experiment: str, task: str, length: int, family: str, budgets):
     """(model, source) from the cell the report shows under `budgets`, or (None, "")."""
     for cell in reversed(finished_cells(tracker, experiment, task, budgets)):
         if cell.family != family or cell.length != length:
@@ -182,9 +180,7 @@ def measure(
             curves.append(curve)
             model, source = (None, "")
             if tracker is not None:
-                model, source = stored_model(
-                    tracker, experiment, task.name, length, family, budgets
-                )
+                model, source = cell_model(tracker, experiment, task.name, length, family, budgets)
             if model is None:
                 model, source = trained_here(family, task, length, train_examples, train_epochs)
             curve = Curve(family, length, "trained", norms_by_distance(model, task, x, y), source)
@@ -210,93 +206,7 @@ def record(tracker: Tracker, experiment: str, task, curves: list[Curve], batch: 
         series[f"grad_norm/{name}"] = dict(enumerate(c.norms.tolist()))
         metrics[f"decay_per_step/{name}"] = c.decay
         metrics[f"first_input_ratio/{name}"] = c.first_input_ratio
-    log_series(tracker, run_id, series)
+    tracker.log_series(run_id, series)
     tracker.log(run_id, metrics={k: v for k, v in metrics.items() if np.isfinite(v)})
     tracker.finish(run_id)
     return run_id
-
-
-def linear_recurrence(rho: float):
-    """A hand-made case with a known answer: h_t = rho h_{t-1} + x_t, output h_T.
-
-    d h_T / d x_t = rho^(T-t), so the gradient norm keeps exactly rho per step.
-    """
-    import keras
-
-    inputs = keras.Input(shape=(None, 1), dtype="float32")
-    rnn = keras.layers.SimpleRNN(1, activation="linear", use_bias=False, name="linear")
-    model = keras.Model(inputs, keras.layers.Reshape(())(rnn(inputs)))
-    rnn.set_weights([np.ones((1, 1), "float32"), np.full((1, 1), rho, "float32")])
-    return model
-
-
-def mse_loss(y_true, y_pred):
-    from keras import ops
-
-    return ops.mean(ops.square(y_pred - y_true))
-
-
-def section(probe: ProbeRun):
-    """Decay per step and the share of the signal reaching the first input, per family."""
-    from harness import figures
-    from harness.report.tables import Section, Table, number
-
-    rows = []
-    for key, points in probe.series.items():
-        kind, *rest = key.split("/")
-        if kind != "grad_norm" or len(rest) != 3:
-            continue
-        family, length, stage = rest[0], int(rest[1].removeprefix("L")), rest[2]
-        rows += [(family, length, stage, step, value) for step, value in points]
-    curves = pd.DataFrame(rows, columns=["family", "length", "stage", "distance", "norm"])
-    table = Table(
-        [
-            "family",
-            "length",
-            "decay per step, init",
-            "decay per step, trained",
-            "first input / last, init",
-            "first input / last, trained",
-        ],
-        [],
-    )
-    combos = curves[["family", "length"]].drop_duplicates().sort_values(["family", "length"])
-    for family, length in combos.itertuples(index=False):
-        name = f"{family}/L{length}"
-        table.rows.append(
-            [
-                family,
-                str(length),
-                number(probe.metrics.get(f"decay_per_step/{name}/init", np.nan)),
-                number(probe.metrics.get(f"decay_per_step/{name}/trained", np.nan)),
-                number(probe.metrics.get(f"first_input_ratio/{name}/init", np.nan), 3),
-                number(probe.metrics.get(f"first_input_ratio/{name}/trained", np.nan), 3),
-            ]
-        )
-    sources = sorted(
-        f"{k.removeprefix('source/')}: {v}"
-        for k, v in probe.params.items()
-        if k.startswith("source/")
-    )
-    paragraphs = [
-        f"Task {probe.params.get('task', '?')}, {probe.params.get('batch_size', '?')} examples. "
-        "The decay per step is exp(slope) of log-norm fitted against the distance from the last "
-        "step: a recurrence that keeps a fraction rho of the signal per step gives rho, and "
-        "rho^(L-1) reaches the first input. 'First input / last' is that fraction as measured. "
-        f"Machine: {probe.machine}.",
-        "Trained models: " + "; ".join(sources) + "." if sources else "",
-    ]
-    return Section(
-        "Gradient flow",
-        [p for p in paragraphs if p],
-        [("Decay of the gradient signal per step of distance:", table)],
-        [
-            (
-                "probe_gradient_flow.png",
-                "gradient_flow",
-                figures.Drawing(figures.gradient_flow, (curves,)),
-            )
-        ]
-        if not curves.empty
-        else [],
-    )

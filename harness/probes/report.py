@@ -1,13 +1,26 @@
-"""The probes' report: each probe's latest run as a section, written to its own folder
-(reports/probes/ by `make probes`), apart from the leaderboard."""
+"""The probes' report: each probe's latest run as a section with its figure, written to its own
+folder (reports/probes/ by `make probes`), apart from the leaderboard.
+
+Each section reads what its probe recorded (harness/probes/cost.py, gradients.py,
+rotation.py) and draws with the report's kit (harness/figures.py); harness/report/
+imports no probe back.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from harness import figures
 from harness.errors import UserError
-from harness.probes import latest_probes
+from harness.probes import ProbeRun, gradients, latest_probes, rotation
+from harness.report import render
+from harness.report.read import experiment_runs
+from harness.report.tables import Section, Table, amount, number
 from harness.tracking import Tracker
 
 SERIES = ("grad_norm/", "step_seconds/", "step_memory_mb/", "test_accuracy/", "sequence_accuracy/")
@@ -18,8 +31,8 @@ CAPTIONS = {
     "rotation_oracle": "Counting mod 8: the hand-built rotation counter (weights set, not "
     "learned) beside the learned models, each tested on the same sequences at every length.",
     "cost_scaling": "Cost scaling: seconds and peak memory per training step versus length, "
-    "log-log, fitted exponents in the legend; dotted: where attention becomes slower than an "
-    "LSTM.",
+    "log-log, fitted exponents in the legend; dotted: the crossover the title names, where one "
+    "family's step becomes slower than the other's.",
 }
 
 
@@ -30,17 +43,12 @@ def build(
     progress: Callable[[str], None] = lambda line: None,
 ):
     """Write probes.md, index.html and figures/*.png for the experiment's probes under `out`."""
-    from harness.probes import cost, gradients, rotation
-    from harness.report import render
-    from harness.report.read import experiment_runs
-
     probes = latest_probes(tracker, experiment_runs(tracker, experiment, progress), SERIES)
-    owners = {"gradients": gradients, "rotation": rotation, "cost": cost}
     sections = []
-    for name, module in owners.items():
+    for name, section in SECTIONS.items():
         if name in probes:
             progress(f"building the {name} probe's section")
-            sections.append(module.section(probes[name]))
+            sections.append(section(probes[name]))
     if not sections:
         raise UserError(
             f"experiment '{experiment}' holds no finished probe run: run `make probes` "
@@ -57,3 +65,309 @@ def build(
         captions=CAPTIONS,
     )
     return render.write(doc, out, "probes.md", progress)
+
+
+def gradients_section(probe: ProbeRun) -> Section:
+    """Decay per step and the share of the signal reaching the first input, per family."""
+    rows = []
+    for key, points in probe.series.items():
+        kind, *rest = key.split("/")
+        if kind != "grad_norm" or len(rest) != 3:
+            continue
+        family, length, stage = rest[0], int(rest[1].removeprefix("L")), rest[2]
+        rows += [(family, length, stage, step, value) for step, value in points]
+    curves = pd.DataFrame(rows, columns=["family", "length", "stage", "distance", "norm"])
+    table = Table(
+        [
+            "family",
+            "length",
+            "decay per step, init",
+            "decay per step, trained",
+            "first input / last, init",
+            "first input / last, trained",
+        ],
+        [],
+    )
+    combos = curves[["family", "length"]].drop_duplicates().sort_values(["family", "length"])
+    for family, length in combos.itertuples(index=False):
+        name = f"{family}/L{length}"
+        table.rows.append(
+            [
+                family,
+                str(length),
+                number(probe.metrics.get(f"decay_per_step/{name}/init", np.nan)),
+                number(probe.metrics.get(f"decay_per_step/{name}/trained", np.nan)),
+                number(probe.metrics.get(f"first_input_ratio/{name}/init", np.nan), 3),
+                number(probe.metrics.get(f"first_input_ratio/{name}/trained", np.nan), 3),
+            ]
+        )
+    sources = sorted(
+        f"{k.removeprefix('source/')}: {v}"
+        for k, v in probe.params.items()
+        if k.startswith("source/")
+    )
+    paragraphs = [
+        f"Task {probe.params.get('task', '?')}, {probe.params.get('batch_size', '?')} examples. "
+        "The decay per step is exp(slope) of log-norm fitted against the distance from the last "
+        "step: a recurrence that keeps a fraction rho of the signal per step gives rho, and "
+        "rho^(L-1) reaches the first input. 'First input / last' is that fraction as measured. "
+        f"Machine: {probe.machine}.",
+        "Trained models: " + "; ".join(sources) + "." if sources else "",
+    ]
+    return Section(
+        "Gradient flow",
+        [p for p in paragraphs if p],
+        [("Decay of the gradient signal per step of distance:", table)],
+        [
+            (
+                "probe_gradient_flow.png",
+                "gradient_flow",
+                figures.Drawing(gradient_flow, (curves,)),
+            )
+        ]
+        if not curves.empty
+        else [],
+    )
+
+
+def gradient_flow(curves: pd.DataFrame) -> Figure:
+    """Gradient norm versus distance from the last step (log y), a panel per stage and length.
+
+    `curves` has columns family, length, stage, distance, norm.
+    """
+    palette = figures.family_colors(curves["family"])
+    stages = [s for s in gradients.STAGES if s in set(curves["stage"])]
+    lengths = sorted(curves["length"].unique())
+    fig, axes = figures.new(len(stages), len(lengths), 4.4, 3.2, margins=(0.8, 0.2, 0.65, 0.55))
+    for r, stage in enumerate(stages):
+        for c, length in enumerate(lengths):
+            ax = axes[r, c]
+            rows = curves[(curves["stage"] == stage) & (curves["length"] == length)]
+            for family, group in rows.groupby("family", sort=True):
+                group = group.sort_values("distance")
+                ax.plot(
+                    group["distance"],
+                    group["norm"].where(group["norm"] > 0),
+                    color=palette[family],
+                    lw=1.3,
+                    label=figures.text(family),
+                )
+            ax.set_yscale("log")
+            ax.set_title(f"L={length}, {'at initialisation' if stage == 'init' else 'trained'}")
+            ax.set_xlabel("distance from the last step (steps)")
+            if c == 0:
+                ax.set_ylabel("mean ||d loss / d x_t|| (log scale)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Gradient flow: d(loss at the last step) / d x_t")
+    return fig
+
+
+def rotation_section(probe: ProbeRun) -> Section:
+    """The oracle's counting accuracy beside each learned model's, on the same test data."""
+    curves = {}  # label -> {test length: accuracy}
+    for key, points in probe.series.items():
+        parts = key.split("/")
+        if parts[0] != "test_accuracy":
+            continue
+        if parts[1] == "oracle":
+            curves[f"{rotation.FAMILY} (weights set, not learned)"] = dict(points)
+        else:
+            curves[f"{parts[1]} (trained at L={parts[2].removeprefix('L')})"] = dict(points)
+    tested = sorted({L for points in curves.values() for L in points})
+    table = Table(["model", *(f"L={L}" for L in tested)], [])
+    for label, points in sorted(
+        curves.items(), key=lambda item: ("weights set" not in item[0], item[0])
+    ):
+        table.rows.append([label, *(number(points[L]) if L in points else "" for L in tested)])
+    oracle = dict(probe.series.get("test_accuracy/oracle", []))
+    exact = bool(oracle) and all(v == 1.0 for v in oracle.values())
+    paragraphs = [
+        "A linear recurrence on a 2-D state rotated by 2π/8 on every 1 (and left alone on a 0) "
+        f"counts mod 8; its angle is read out by a fixed Dense layer ({probe.params.get('parameters', '?')} "
+        "weights, all set by hand, none learned: a construction, shown apart from the searched "
+        "families). Its per-step accuracy is "
+        + ("exactly 1 at every length tested" if exact else "below 1 somewhere: see the table")
+        + (f" (longest: L={max(oracle)})" if oracle else "")
+        + ". Beside it, the store's learned counting models (the best model of each cell), "
+        f"scored on the same {probe.params.get('examples', '?')} test sequences per length. "
+        f"Machine: {probe.machine}.",
+    ]
+    return Section(
+        "Counting by rotation",
+        paragraphs,
+        [("Per-step accuracy on counting by test length:", table)],
+        [
+            (
+                "probe_rotation_oracle.png",
+                "rotation_oracle",
+                figures.Drawing(rotation_vs_learned, (curves,)),
+            )
+        ],
+    )
+
+
+def rotation_vs_learned(curves: dict[str, dict[int, float]]) -> Figure:
+    """Counting accuracy versus test length: the rotation oracle beside the learned models.
+
+    `curves` maps a label to {test length: accuracy}; the oracle's label says "weights set".
+    """
+    palette = figures.family_colors(curves)
+    fig, axes = figures.new()
+    ax = axes[0, 0]
+    tested = []
+    for label, points in sorted(curves.items()):
+        oracle = "weights set" in label
+        xs, ys = zip(*sorted(points.items()), strict=True)
+        tested += list(xs)
+        ax.plot(
+            xs,
+            ys,
+            marker="s" if oracle else "o",
+            ls="-" if oracle else "--",
+            lw=2.2 if oracle else 1.5,
+            color=palette[label],
+            zorder=1 if oracle else 3,
+            label=figures.text(label),
+        )
+    figures.length_axis(ax, tested, "test length (log scale)")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("per-step accuracy (higher is better)")
+    ax.set_title("counting mod 8: rotation oracle versus learned models")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def cost_section(probe: ProbeRun) -> Section:
+    """Time and memory per step by length, their exponents, and the crossover of the two
+    families the probe compared."""
+    rows = []
+    for key, points in probe.series.items():
+        kind, family = key.split("/", 1)
+        column = "seconds" if kind == "step_seconds" else "memory_mb"
+        rows += [(family, step, column, value) for step, value in points]
+    frame = pd.DataFrame(rows, columns=["family", "length", "column", "value"])
+    costs = (
+        frame.pivot_table(index=["family", "length"], columns="column", values="value")
+        .reindex(columns=["seconds", "memory_mb"])
+        .reset_index()
+        .sort_values(["family", "length"])
+    )
+    families = sorted(costs["family"].unique())
+    slopes = {
+        f: (
+            probe.metrics.get(f"time_exponent/{f}", np.nan),
+            probe.metrics.get(f"memory_exponent/{f}", np.nan),
+        )
+        for f in families
+    }
+    oom = {
+        f: int(probe.metrics[f"out_of_memory_length/{f}"])
+        for f in families
+        if f"out_of_memory_length/{f}" in probe.metrics
+    }
+    crossover = probe.metrics.get("crossover_length", np.nan)
+    kind = probe.params.get("crossover", "")
+    what, _, how = kind.partition(": ")
+    summary = Table(["family", "time exponent", "memory exponent", "out of memory at"], [])
+    for f in families:
+        summary.rows.append(
+            [
+                f,
+                number(slopes[f][0], 3),
+                number(slopes[f][1], 3),
+                f"L={oom[f]}" if f in oom else "—",
+            ]
+        )
+    lengths = sorted(costs["length"].unique())
+    detail = Table(["length", *(f"{f}: ms / MiB" for f in families)], [])
+    for length in lengths:
+        cells = []
+        for f in families:
+            match = costs[(costs["family"] == f) & (costs["length"] == length)]
+            if match.empty:
+                cells.append("out of memory" if oom.get(f) == length else "")
+            else:
+                seconds, memory = match.iloc[0]["seconds"], match.iloc[0]["memory_mb"]
+                cells.append(f"{amount(seconds * 1000)} / {amount(memory)}")
+        detail.rows.append([str(length), *cells])
+    timing = (
+        f"the median of {probe.params['timed_steps']} timed training steps (each waited for on "
+        f"the device) after {probe.params['warmup_steps']} warm-up steps"
+        if "warmup_steps" in probe.params  # recorded since the timings wait for the device
+        else "recorded before 2026-11-26: steps timed without waiting for the device, and a "
+        "step whose device work failed could look fast (see README, GPU runs); not to be "
+        "trusted on a GPU"
+    )
+    paragraphs = [
+        f"Task {probe.params.get('task', '?')}, batch size {probe.params.get('batch_size', '?')}, "
+        f"{timing}, in {probe.params.get('precision', 'fp32')}. Exponents: slope of log(value) on log(length) over the longer half of "
+        f"the lengths. Memory: {probe.params.get('memory_method', '?')}. "
+        f"Machine: {probe.machine}.",
+        (
+            f"Crossover: {what} from L≈{crossover:.0f} ({how})."
+            if np.isfinite(crossover)
+            else f"Crossover: {kind or 'not measured'}."
+        ),
+    ]
+    return Section(
+        "Cost scaling",
+        paragraphs,
+        [("Fitted exponents of length:", summary), ("Per training step:", detail)],
+        [
+            (
+                "probe_cost_scaling.png",
+                "cost_scaling",
+                figures.Drawing(cost_scaling, (costs, slopes, oom, crossover, what, how)),
+            )
+        ],
+    )
+
+
+def cost_scaling(
+    costs: pd.DataFrame,
+    slopes: dict[str, tuple[float, float]],
+    oom: dict[str, int],
+    crossover: float,
+    crossing: str,
+    crossover_kind: str,
+) -> Figure:
+    """Seconds and MiB per training step versus length, log-log, a panel each.
+
+    `costs` has columns family, length, seconds, memory_mb; `slopes` maps a family to its
+    (time, memory) exponents; `oom` the first length that ran out of memory; `crossing` says
+    which family became slower than which at `crossover` (as the probe recorded it).
+    """
+    palette = figures.family_colors(costs["family"])
+    crossed = np.isfinite(crossover)  # a dotted line and a second title line
+    fig, axes = figures.new(
+        1, 2, 5.0, 3.8, margins=(0.85, 0.2, 0.8 if crossed else 0.55, 0.55), gaps=(1.05, 0)
+    )
+    panels = (("seconds", 0, "seconds per training step"), ("memory_mb", 1, "peak MiB per step"))
+    for column, index, label in panels:
+        ax = axes[0, index]
+        for family, group in costs.groupby("family", sort=True):
+            group = group[group[column] > 0].sort_values("length")
+            if group.empty:
+                continue
+            name = f"{figures.text(family)} (slope {slopes[family][index]:.2f})"
+            if family in oom:
+                name += f", out of memory at {oom[family]}"
+            ax.plot(group["length"], group[column], marker="o", color=palette[family], label=name)
+        if crossed:
+            ax.axvline(crossover, color="k", ls=":", lw=1.2)
+        figures.length_axis(ax, costs["length"], "sequence length (log scale)")
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{label} (log scale)")
+        ax.legend(fontsize=7, loc="upper left")
+    title = "Cost versus length (slope = exponent of L)"
+    if crossed:
+        title += (
+            f"\ndotted: {figures.text(crossing)} from L={crossover:.0f} "
+            f"({figures.text(crossover_kind)})"
+        )
+    fig.suptitle(title)
+    return fig
+
+
+SECTIONS = {"gradients": gradients_section, "rotation": rotation_section, "cost": cost_section}
+"""Each probe's section, in the report's order."""

@@ -168,7 +168,7 @@ def record(
     The oracle is a construction (weights set, not learned): it is recorded here, beside
     the learned models, and never as a cell of the leaderboard.
     """
-    from harness.probes import log_series, start_probe
+    from harness.probes import start_probe
 
     params = {
         "task": TASK,
@@ -185,53 +185,6 @@ def record(
     }
     for (family, length), by_length in sorted(found.items()):
         series[f"test_accuracy/{family}/L{length}"] = by_length
-    log_series(tracker, run_id, series)
+    tracker.log_series(run_id, series)
     tracker.finish(run_id)
     return run_id
-
-
-def section(probe):
-    """The oracle's counting accuracy beside each learned model's, on the same test data."""
-    from harness import figures
-    from harness.report.tables import Section, Table, number
-
-    curves = {}  # label -> {test length: accuracy}
-    for key, points in probe.series.items():
-        parts = key.split("/")
-        if parts[0] != "test_accuracy":
-            continue
-        if parts[1] == "oracle":
-            curves[f"{FAMILY} (weights set, not learned)"] = dict(points)
-        else:
-            curves[f"{parts[1]} (trained at L={parts[2].removeprefix('L')})"] = dict(points)
-    tested = sorted({L for points in curves.values() for L in points})
-    table = Table(["model", *(f"L={L}" for L in tested)], [])
-    for label, points in sorted(
-        curves.items(), key=lambda item: ("weights set" not in item[0], item[0])
-    ):
-        table.rows.append([label, *(number(points[L]) if L in points else "" for L in tested)])
-    oracle = dict(probe.series.get("test_accuracy/oracle", []))
-    exact = bool(oracle) and all(v == 1.0 for v in oracle.values())
-    paragraphs = [
-        "A linear recurrence on a 2-D state rotated by 2π/8 on every 1 (and left alone on a 0) "
-        f"counts mod 8; its angle is read out by a fixed Dense layer ({probe.params.get('parameters', '?')} "
-        "weights, all set by hand, none learned: a construction, shown apart from the searched "
-        "families). Its per-step accuracy is "
-        + ("exactly 1 at every length tested" if exact else "below 1 somewhere: see the table")
-        + (f" (longest: L={max(oracle)})" if oracle else "")
-        + ". Beside it, the store's learned counting models (the best model of each cell), "
-        f"scored on the same {probe.params.get('examples', '?')} test sequences per length. "
-        f"Machine: {probe.machine}.",
-    ]
-    return Section(
-        "Counting by rotation",
-        paragraphs,
-        [("Per-step accuracy on counting by test length:", table)],
-        [
-            (
-                "probe_rotation_oracle.png",
-                "rotation_oracle",
-                figures.Drawing(figures.rotation_vs_learned, (curves,)),
-            )
-        ],
-    )

@@ -1,13 +1,17 @@
 """`harness report`: the leaderboard (markdown), an HTML page and PNG figures, from MLflow alone.
 
 Three steps, a module each: read the store (read.py: which run stands for each
-cell), build the tables (tables.py), render (render.py). The frontier comes first;
-then one group of tables per budget, a table per task.
+cell), build the tables (tables.py), render (render.py). The features' sections come
+first (`Feature`: the caller passes them in; this package imports no feature, so a
+feature may own its section and import the report); then one group of tables per
+budget, a table per task, and a hindsight section for each task that asks for one
+(`Task.hindsight`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.report import render
@@ -25,19 +29,22 @@ from harness.report.tables import (
     runs_table,
     score_table,
 )
+from tasks import TaskError, get_task
 
 CAPTIONS = {
     "score_vs_length": "Test score versus sequence length per family (log-scaled length): the "
     "mean over seeds with their spread; dashed: the trivial baseline, dotted: the solved bar, "
     "circled: solved.",
-    "length_generalisation": "Length generalisation: each line is the search's best model "
-    "trained at one length and tested at longer ones.",
+    "length_generalisation": "Length generalisation: each line is a cell trained at one length "
+    "and tested at longer ones, the mean over its seeds with their spread (the table's "
+    "numbers); dashed: the trivial baseline, dotted: the solved bar.",
     "anytime": "Anytime performance of the search: the best validation score so far versus "
     "wall-clock time, one line per cell.",
     "hyperparameters": "Each trial's validation score versus each hyperparameter, per family: "
     "a best score at the edge of a range, or few trials near it, means the budget was short.",
-    "hindsight": "Hindsight: first_token accuracy versus length, forward families solid, "
-    "bidirectional dashed; dotted: the solved bar, dashed black: chance.",
+    "hindsight": "Hindsight: the task's score versus length, the mean over seeds with their "
+    "spread, forward families solid, bidirectional dashed; dashed black: the trivial baseline, "
+    "dotted: the solved bar, circled: solved.",
     "frontier": "The frontier: every length probed for each family, filled where the cell was "
     "solved, hollow where it failed (log-scaled length); the bar spans the bracket between the "
     "longest solved and the shortest failed length.",
@@ -84,26 +91,39 @@ def task_section(results: Results, cells: list, task: str, key: str) -> Section:
     )
 
 
-def hindsight_section(cells: list, key: str) -> Section | None:
-    """first_token, forward versus bidirectional, when both ran under this budget."""
+def hindsight_text(task: str) -> str:
+    """What the task says about reading it backwards (`Task.hindsight`); empty for a task
+    that asks for no hindsight section or that cannot be loaded here (a plug-in elsewhere)."""
+    try:
+        return get_task(task).hindsight
+    except TaskError:
+        return ""
+
+
+def hindsight_section(cells: list, task: str, key: str) -> Section | None:
+    """The task's forward versus bidirectional families, when both ran under this budget."""
     from harness import figures
 
-    first = [c for c in cells if c.task == "first_token"]
-    if len({is_bidirectional(c.family) for c in first}) < 2:
+    own = [c for c in cells if c.task == task]
+    if len({is_bidirectional(c.family) for c in own}) < 2:
         return None
     return Section(
-        "Hindsight: first_token",
+        f"Hindsight: {task}",
         [
-            "A forward RNN must carry the first token across all L steps; the backward pass "
-            "of a bidirectional one reads it one step before its end. 'Stops solving at' is "
-            "the shortest tested length whose cell is not solved."
+            f"{hindsight_text(task)} 'Stops solving at' is the shortest tested length whose "
+            "cell is not solved."
         ],
-        [("Accuracy by length, forward versus bidirectional:", hindsight_table(first))],
         [
             (
-                f"hindsight_{key}.png",
+                f"Test {own[0].metric} by length, forward versus bidirectional:",
+                hindsight_table(own),
+            )
+        ],
+        [
+            (
+                figure_file("hindsight", task, key),
                 "hindsight",
-                figures.Drawing(figures.hindsight, (frame(first), is_bidirectional)),
+                figures.Drawing(figures.hindsight, (frame(own), task, is_bidirectional)),
             )
         ],
     )
@@ -111,7 +131,7 @@ def hindsight_section(cells: list, key: str) -> Section | None:
 
 def notes(results: Results) -> list[str]:
     found = [
-        f"Cell {cell.task} L={cell.length} {cell.family}: run {cell.run_id[:8]} supersedes "
+        f"Cell {cell.label}: run {cell.run_id[:8]} supersedes "
         f"{n} earlier finished run{'s' * (n != 1)} of the same budget."
         for cell, n in results.superseded
     ]
@@ -135,24 +155,35 @@ def notes(results: Results) -> list[str]:
     return found
 
 
-def leaderboard(results: Results) -> Document:
-    """The leaderboard document: the frontier first, then a group of tables per budget (a
-    budget whose cells only confirm frontiers' failures is shown in the frontier's section)."""
-    from harness.frontier import confirming_runs, frontier_section, latest_frontiers
+@dataclass
+class Shown:
+    """A feature's section of the leaderboard and the cell runs it shows: a budget whose
+    cells it all shows gets no tables of its own."""
 
-    frontiers = latest_frontiers(results.runs)
-    confirming = confirming_runs(frontiers)
+    section: Section
+    cells: set[str] = field(default_factory=set)
+
+
+Feature = Callable[[Results], Shown | None]
+"""A feature's section (the frontier's, say) from what the report read; None: nothing to show."""
+
+
+def leaderboard(results: Results, features: Sequence[Feature] = ()) -> Document:
+    """The leaderboard document: the features' sections first, then a group of tables per
+    budget (a budget whose cells a feature's section all shows is left to that section)."""
+    shown = [found for feature in features if (found := feature(results)) is not None]
+    apart_runs = set().union(*(found.cells for found in shown))
     groups = [
         group
         for group in budgets(results.cells)
-        if not all(cell.run_id in confirming for cell in group[2])
+        if not all(cell.run_id in apart_runs for cell in group[2])
     ]
-    shown = sum(len(cells) for _, _, cells in groups)
-    apart = len(results.cells) - shown
+    counted = sum(len(cells) for _, _, cells in groups)
+    apart = len(results.cells) - counted
     doc = Document(
         f"Leaderboard: {results.experiment}",
         [
-            f"MLflow experiment {results.experiment}, {shown} cells under {len(groups)} "
+            f"MLflow experiment {results.experiment}, {counted} cells under {len(groups)} "
             f"budget{'s' * (len(groups) != 1)}"
             + (f" and {apart} confirming frontiers' failures" if apart else "")
             + ". Machine and backend:"
@@ -161,18 +192,18 @@ def leaderboard(results: Results) -> Document:
         captions=dict(CAPTIONS),
     )
     doc.sections.append(Section("How to read it", [HOW_TO_READ, *notes(results)]))
-    found = frontier_section(frontiers, {cell.run_id: cell for cell in results.cells})
-    if found is not None:
-        doc.sections.append(found)
+    doc.sections += [found.section for found in shown]
     for key, label, cells in groups:
         group = Section(f"Budget {key}", [f"{label}; {len(cells)} cells."])
-        for task in sorted({c.task for c in cells}):
+        tasks = sorted({c.task for c in cells})
+        for task in tasks:
             group.parts.append(
                 task_section(results, [c for c in cells if c.task == task], task, key)
             )
-        hindsight = hindsight_section(cells, key)
-        if hindsight is not None:
-            group.parts.append(hindsight)
+        for task in tasks:
+            hindsight = hindsight_section(cells, task, key) if hindsight_text(task) else None
+            if hindsight is not None:
+                group.parts.append(hindsight)
         doc.sections.append(group)
     return doc
 
@@ -182,10 +213,12 @@ def build(
     experiment: str,
     out: Path,
     progress: Callable[[str], None] = lambda line: None,
+    features: Sequence[Feature] = (),
 ) -> Written:
-    """Read the experiment and write leaderboard.md, index.html and figures/*.png under `out`."""
+    """Read the experiment and write leaderboard.md, index.html and figures/*.png under `out`,
+    the `features`' sections first."""
     results = read_store(store, experiment, progress)
-    return render.write(leaderboard(results), out, progress=progress)
+    return render.write(leaderboard(results, features), out, progress=progress)
 
 
-__all__ = ["build", "has_markers", "update_readme", "Written"]
+__all__ = ["build", "Feature", "has_markers", "Shown", "update_readme", "Written"]

@@ -26,11 +26,11 @@ from harness.results import (
     SOLVED,
     SOLVED_BAR,
     STATUS,
-    TEST_SCORE,
     TRIAL,
     TRIAL_ID,
     CellResult,
-    score_name,
+    at_length,
+    run_order,
     standing_cells,
 )
 from harness.tracking import SqliteSnapshot, Tracker
@@ -62,7 +62,7 @@ def experiment_runs(
         )
     runs = store.runs(found[experiment])
     progress(f"read {len(runs):,} runs of experiment '{experiment}'")
-    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+    return sorted(runs, key=run_order)
 
 
 def experiments(found: dict[str, str]) -> str:
@@ -126,8 +126,9 @@ def trial_frame(runs: list) -> pd.DataFrame:
 
 
 def frame(cells: list[CellResult]) -> pd.DataFrame:
-    """The cells as a table for figures: the verdict's numbers (what tables print) and the
-    search seed's best model's scores at its length and longer ones."""
+    """The cells as a table for figures: the verdict's numbers (what tables print) at the
+    cell's length and at each longer length it was tested at (`score_len_<L>`,
+    `spread_len_<L>`), with the baseline and solved bar there."""
     rows = []
     for cell in cells:
         verdict = cell.verdict
@@ -144,9 +145,13 @@ def frame(cells: list[CellResult]) -> pd.DataFrame:
             "spread": verdict.std,
             "seeds": verdict.seeds,
             SOLVED: verdict.solved,
-            TEST_SCORE: cell.test_score,
         }
-        row.update({score_name(length=L): v for L, v in cell.longer.items()})
+        for length in cell.longer:
+            at = cell.verdict_at(length)
+            row[at_length("score", length)] = at.mean
+            row[at_length("spread", length)] = at.std
+            for name, default in ((BASELINE, cell.baseline), (SOLVED_BAR, cell.solved_bar)):
+                row[at_length(name, length)] = cell.metrics.get(at_length(name, length), default)
         rows.append(row)
-    columns = ["run_id", "task", "family", "length", "score", SOLVED, TEST_SCORE]
+    columns = ["run_id", "task", "family", "length", "score", "spread", SOLVED]
     return pd.DataFrame(rows, columns=None if rows else columns)

@@ -233,22 +233,34 @@ def has_markers(readme: Path) -> bool:
     return START in text and END in text and text.index(START) < text.index(END)
 
 
-def insert_leaderboard(readme_text: str, leaderboard: str, figures_prefix: str) -> str:
-    """The README with the leaderboard's body (headings one level down) between the markers."""
+FRONTIER = "## Frontier"
+"""The leaderboard's section README shows (its tables; the figures stay in the report)."""
+
+
+def readme_block(leaderboard: str, link: str) -> str:
+    """What README shows of a leaderboard: the frontier's tables (headings one level down,
+    no figures) and `link`, the leaderboard's path from README, beside its index.html."""
     lines = leaderboard.splitlines()
-    if lines and lines[0].startswith("# "):
-        lines = lines[1:]
-    lines = ["#" + line if line.startswith("#") else line for line in lines]
-    block = "\n".join(
-        line.replace("](figures/", f"]({figures_prefix}figures/") for line in lines
-    ).strip()
-    head, rest = readme_text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    return f"{head}{START}\n{block}\n{END}{tail}"
+    title = lines[0].removeprefix("# ").removeprefix("Leaderboard: ") if lines else ""
+    shown: list[str] = []
+    if FRONTIER in lines:
+        start = lines.index(FRONTIER)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        shown = ["#" + line if line.startswith("#") else line for line in lines[start:end]]
+        shown = [line for line in shown if not line.startswith("![")]
+    page = link.rpartition("/")[0] + "/index.html" if "/" in link else "index.html"
+    shown += [
+        "",
+        f"Every budget's scores, costs, runs and figures (MLflow experiment {title}): "
+        f"[{link}]({link}), or the same as one page, [{page}]({page}).",
+    ]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(shown)).strip()
 
 
 def update_readme(readme: Path, leaderboard: Path) -> bool:
-    """Refresh the leaderboard between README's markers; True when the README changed."""
+    """Refresh README's block between its markers (`readme_block`); True when it changed."""
     if not has_markers(readme):
         raise UserError(
             f"'{readme}' has no '{START}' ... '{END}' markers: add them to the "
@@ -256,10 +268,11 @@ def update_readme(readme: Path, leaderboard: Path) -> bool:
         )
     if not leaderboard.is_file():
         raise UserError(f"leaderboard '{leaderboard}' does not exist: run `harness report` first")
-    prefix = Path(os.path.relpath(leaderboard.resolve().parent, readme.resolve().parent))
-    prefix_text = "" if prefix == Path(".") else prefix.as_posix() + "/"
+    link = Path(os.path.relpath(leaderboard.resolve(), readme.resolve().parent)).as_posix()
     text = readme.read_text(encoding="utf-8")
-    new = insert_leaderboard(text, leaderboard.read_text(encoding="utf-8"), prefix_text)
+    head, rest = text.split(START, 1)
+    block = readme_block(leaderboard.read_text(encoding="utf-8"), link)
+    new = f"{head}{START}\n{block}\n{END}{rest.split(END, 1)[1]}"
     if new != text:
         _write(readme, new.encode())
     return new != text

@@ -1,0 +1,164 @@
+"""The probes' measurements: gradients with respect to the inputs, and the peak memory of a step."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+
+from harness.backend.device import accelerator, name
+
+
+def input_gradients(model, x, y, loss_fn):
+    """d loss_fn(y, model(x)) / d x as a numpy array shaped like `x` (a float array).
+
+    `loss_fn(y_true, y_pred)` returns a scalar and is written with keras.ops, so the
+    same function is differentiated by jax.grad, tf.GradientTape or torch.autograd.
+    The model runs in inference mode (no dropout).
+    """
+    import keras
+    import numpy as np
+
+    backend = name()
+    x = np.asarray(x, dtype="float32")
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        trainable = [v.value for v in model.trainable_variables]
+        frozen = [v.value for v in model.non_trainable_variables]
+        target = jnp.asarray(y)
+
+        def loss(inputs):
+            pred, _ = model.stateless_call(trainable, frozen, inputs, training=False)
+            return loss_fn(target, pred)
+
+        return np.asarray(jax.grad(loss)(jnp.asarray(x)))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        inputs = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = loss_fn(tf.convert_to_tensor(y), model(inputs, training=False))
+        return tape.gradient(loss, inputs).numpy()
+    if backend == "torch":
+        import torch
+
+        inputs = keras.ops.convert_to_tensor(x).detach().clone().requires_grad_(True)
+        loss = loss_fn(keras.ops.convert_to_tensor(y), model(inputs, training=False))
+        (grad,) = torch.autograd.grad(loss, inputs)
+        return grad.detach().cpu().numpy()
+    raise ValueError(f"no input gradients for backend '{backend}'")
+
+
+def input_gradient_norms(model, x, y, loss_fn):
+    """The norm of d loss / d x_t for every step t, averaged over the batch: shape (T,).
+
+    `x` is (batch, T, features); the norm is taken over the features of each step.
+    """
+    import numpy as np
+
+    grads = input_gradients(model, x, y, loss_fn).astype("float64")
+    return np.sqrt((grads**2).sum(axis=-1)).mean(axis=0)
+
+
+class StepMemory:
+    """The peak memory a block of code added, in MiB, and how it was measured (`method`).
+
+    `mb` stays NaN when the device or system gives nothing to measure it with; `method`
+    then says "not measured" and why (a report prints the MiB as "—").
+    """
+
+    def __init__(self):
+        self.mb = float("nan")
+        self.method = ""
+
+
+def _gpu_memory(backend: str) -> tuple[float | None, float | None]:
+    """(bytes in use now, peak bytes in use) from the backend's own GPU counters; None for a
+    counter the device does not keep."""
+    if backend == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        return stats.get("bytes_in_use"), stats.get("peak_bytes_in_use")
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()
+    import tensorflow as tf
+
+    info = tf.config.experimental.get_memory_info("GPU:0")
+    return info["current"], info["peak"]
+
+
+def _reset_gpu_peak(backend: str) -> None:
+    if backend == "torch":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.reset_memory_stats("GPU:0")
+    # JAX has no reset: its peak is the process's peak, so callers measure ascending sizes
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap memory back to the OS (glibc), so RSS before a step is what is live."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _rss_kib(field_name: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return float(line.split()[1])
+    raise OSError(f"{field_name} not in /proc/self/status")
+
+
+@contextlib.contextmanager
+def step_memory():
+    """Measure the peak memory the block adds, in MiB, into the yielded StepMemory.
+
+    On a GPU: the backend's own counters (peak minus in use before the block; torch and
+    TensorFlow reset their peak first, JAX keeps a lifetime peak). On CPU: process
+    memory growth, the peak resident set size during the block (Linux VmHWM, reset
+    through /proc/self/clear_refs before it) minus the resident size before it. The
+    figure is what was measured, never clamped; NaN where nothing measures it.
+    """
+    backend = name()
+    result = StepMemory()
+    if accelerator() is not None:
+        _reset_gpu_peak(backend)
+        before = _gpu_memory(backend)[0]
+        yield result
+        peak = _gpu_memory(backend)[1]
+        if before is None or peak is None:
+            result.method = f"not measured: {backend} keeps no memory counters on this GPU"
+        else:
+            result.mb = (peak - before) / 2**20
+            result.method = f"{backend} GPU counters: peak bytes in use minus bytes in use before"
+        return
+    gc.collect()
+    _malloc_trim()
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # resets VmHWM (peak RSS) to the current RSS
+        before = _rss_kib("VmRSS")
+    except OSError as error:
+        yield result
+        result.method = f"not measured: no resettable peak resident set size here ({error})"
+        return
+    yield result
+    result.mb = (_rss_kib("VmHWM") - before) / 1024
+    result.method = (
+        "CPU: peak resident set size during the step (VmHWM) minus RSS before it, "
+        "freed memory trimmed first"
+    )
