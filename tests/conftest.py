@@ -1,15 +1,19 @@
-"""Shared helpers: run the real `harness` command and read a real MLflow store."""
+"""Shared helpers: run the real `harness` command (in this process or as a subprocess) and
+read a real MLflow store."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +42,59 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def harness(
+    *args: str,
+    cwd: Path,
+    backend: str = "jax",
+    timeout: int = 900,
+    check: bool = False,
+    env: dict | None = None,
+    process: bool = False,
+) -> subprocess.CompletedProcess:
+    """Run `harness ARGS` in `cwd`: in this process through Typer's CliRunner, or as a real
+    subprocess where the process is the point (`process=True`: signals, your own modules
+    imported afresh, a new store file at a path this process has open), where a fault is
+    injected (it kills the process) or where another backend than this process's is asked
+    for."""
+    if process or backend != os.environ["KERAS_BACKEND"] or "HARNESS_FAULT" in (env or {}):
+        return harness_process(
+            *args, cwd=cwd, backend=backend, timeout=timeout, env=env, check=check
+        )
+    result = in_process(args, cwd, env or {})
+    if check and result.returncode != 0:
+        raise AssertionError(f"harness {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def in_process(args: tuple[str, ...], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    """`harness ARGS` through CliRunner, this process's cwd, environment, sys.path and SIGINT
+    handler put back afterwards; an exception escaping the command reads as a traceback and
+    exit 1, as the real command's would."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    saved = os.getcwd(), dict(os.environ), list(sys.path), signal.getsignal(signal.SIGINT)
+    os.environ.update(env)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(saved[0])
+        os.environ.clear()
+        os.environ.update(saved[1])
+        sys.path[:] = saved[2]
+        signal.signal(signal.SIGINT, saved[3])
+    stderr, code = result.stderr, result.exit_code
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(
+            traceback.format_exception(result.exception)
+        )
+        code = 1
+    return subprocess.CompletedProcess(["harness", *args], code, result.stdout, stderr)
+
+
+def harness_process(
     *args: str,
     cwd: Path,
     backend: str = "jax",
@@ -244,6 +301,13 @@ def write_suite(path: Path, name: str, blocks: list[dict], **budget) -> Path:
         lines += [f"{k} = {v!r}".replace("'", '"') for k, v in block.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def copy_store(source: Path, target: Path) -> None:
+    """Copy the SQLite store of folder `source` into folder `target`, the writes still in its
+    write-ahead log included (a store another connection of this process holds open)."""
+    with sqlite3.connect(source / "mlflow.db") as old, sqlite3.connect(target / "mlflow.db") as new:
+        old.backup(new)
 
 
 def store_uri(folder: Path) -> str:

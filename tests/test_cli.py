@@ -1,4 +1,5 @@
-"""The CLI: tasks, generate, and bad input ending with exit code 2 and one line."""
+"""The CLI: tasks, generate, the budget flags run and frontier share, and bad input ending with
+exit code 2 and one line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import free_port, harness, one_error_line, write_suite
+from tests.conftest import (
+    all_runs,
+    free_port,
+    harness,
+    one_error_line,
+    store_uri,
+    write_suite,
+)
 
 RUN_GRU = ["run", "--task", "adding", "--length", "10", "--family", "gru"]
 
@@ -118,6 +126,10 @@ def test_generate_digits_holds_each_pixel_length_over_64_steps(workdir):
             "family 'lstm' cannot meet a budget of 5 parameters on task 'adding': "
             "the smallest it can meet is",
         ),
+        (
+            ["frontier", "--task", "adding", "--families", "gru", "--executions", "0"],
+            "'budget.executions_per_trial' must be a positive integer, got 0",
+        ),
         (["run", "--task", "adding"], "missing --length, --family"),
         (["run", "--suite", "nosuch"], "unknown suite 'nosuch'"),
         (["status", "--suite", "nosuch"], "unknown suite 'nosuch'"),
@@ -177,3 +189,36 @@ def test_unwritable_store_and_workdir(workdir):
         )
     )
     assert "working directory" in line
+
+
+def test_every_budget_field_has_one_flag_that_run_and_frontier_both_take():
+    from dataclasses import fields
+
+    import typer
+
+    from harness.cli import app
+    from harness.cli.options import BUDGET_FLAGS
+    from harness.suites import Budget
+
+    assert set(BUDGET_FLAGS) == {f.name for f in fields(Budget)}
+    group = typer.main.get_command(app)
+    for name in ("run", "frontier"):
+        command = group.commands[name]
+        found = {p.name: (p.opts, p.help) for p in command.params}
+        for field, (flag, _, text) in BUDGET_FLAGS.items():
+            assert found[field] == ([flag], text), (name, field)
+
+
+@pytest.mark.slow
+def test_frontier_executions_land_in_its_cells_budget(workdir):
+    harness(
+        "frontier", "--task", "first_token", "--families", "gru", "--min-length", "4",
+        "--max-length", "4", "--max-trials", "1", "--epochs", "1", "--executions", "2",
+        "--n-train", "64", "--n-val", "32", "--n-test", "32", "--batch-size", "32",
+        cwd=workdir, check=True,
+    )  # fmt: skip
+    runs = all_runs(store_uri(workdir), "frontier")
+    frontier = runs[runs["tags.harness.kind"] == "frontier"]
+    cells = runs[runs["tags.harness.kind"] == "cell"]
+    assert list(frontier["params.budget.executions_per_trial"]) == ["2"]
+    assert len(cells) >= 1 and set(cells["params.budget.executions_per_trial"]) == {"2"}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, all_runs, harness, store_uri, tiny_cell
+from tests.conftest import REPO, all_runs, store_uri, tiny_cell
+from tests.conftest import harness_process as harness  # each command imports your modules afresh
 
 TINY = ["--max-trials", "1", "--epochs", "2", "--n-train", "64", "--n-val", "32",
         "--n-test", "32", "--batch-size", "32"]  # fmt: skip

@@ -27,6 +27,7 @@ from tasks import get_task  # noqa: E402
 from tests.conftest import (  # noqa: E402
     TINY_DATA,
     client,
+    copy_store,
     harness,
     md_rows,
     section_text,
@@ -499,11 +500,9 @@ def test_the_probes_report_is_deterministic(store, report):
 
 def test_the_leaderboard_has_a_hindsight_section(store, tmp_path):
     """first_token cells of a forward and a bidirectional family under one budget."""
-    import shutil
-
     from harness.results import budget_key
 
-    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
+    copy_store(store, tmp_path)
     mlflow = client(tmp_path)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
     budget = {"tuner": "random", "max_trials": 1, "epochs": 1, "batch_size": 32,

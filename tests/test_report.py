@@ -26,6 +26,7 @@ from tasks import get_task
 from tests.conftest import (
     REPO,
     client,
+    copy_store,
     harness,
     harness_loading,
     md_rows,
@@ -402,7 +403,7 @@ def add_frontier(folder: Path, task: str, family: str, solves, budget: dict) -> 
 
 @pytest.fixture
 def copy(store, tmp_path) -> Path:
-    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
+    copy_store(store, tmp_path)
     return tmp_path
 
 

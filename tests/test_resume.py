@@ -32,9 +32,8 @@ def check_complete(folder) -> None:
 
 
 def test_a_new_store_starts_the_search_afresh_over_old_tuner_state(workdir):
-    harness(*CELL, cwd=workdir, check=True)
-    for name in ("mlflow.db", "mlflow.db-wal", "mlflow.db-shm"):
-        (workdir / name).unlink(missing_ok=True)
+    (workdir / "old").mkdir()
+    harness(*CELL, "--tracking-uri", store_uri(workdir / "old"), cwd=workdir, check=True)
     rerun = harness(*CELL, cwd=workdir, check=True)  # the tuner state in workdir is stale
     assert "done" in rerun.stdout and "diverged" not in rerun.stdout, rerun.stdout
     check_complete(workdir)

@@ -3,7 +3,6 @@ with an empty working directory, and names every number that does not agree."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, client, harness, store_uri, tiny_cell
+from tests.conftest import REPO, client, copy_store, harness, store_uri, tiny_cell
 
 EXPERIMENT = "verify"
 RUN = ["run", *tiny_cell(max_trials=2, epochs=2), "--eval-length", "16", "--extra-seed", "1"]
@@ -124,7 +123,7 @@ def test_an_edited_metric_a_changed_or_corrupt_model_and_a_lost_artifact_fail_by
 
 def test_a_legacy_cell_is_reported_not_verified(store, tmp_path):
     """A cell recorded before verify existed has no models to recompute from: it is named."""
-    shutil.copy(store / "mlflow.db", tmp_path / "mlflow.db")
+    copy_store(store, tmp_path)
     mlflow = client(tmp_path)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
     run_id = mlflow.create_run(experiment, tags={"harness.kind": "cell"}).info.run_id
@@ -142,7 +141,7 @@ def test_a_legacy_cell_is_reported_not_verified(store, tmp_path):
 def copied(store: Path, folder: Path):
     """A copy of the store's database in `folder` (its artifacts stay where they are), the
     MLflow client on it and the cell's run id."""
-    shutil.copy(store / "mlflow.db", folder / "mlflow.db")
+    copy_store(store, folder)
     return client(folder), parent(folder).info.run_id
 
 

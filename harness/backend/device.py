@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 from importlib import metadata
+from pathlib import Path
 
 DEFAULT_BACKEND = "jax"
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -43,7 +44,7 @@ def use_compile_cache(folder) -> str | None:
         return None
     import jax
 
-    chosen = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(folder)
+    chosen = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(Path(folder).resolve())
     jax.config.update("jax_compilation_cache_dir", chosen)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)

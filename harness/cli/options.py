@@ -1,0 +1,134 @@
+"""What several commands share: their option types, the budget flags (defined once for `run`
+and `frontier`), and how the options that name a store and an experiment are read."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.root import err
+from harness.errors import UserError
+
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    ),
+]
+Workdir = Annotated[Path, typer.Option(help="Data cache and tuner folders.")]
+WorkersOption = Annotated[
+    str,
+    typer.Option(
+        help="Trials, evaluations and retrains at once on this machine: N, or auto (1 on a "
+        "CPU; on a GPU by its free memory)."
+    ),
+]
+ReadSuite = Annotated[
+    str | None, typer.Option(help="Bundled suite name or path to a suite TOML: its experiment.")
+]
+ReadExperiment = Annotated[
+    str | None,
+    typer.Option(help="MLflow experiment (default: the suite's, else the latest run's)."),
+]
+FamiliesOption = Annotated[
+    list[str] | None, typer.Option(help="Families (repeatable or comma-separated).")
+]
+LengthsOption = Annotated[
+    list[str] | None, typer.Option(help="Lengths (repeatable or comma-separated).")
+]
+OutDir = Annotated[Path, typer.Option("--out", help="Output folder.")]
+
+BUDGET_FLAGS: dict[str, tuple[str, type, str]] = {
+    "tuner": ("--tuner", str, "random, bayesian or hyperband."),
+    "max_trials": ("--max-trials", int, "Trials per cell."),
+    "epochs": ("--epochs", int, "Epochs per trial."),
+    "executions_per_trial": ("--executions", int, "Executions per trial."),
+    "batch_size": ("--batch-size", int, "Batch size."),
+    "n_train": ("--n-train", int, "Training examples."),
+    "n_val": ("--n-val", int, "Validation examples."),
+    "n_test": ("--n-test", int, "Test examples."),
+    "params": (
+        "--params",
+        int,
+        "Parameter budget: each family's width gives its model this many trainable "
+        "parameters (within 10%); the width is then not searched.",
+    ),
+}
+"""Each field of `harness.suites.Budget`: its flag, type and help. A flag left out keeps the suite's value
+(or Budget's default)."""
+
+
+def budget_options(command):
+    """Give `command` a flag per budget field in place of its `budget` parameter; it receives
+    the flags given as `budget`, a dict of Budget fields."""
+    signature = inspect.signature(command, eval_str=True)
+    flags = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[kind | None, typer.Option(flag, help=text)],
+        )
+        for name, (flag, kind, text) in BUDGET_FLAGS.items()
+    ]
+    parameters = []
+    for parameter in signature.parameters.values():
+        parameters.extend(flags if parameter.name == "budget" else [parameter])
+
+    @functools.wraps(command)
+    def with_budget(**values):
+        given = {name: values.pop(name) for name in BUDGET_FLAGS}
+        return command(budget={k: v for k, v in given.items() if v is not None}, **values)
+
+    with_budget.__signature__ = signature.replace(parameters=parameters)
+    return with_budget
+
+
+def parse_names(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists: --families lstm,gru."""
+    found = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    return list(dict.fromkeys(found)) if found else list(default)
+
+
+def parse_lengths(values: list[str] | None, default: tuple[int, ...]) -> list[int]:
+    """Lengths given as `parse_names` takes them, as sorted whole numbers."""
+    found = []
+    for text in parse_names(values, tuple(map(str, default))):
+        try:
+            found.append(int(text))
+        except ValueError:
+            raise UserError(f"length '{text}' is not a whole number") from None
+    return sorted(set(found))
+
+
+def reading(tracking_uri: str | None, suite: str | None, experiment: str | None, runs_only=False):
+    """(the store, which must exist; the experiment to read) for the commands that read;
+    with `runs_only` (status, report), a local SQLite store read without MLflow (open_for_reading)."""
+    from harness.tracking import open_for_reading, open_store
+
+    tracker = (open_for_reading if runs_only else open_store)(tracking_uri)
+    return tracker, _experiment(tracker, suite, experiment)
+
+
+def _experiment(tracker, suite: str | None, experiment: str | None) -> str:
+    """--experiment, else the suite's name, else the experiment of the store's latest run."""
+    if experiment:
+        return experiment
+    if suite:
+        from harness.suites import suite_experiment
+
+        return suite_experiment(suite)
+    latest = tracker.latest_experiment()
+    if latest is None:
+        raise UserError(f"tracking store '{tracker.uri}' holds no runs: run `harness run` first")
+    err.print(
+        f"experiment '{latest}' (the store's latest run; --suite or --experiment for another)",
+        highlight=False,
+        markup=False,
+    )
+    return latest
