@@ -1,8 +1,8 @@
 """A distributed search's two roles as the runner sees them (`--chief`, `--worker`).
 
-`ClusterChief` is a strategy for harness/runner.py: it creates each cell's parent run,
-serves the cell's oracle to the workers (harness/distributed.py, with its watchdog)
-instead of training, and evaluates the best model itself. `ClusterWorker` runs a suite
+`ClusterChief` is a strategy for harness/runner.py: the runner creates each cell's parent
+run as always; the chief serves the cell's oracle to the workers (harness/distributed.py,
+with its watchdog) instead of training, then evaluates the best model itself. `ClusterWorker` runs a suite
 its own way: for each cell it waits for the chief to open it, then runs trials from the
 chief until none is left. `serve_cell` is the chief's part of one cell, shared with a
 local pool (harness/pool.py).

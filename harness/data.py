@@ -35,9 +35,10 @@ CACHE_FILE = re.compile(r"(?P<data>.+)_L\d+_n\d+_s\d+_(train|val|test)\.npz")
 
 
 def prune_cache(cache_dir: Path) -> list[Path]:
-    """Delete the cached arrays no task names today, a built-in task's from before its code
-    changed (or before the hash was in the name): the files deleted. A file of your own task
-    is kept: which of its versions is today's is known only by importing it."""
+    """Delete the cached arrays filed under a built-in task's name but not under its current
+    `data_name` (arrays of another version of its code, or a file name without a code hash):
+    the files deleted. Other files are kept, your own task's among them: which of its
+    versions is current is known only by importing it."""
     from tasks import REGISTRY
 
     today = {task.data_name for task in REGISTRY.values()}

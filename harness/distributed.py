@@ -19,9 +19,10 @@ so the harness serves the oracle itself and adds a watchdog:
   instead of leaving, so a re-queued trial always finds a worker. With no
   worker left the chief waits for one to (re)join, with any id.
 
-In MLflow the chief creates each cell's parent run before serving and tags it
-`harness.phase` = "search" while it serves, then "evaluation"; workers wait
-for that tag and log their trials as its children, tagged `harness.worker`.
+In MLflow the chief (the runner) creates each cell's parent run before serving, and
+harness/cluster.py's `serve_cell` tags it `harness.phase` = "search" while it serves,
+then "evaluation"; workers wait for that tag (`wait_for_cell`) and log their trials as
+its children, tagged `harness.worker`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ costs at most one bisection more (tests/test_frontier.py checks every threshold 
 minimum to 400 for minima 2 to 100 and resolutions 0.01 to 1).
 Every probe is an ordinary cell (the same key, data cache, resume and MLflow runs),
 so a frontier interrupted resumes where it stopped, and a cell another frontier ran
-is reused. A frontier is recorded as its own kind of run, naming its cells.
+is reused. A frontier is recorded as its own kind of run, naming its cells. The runner
+(harness/runner.py's `run_frontier`) drives the search; its report section is
+harness/frontier_report.py.
 """
 
 from __future__ import annotations

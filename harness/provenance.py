@@ -3,7 +3,7 @@
 The machine: versions, backend, device and git commit (every parent run). The code: the
 hash (tasks/source.py) of the code that generates the task's data and of the
 code that builds the family's model, so that an edit to either is a new cell, never a resumed
-or skipped one, and `harness verify` names the cells whose code changed since.
+or skipped one, and `harness verify` names the cells whose code changed since they ran.
 """
 
 from __future__ import annotations

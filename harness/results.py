@@ -45,7 +45,7 @@ CELL, TRIAL, FRONTIER, PROBE = "cell", "trial", "frontier", "probe"
 
 # -- tags ---------------------------------------------------------------------------------
 KIND = "harness.kind"
-SCHEMA = "harness.schema"  # on every cell run started since 2026-12: this schema's version
+SCHEMA = "harness.schema"  # on every cell run the harness starts: SCHEMA_VERSION
 SCHEMA_VERSION = "2"  # older cells read as "1", or "0" before FUSED_OBSERVED (`normalise`)
 CELL_KEY = "harness.cell_key"
 BUDGET_KEY = "harness.budget_key"
@@ -60,7 +60,7 @@ PROBE_NAME = "harness.probe"
 BEST_TRIAL = "harness.best_trial"
 DIVERGED_SEEDS = "harness.diverged_seeds"
 DERIVED = "harness.derived"  # hyperparameters a trial did not search (the budget's width)
-FUSED_OBSERVED = "harness.fused_rnn_kernel_observed"  # done cells since 2026-11-26
+FUSED_OBSERVED = "harness.fused_rnn_kernel_observed"  # done cells of schema 1 on
 FRONTIER_CELLS = "harness.frontier_cells"
 HOST, PID, PROCESS_START = "harness.host", "harness.pid", "harness.process_start"
 """The process that opened a run (harness/liveness.py): a run left RUNNING by one that
@@ -334,7 +334,7 @@ class CellResult:
 
     @property
     def legacy(self) -> bool:
-        """A done cell recorded before 2026-11-26 (schema 0): seconds per epoch include
+        """A done cell of schema 0 (without FUSED_OBSERVED): seconds per epoch include
         compiling, the fused-kernel tag was predicted, and no retrain's model was kept (verify
         cannot check it); a diverged or failed cell has nothing of this to be legacy about."""
         return self.state is CellState.DONE and self.tags[SCHEMA] == "0"
@@ -471,7 +471,7 @@ def normalise(
 
     A status in older words in today's (OLD_STATUS); a finished cell's state as recorded, done
     when unrecorded or unknown; a cell's SCHEMA as
-    "0" (before 2026-11-26, without FUSED_OBSERVED) or "1" (without the tag); the params
+    "0" (without FUSED_OBSERVED) or "1" (without the tag); the params
     added since (PARAMS_ADDED) at the value older runs used."""
     tags, params = dict(tags), {**PARAMS_ADDED.get(kind, {}), **(params or {})}
     status = tags.get(STATUS)

@@ -1,12 +1,13 @@
 """Runs cells: one Keras Tuner search per (task, length, family), tracked in MLflow, resumable.
 
-Each cell goes through five steps: resolve it once (task, space, data, folders),
-resume (a FINISHED run of its key is kept; an unfinished one is reopened and its
-tuner reloads the completed trials from `WORKDIR/tuners/<cell key>`; runs its dead
-processes left RUNNING are ended KILLED, harness/liveness.py), search, evaluate
+Each cell goes through five steps: resolve it once (harness/steps.py: task, space,
+folders), resume (a FINISHED run of its key is kept; an unfinished one is reopened and
+its tuner reloads the completed trials from `WORKDIR/tuners/<cell key>`; runs of it that
+a dead process left RUNNING are ended KILLED, harness/liveness.py), search, evaluate
 (harness/evaluation.py), record (harness/results.py's names and verdict). The store
 decides: a cell it has no run of (a new store, say) starts afresh, over any tuner state
-left in the working directory. Frontiers (harness/frontier.py) probe cells the same way.
+left in the working directory. A frontier (`run_frontier`) runs the cells that
+harness/frontier.py's search asks for, each the same way, and records the frontier's run.
 
 How a cell's trials are spread is a strategy passed in: in this process
 (harness/steps.py's `InProcess`), a local pool of workers (harness/pool.py's

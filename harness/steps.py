@@ -1,6 +1,7 @@
 """The steps of one cell that train, wherever they run: resolve the cell, build its tracked
 tuner, search, score the search's best model. The runner (harness/runner.py) runs them in
-its process; a pool's workers (harness/pool.py) and a cluster's (harness/cluster.py) in theirs.
+its process; a local pool's workers (harness/pool_worker.py) and a cluster's workers
+(harness/cluster.py's `ClusterWorker`) in theirs. `InProcess` is the simplest strategy.
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
-"""MLflow, written through MlflowClient with explicit run ids and in batches.
+"""The only door to MLflow: `Tracker` writes through MlflowClient with explicit run ids
+and in batches, and reads runs, metric histories and artifacts, retrying a store that is
+briefly locked or away (`StoreUnavailable` when it stays away); `SqliteSnapshot` reads a
+local SQLite store's runs with sqlite3 alone, for the commands that only read runs
+(`open_for_reading`).
 
 Structure: one experiment per suite (named after the suite); one parent run per
 cell, tagged with the cell key; one nested child run per Keras Tuner trial,
-tagged with the trial id. The default store is a SQLite file `mlflow.db` in the
-working directory, with artifacts in `mlartifacts/` beside it.
+tagged with the trial id; a run per frontier and per probe. The default store is a
+SQLite file `mlflow.db` in the current directory (not the `--workdir`), with artifacts
+in `mlartifacts/` beside it.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
         stored = cell.metrics.get(metric, math.nan)
         checks.append(Check(cell.run_id, cell_label(cell), metric, stored, recomputed, note))
 
-    if CODE in cell.params:  # recorded since cells carry their code's hashes
+    if CODE in cell.params:  # a run that holds its code's hashes
         changed = code_changed(cell)
         if changed:
             compare(TEST_SCORE, math.nan, changed)

@@ -126,7 +126,8 @@ class FamilySpace:
     family: ClassVar[str] = ""
     description: ClassVar[str] = ""
     code: ClassVar[str | None] = None
-    """The hash of a plug-in's source file (search_spaces.plugin sets it); None built in."""
+    """A plug-in's code hash (tasks/source.py's `source_hash` of the class it was imported as,
+    set by search_spaces.plugin): it marks your own family; None built in."""
     width_name: ClassVar[str] = "units"
     widths: ClassVar[tuple[int, ...]] = (32, 64, 128)
     width_default: ClassVar[int] = 64

@@ -138,14 +138,10 @@ class Task(ABC):
     """Why a bidirectional model has it easier on this task; a task that says so gets the
     report's hindsight section (forward versus bidirectional families by length)."""
 
-    code: str | None = None
-    """A plug-in's `source_hash` (tasks.plugin sets it): it marks your own task; None for a
-    built-in."""
-
     @property
     def data_name(self) -> str:
         """The name its cached data is filed under: its name (a plug-in's import path) and the
-        hash of the code that generates it (`source_hash`), so an edit is never served stale
+        hash of the code that generates it (tasks/source.py), so an edit is never served stale
         arrays."""
         from tasks.source import source_hash
 

@@ -7,8 +7,10 @@
 A probe writes one parent run tagged `harness.kind = "probe"` and `harness.probe = NAME`
 into the suite's experiment: its settings as params, its curves as metrics whose
 step is the distance or the length, its fitted slopes as plain metrics. Each probe
-module owns both how it records (`record`) and how its report section reads the
-record (`section`); `report` puts the sections together (reports/probes/).
+module measures and records (`record`); harness/probes/report.py holds the three
+sections that read those records back and writes them as the probes' own report
+(reports/probes/). This module holds what they share: starting a probe's run, reading
+the latest ones, the cells of a suite's budget and their stored models (harness/stored.py).
 """
 
 from __future__ import annotations

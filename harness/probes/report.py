@@ -293,7 +293,7 @@ def cost_section(probe: ProbeRun) -> Section:
     timing = (
         f"the median of {probe.params['timed_steps']} timed training steps (each waited for on "
         f"the device) after {probe.params['warmup_steps']} warm-up steps"
-        if "warmup_steps" in probe.params  # recorded since the timings wait for the device
+        if "warmup_steps" in probe.params  # a run whose steps were waited for on the device
         else "recorded before 2026-11-26: steps timed without waiting for the device, and a "
         "step whose device work failed could look fast (see README, GPU runs); not to be "
         "trusted on a GPU"

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from harness.results import PARAMETERS
 from harness.tracking import Tracker
 
 FAMILY = "rotation_oracle"
@@ -175,7 +176,7 @@ def record(
         "lengths": ",".join(str(L) for L in sorted(scores)),
         "examples": examples,
         "construction": "gated 2-D rotation by 2*pi/N, angle read out by a fixed Dense",
-        "parameters": build_oracle(MODULUS).count_params(),
+        PARAMETERS: build_oracle(MODULUS).count_params(),
         "learned": ",".join(f"{family}/L{length}" for family, length in sorted(found)) or "none",
     }
     run_id = start_probe(tracker, experiment, "rotation", params)

@@ -22,6 +22,7 @@ from harness.results import (
     CELL,
     FRONTIER,
     KIND,
+    OBJECTIVE,
     PARENT,
     SOLVED,
     SOLVED_BAR,
@@ -115,7 +116,7 @@ def trial_frame(runs: list) -> pd.DataFrame:
             "status": data.tags.get(STATUS, ""),
             "start_time": info.start_time,
             "end_time": info.end_time,
-            "objective": data.metrics.get("objective", math.nan),
+            "objective": data.metrics.get(OBJECTIVE, math.nan),
         }
         row.update({f"hp:{k}": v for k, v in data.params.items()})
         rows.append(row)

@@ -11,7 +11,19 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from harness.results import CellResult, CellState, budget_label
+from harness.results import (
+    COMPILE_SECONDS,
+    DEVICE,
+    EPOCHS_TO_SOLVE,
+    PARAMETERS,
+    SECONDS_PER_EPOCH,
+    TRIALS_COMPLETED,
+    TRIALS_DIVERGED,
+    TRIALS_FAILED,
+    CellResult,
+    CellState,
+    budget_label,
+)
 
 if TYPE_CHECKING:
     from harness.figures import Drawing
@@ -74,7 +86,7 @@ def score_text(cell: CellResult) -> str:
 
 def provenance(cell: CellResult) -> str:
     """Where a score comes from: its run, trials and seeds (a tooltip, a footnote row)."""
-    trials = int(cell.get("trials_completed")) if _finite(cell.get("trials_completed")) else 0
+    trials = int(cell.get(TRIALS_COMPLETED)) if _finite(cell.get(TRIALS_COMPLETED)) else 0
     return (
         f"run {short(cell.run_id)}: {trials} trials done, {cell.verdict.seeds_text()}; "
         f"budget {cell.budget_key}"
@@ -135,22 +147,22 @@ def cost_table(cells: list[CellResult]) -> Table:
         [],
     )
     for cell in sorted(cells, key=lambda c: (c.family, c.length)):
-        failed = cell.get("trials_failed")
+        failed = cell.get(TRIALS_FAILED)
         trials = (
-            f"{number(cell.get('trials_completed'))} ({number(cell.get('trials_diverged'))}, "
+            f"{number(cell.get(TRIALS_COMPLETED))} ({number(cell.get(TRIALS_DIVERGED))}, "
             f"{number(failed) if _finite(failed) else 0})"
         )
-        per_epoch = number(cell.get("seconds_per_epoch"), 3)
+        per_epoch = number(cell.get(SECONDS_PER_EPOCH), 3)
         if cell.legacy and per_epoch != "—":
             per_epoch += " (incl. compile)"
-        solve = cell.get("epochs_to_solve")
+        solve = cell.get(EPOCHS_TO_SOLVE)
         table.rows.append(
             [
                 cell.family,
                 str(cell.length),
-                f"{cell.get('parameters'):,.0f}" if _finite(cell.get("parameters")) else "—",
+                f"{cell.get(PARAMETERS):,.0f}" if _finite(cell.get(PARAMETERS)) else "—",
                 per_epoch,
-                number(cell.get("compile_seconds"), 3),
+                number(cell.get(COMPILE_SECONDS), 3),
                 f"{solve:.0f}" if _finite(solve) else "—",
                 trials,
             ]
@@ -162,7 +174,7 @@ def runs_table(cells: list[CellResult]) -> Table:
     """The run behind each score, to open in the MLflow UI."""
     table = Table(["family", "length", "run", "state", "trials done", "seeds", "machine"], [])
     for cell in sorted(cells, key=lambda c: (c.family, c.length)):
-        trials = cell.get("trials_completed")
+        trials = cell.get(TRIALS_COMPLETED)
         table.rows.append(
             [
                 cell.family,
@@ -171,7 +183,7 @@ def runs_table(cells: list[CellResult]) -> Table:
                 cell.state.value,
                 f"{trials:.0f}" if _finite(trials) else "—",
                 cell.verdict.seeds_text(),
-                cell.tags.get("harness.device", "unknown"),
+                cell.tags.get(DEVICE, "unknown"),
             ]
         )
     return table
