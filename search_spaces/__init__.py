@@ -7,7 +7,13 @@ import numbers
 from search_spaces.attention import TransformerSpace
 from search_spaces.base import FamilySpace, Hyper, SpaceError, contract_error
 from search_spaces.recurrent import BiGRUSpace, BiLSTMSpace, GRUSpace, LSTMSpace, SimpleRNNSpace
-from search_spaces.scan import LRUSpace, MinGRUSpace, MinLSTMSpace
+from search_spaces.scan import (
+    LRUSpace,
+    MinGRUSpace,
+    MinLSTMSpace,
+    RotScanSpace,
+    SignedMinGRUSpace,
+)
 from tasks.base import Task, is_import_path, load_class, plugin_call
 from tasks.source import source_hash
 
@@ -15,7 +21,7 @@ REGISTRY: dict[str, type[FamilySpace]] = {
     space.family: space
     for space in (
         *(SimpleRNNSpace, LSTMSpace, GRUSpace, BiLSTMSpace, BiGRUSpace, TransformerSpace),
-        *(MinGRUSpace, MinLSTMSpace, LRUSpace),
+        *(MinGRUSpace, MinLSTMSpace, LRUSpace, SignedMinGRUSpace, RotScanSpace),
     )
 }
 

@@ -1,5 +1,6 @@
-"""The parallel-scan families (mingru, minlstm, lru): the scan against a float64 numpy loop on
-every backend, gradients, save/load, the parameter formula and budgets, a real search."""
+"""The parallel-scan families (mingru, minlstm, lru, mingru_signed, rotscan): the scan against a
+float64 numpy loop on every backend, gradients, save/load, the parameter formula and budgets, a
+real search, and rotscan with hand-set weights counting mod 8."""
 
 from __future__ import annotations
 
@@ -22,12 +23,19 @@ from keras import ops  # noqa: E402
 
 from search_spaces import REGISTRY, get_space  # noqa: E402
 from search_spaces.base import BUDGET_TOLERANCE  # noqa: E402
-from search_spaces.scan_layers import LRU, MinGRU, MinLSTM, doubling_scan  # noqa: E402
+from search_spaces.scan_layers import (  # noqa: E402
+    LRU,
+    MinGRU,
+    MinLSTM,
+    RotScan,
+    SignedMinGRU,
+    doubling_scan,
+)
 from tasks import get_task  # noqa: E402
 from tests.conftest import all_runs, harness, store_uri, write_suite  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SCAN_FAMILIES = ["mingru", "minlstm", "lru"]
+SCAN_FAMILIES = ["mingru", "minlstm", "lru", "mingru_signed", "rotscan"]
 WIDTH = 8  # the recurrence layers' input and state width in the scan-versus-loop checks
 
 
@@ -37,6 +45,8 @@ def make_layer(family: str):
         "mingru": lambda: MinGRU(WIDTH),
         "minlstm": lambda: MinLSTM(WIDTH),
         "lru": lambda: LRU(WIDTH, r_min=0.9, r_max=0.999),
+        "mingru_signed": lambda: SignedMinGRU(WIDTH),
+        "rotscan": lambda: RotScan(WIDTH),
     }[family]()
 
 
@@ -47,35 +57,41 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def loop(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """h_t = a_t h_{t-1} + b_t from h_0 = 0, every step: (batch, T, N)."""
+    h, out = np.zeros_like(b[:, 0]), []
+    for t in range(b.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
 def reference(family: str, weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """The recurrence step by step in float64 numpy, from the papers' equations and the
-    layer's weights alone (complex128 for the LRU)."""
+    layer's weights alone (complex128 for the LRU and RotScan)."""
     x = x.astype(np.float64)
     w = {name: value.astype(np.float64) for name, value in weights.items()}
-    if family == "lru":
-        lam = np.exp(-np.exp(w["nu_log"]) + 1j * np.exp(w["theta_log"]))
-        pushed = (x @ (w["B_re"] + 1j * w["B_im"])) * np.exp(w["gamma_log"])
-        c = w["C_re"] + 1j * w["C_im"]
-        h, out = np.zeros((x.shape[0], lam.shape[0]), complex), []
-        for t in range(x.shape[1]):
-            h = lam * h + pushed[:, t]
-            out.append((h @ c).real + w["D"] * x[:, t])
-        return np.stack(out, axis=1)
+    if family in ("lru", "rotscan"):
+        pushed = x @ (w["B_re"] + 1j * w["B_im"])
+        if family == "lru":
+            lam = np.exp(-np.exp(w["nu_log"]) + 1j * np.exp(w["theta_log"]))
+            a, pushed = np.broadcast_to(lam, pushed.shape), pushed * np.exp(w["gamma_log"])
+        else:
+            modulus = sigmoid(x @ w["modulus_W"] + w["modulus_c"]) if "modulus_W" in w else 1.0
+            a = modulus * np.exp(1j * (x @ w["theta_W"] + w["theta_c"]))
+        h = loop(a, pushed)
+        return (h @ (w["C_re"] + 1j * w["C_im"])).real + w["D"] * x
     g = lambda v: np.where(v >= 0, v + 0.5, sigmoid(v))  # noqa: E731
     k = x @ w["kernel"] + w["bias"]
-    if family == "mingru":
+    if family in ("mingru", "mingru_signed"):
         k_z, k_h = np.split(k, 2, axis=-1)
         z = sigmoid(k_z)
-        a, b = 1 - z, z * g(k_h)
+        a, b = (1 - z if family == "mingru" else 1 - 2 * z), z * g(k_h)
     else:
         k_f, k_i, k_h = np.split(k, 3, axis=-1)
         f, i = sigmoid(k_f), sigmoid(k_i)
         a, b = f / (f + i), i / (f + i) * g(k_h)
-    h, out = np.zeros_like(a[:, 0]), []
-    for t in range(x.shape[1]):
-        h = a[:, t] * h + b[:, t]
-        out.append(h)
-    return np.stack(out, axis=1)
+    return loop(a, b)
 
 
 def assert_matches(found: np.ndarray, expected: np.ndarray, where: str) -> None:
@@ -96,9 +112,9 @@ import numpy as np
 from harness import backend
 backend.configure()
 import keras
-from tests.test_scan import make_layer
+from tests.test_scan import SCAN_FAMILIES, make_layer
 out = Path(sys.argv[1])
-for family in ("mingru", "minlstm", "lru"):
+for family in SCAN_FAMILIES:
     for length in (1, 7, 1000):
         keras.utils.set_random_seed(length)
         layer = make_layer(family)
@@ -114,7 +130,7 @@ print(json.dumps({"backend": backend.name(), "dtype": str(outputs["y"].dtype)}))
 """
 
 
-@pytest.mark.slow  # about 40 s for the three backends on a loaded 2-core CPU
+@pytest.mark.slow  # about 60 s for the three backends on a loaded 2-core CPU
 @pytest.mark.parametrize("name", ["jax", "tensorflow", "torch"])
 def test_scan_equals_a_float64_numpy_loop_on_every_backend(name, tmp_path):
     """The float32 scan of each recurrence at L = 1, 7 and 1,000, one process per backend
@@ -187,6 +203,36 @@ def test_lru_initialises_on_the_ring_with_gamma_normalisation():
         LRU(4, r_min=0.5, r_max=1.0)
 
 
+def test_rotscan_with_hand_set_weights_counts_mod_8_at_length_10000():
+    """The seed's rotation counter as a RotScan layer: theta(1) = 2 pi / 8, theta(0) = 0, r = 1,
+    B(0) = 0, B(1) = beta = omega - 1 (omega = e^{i pi / 4}) on one-hot tokens. From h_0 = 0,
+    h = omega^c - 1 after c ones, so the angle of h + 1 is the count mod 8: read out from
+    the layer's `call` (the parallel scan) on `counting` at L = 10,000, every step right."""
+    tokens, counts = get_task("counting").generate(4, 10_000, 0, "test")
+    layer = RotScan(1, unit_modulus=True)
+    layer.build((None, None, 2))
+    step = 2 * math.pi / 8
+    beta = np.exp(1j * step) - 1
+    hand_set = {
+        "theta_W": [[0.0], [step]],
+        "theta_c": [0.0],
+        "B_re": [[0.0], [beta.real]],
+        "B_im": [[0.0], [beta.imag]],
+        "C_re": [[1.0, 0.0]],  # y = (Re h, Im h)
+        "C_im": [[0.0, -1.0]],
+        "D": [0.0, 0.0],
+    }
+    assert sorted(v.name for v in layer.weights) == sorted(hand_set)
+    for variable in layer.weights:
+        variable.assign(np.array(hand_set[variable.name], "float32"))
+    inputs = keras.Input((None, 2))
+    counter = keras.Model(inputs, layer(inputs))  # compiled once: eager JAX compiles every op
+    y = counter.predict(np.eye(2, dtype="float32")[tokens], batch_size=4, verbose=0)
+    angle = np.angle(y[..., 0] + 1 + 1j * y[..., 1])
+    predicted = np.round(angle / step).astype(int) % 8
+    assert (predicted == counts).mean() == 1.0
+
+
 # -- the families' models -------------------------------------------------------------------------
 
 
@@ -237,6 +283,15 @@ def test_parameter_formula_equals_the_keras_count(family):
             keras.backend.clear_session()
 
 
+def test_rotscan_with_a_unit_modulus_has_no_modulus_weights():
+    space = get_space("rotscan", get_task("counting"))
+    values = {**space.defaults(), "unit_modulus": True, "units": 7}
+    model = space.model(values)
+    assert model.count_params() == space.parameters(values)
+    assert not [v.path for v in model.trainable_weights if "modulus" in v.path]
+    assert space.parameters(values) < space.parameters({**values, "unit_modulus": False})
+
+
 @pytest.mark.parametrize("family", SCAN_FAMILIES)
 def test_budgets_set_one_width_within_tolerance(family):
     """The default model (depth 1) is built; the other depths a budget keeps are counted by the
@@ -265,6 +320,7 @@ def test_families_are_listed_without_keras(tmp_path):
         assert names[family][:3] == ["units", "depth", "dropout"]
         assert {"learning_rate", "clip_gradients"} <= set(names[family])
     assert {"r_min", "r_max"} <= set(names["lru"])
+    assert "unit_modulus" in names["rotscan"]
     probe = "import sys, search_spaces; print('keras' in sys.modules)"
     imported = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True

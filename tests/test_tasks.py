@@ -114,6 +114,7 @@ def _trivial_scored(task, length, n, seed=11):
 BASELINE_CASES = [(name, get_task(name).default_lengths[0]) for name in NAMES] + [
     ("counting", 2),
     ("counting", 7),
+    ("parity", 2),
     ("copy", 1),
     ("assoc_recall", 8),
 ]
@@ -180,6 +181,26 @@ def test_counting_worked_example():
     assert (np.cumsum(x, 1) % 8).tolist() == [[1, 2, 2, 3, 4, 5, 6, 7, 0, 0]]
     # exact baseline at T=2: counts after steps 1, 2 are 1 w.p. 1/2 then 1/2 -> class 1, 0.5
     assert get_task("counting").baseline(2) == pytest.approx(0.5)
+
+
+@FEW
+@given(n=counts, length=st.integers(2, 200), seed=seeds)
+def test_parity_targets_flip_on_each_1(n, length, seed):
+    x, y = get_task("parity").generate(n, length, seed, "train")
+    assert set(np.unique(x)) <= {0, 1}
+    parity = np.zeros(n, dtype=np.int64)
+    for t in range(length):
+        parity ^= x[:, t]
+        assert (y[:, t] == parity).all()
+
+
+def test_parity_worked_example_baseline_and_bar():
+    x = np.array([[1, 1, 0, 1, 0, 0, 1, 1]])
+    assert (np.cumsum(x, 1) % 2).tolist() == [[1, 0, 0, 1, 1, 1, 0, 1]]
+    task = get_task("parity")
+    # every step's parity is 0 or 1 with probability 1/2: no constant class beats 1/2
+    assert [task.baseline(length) for length in (2, 7, 50, 10_000)] == [0.5] * 4
+    assert task.solved_bar(50) == 0.99 and task.output.classes == 2
 
 
 @FEW
