@@ -32,7 +32,7 @@ def input_gradients(model, x, y, loss_fn):
             pred, _ = model.stateless_call(trainable, frozen, inputs, training=False)
             return loss_fn(target, pred)
 
-        return np.asarray(jax.grad(loss)(jnp.asarray(x)))
+        return np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(x)))  # one compiled program
     if backend == "tensorflow":
         import tensorflow as tf
 
