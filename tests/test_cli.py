@@ -32,6 +32,7 @@ def test_tasks_json_lists_every_task_with_vocabularies(workdir):
         "assoc_recall",
         "digits",
         "pdigits",
+        "parity",
     }
     assert tasks["adding"]["input"].startswith("real") and tasks["adding"]["vocab"] == []
     assert "[MIN" in tasks["listops"]["vocab"] and "]" in tasks["listops"]["vocab"]
