@@ -201,18 +201,25 @@ def test_runs_and_probes_fill_the_compile_cache_verify_uses_it_unless_the_user_s
     workdir,
 ):
     default, mine = workdir / "data" / "jax-cache", workdir / "mine"
+    # a process takes its compilation cache once, at its first compile: a process per command
     cell = tiny_cell(epochs=1, max_trials=1)
-    harness("run", *cell, cwd=workdir, check=True, env={"HARNESS_COMPILE_CACHE": "0"})
+    harness("run", *cell, cwd=workdir, check=True, process=True, env={"HARNESS_COMPILE_CACHE": "0"})
     assert not default.exists()  # the off switch
-    harness("verify", cwd=workdir, check=True)
+    harness("verify", cwd=workdir, check=True, process=True)
     assert not default.exists()  # verify creates no cache: it writes nothing where it runs
-    harness("run", *cell, "--epochs", "2", cwd=workdir, check=True)
+    harness("run", *cell, "--epochs", "2", cwd=workdir, check=True, process=True)
     assert cache_files(default) > 0  # a run fills its working directory's cache
-    harness("verify", cwd=workdir, check=True)  # and verify uses the cache it finds
+    harness("verify", cwd=workdir, check=True, process=True)  # and verify uses the cache it finds
     before = cache_files(default)
     rotation = ["probe", "rotation", "--lengths", "10,20", "--examples", "16"]
-    harness(*rotation, cwd=workdir, check=True, env={"JAX_COMPILATION_CACHE_DIR": str(mine)})
+    harness(
+        *rotation,
+        cwd=workdir,
+        check=True,
+        process=True,
+        env={"JAX_COMPILATION_CACHE_DIR": str(mine)},
+    )
     assert cache_files(mine) > 0 and cache_files(default) == before  # the user's cache wins
     other = ["--workdir", str(workdir / "other"), "--tracking-uri", f"sqlite:///{workdir}/b.db"]
-    harness("run", *cell, *other, cwd=workdir, check=True)
+    harness("run", *cell, *other, cwd=workdir, check=True, process=True)
     assert cache_files(workdir / "other" / "jax-cache") > 0
