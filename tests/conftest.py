@@ -59,9 +59,14 @@ def harness(
         return harness_process(
             *args, cwd=cwd, backend=backend, timeout=timeout, env=env, check=check
         )
-    result = in_process(args, cwd, env or {})
+    return checked(in_process(args, cwd, env or {}), check)
+
+
+def checked(result: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
+    """`result`, or an AssertionError with its output if `check` and it did not exit 0."""
     if check and result.returncode != 0:
-        raise AssertionError(f"harness {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        command = " ".join(map(str, result.args))
+        raise AssertionError(f"{command} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 
@@ -108,9 +113,7 @@ def harness_process(
     result = subprocess.run(
         [*HARNESS, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
-    if check and result.returncode != 0:
-        raise AssertionError(f"harness {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+    return checked(result, check)
 
 
 def harness_loading(
