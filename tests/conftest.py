@@ -23,6 +23,26 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before any test module imports 
 # On a GPU machine the test processes (pytest -n 2 and the harness subprocesses) share the
 # device: JAX would otherwise take 75% of its memory in each.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# Every JAX process of a test session (the test workers and the harness processes they start)
+# shares one compilation cache, made for the session: a program the tests compiled once (the
+# same tiny model in another test) is loaded, not compiled again. A test about where the
+# harness puts its cache passes OWN_COMPILE_CACHE to its commands.
+SHARED_COMPILE_CACHE = "JAX_COMPILATION_CACHE_DIR"
+OWN_COMPILE_CACHE = {SHARED_COMPILE_CACHE: ""}  # the harness's own choice, as outside the tests
+
+
+def pytest_configure(config):
+    """In the controlling process (the workers of `pytest -n` inherit it): the shared cache."""
+    if not hasattr(config, "workerinput") and SHARED_COMPILE_CACHE not in os.environ:
+        config.shared_compile_cache = tempfile.mkdtemp(prefix="harness-tests-jax-cache-")
+        os.environ[SHARED_COMPILE_CACHE] = config.shared_compile_cache
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "shared_compile_cache"):
+        shutil.rmtree(config.shared_compile_cache, ignore_errors=True)
+
+
 HARNESS = [sys.executable, "-m", "harness"]
 # The data sizes of every tiny real search in the tests.
 TINY_DATA = ["--n-train", "64", "--n-val", "32", "--n-test", "32", "--batch-size", "32"]

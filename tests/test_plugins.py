@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, all_runs, store_uri, tiny_cell
+from tests.conftest import REPO, all_runs, store_uri, tiny_cell, write_suite
 from tests.conftest import harness_process as harness  # each command imports your modules afresh
 
 TINY = ["--max-trials", "1", "--epochs", "2", "--n-train", "64", "--n-val", "32",
@@ -72,44 +72,36 @@ def cells(folder: Path, experiment: str = "adhoc"):
     return runs[runs["tags.harness.kind"] == "cell"]
 
 
-def test_readmes_family_and_your_own_task_run_in_worker_processes_and_verify(plugin_dir):
+def test_readmes_family_and_your_own_task_run_in_worker_processes_cached_and_verify(plugin_dir):
+    """A suite of both plug-ins in two worker processes; then `status` (which keys the suite's
+    cells as `run` does) shows that a comment keeps the cell and an edit makes a new one."""
     assert len(readme_example().strip().splitlines()) <= 25  # "about 20 lines"
-    run = ["run", "--task", "my_tasks:Parity", "--length", "8", "--family", "my_conv:CausalConv",
-           *TINY]  # fmt: skip
-    result = harness(*run, "--params", "5000", "--workers", "2", cwd=plugin_dir)
+    block = {"tasks": ["my_tasks:Parity"], "lengths": [8], "families": ["my_conv:CausalConv"]}
+    suite = write_suite(plugin_dir / "mine.toml", "mine", [block], max_trials=1, epochs=2,
+                        params=5000)  # fmt: skip
+    result = harness("run", "--suite", str(suite), "--workers", "2", cwd=plugin_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    (cell,) = [row for _, row in cells(plugin_dir).iterrows()]
+    (cell,) = [row for _, row in cells(plugin_dir, "mine").iterrows()]
     assert cell["params.family"] == "my_conv:CausalConv" and cell["status"] == "FINISHED"
+    assert cell["params.task"] == "my_tasks:Parity"
     code = cell["params.code"]
     assert '"family"' in code and '"task"' in code and str(plugin_dir) in cell["params.code_roots"]
     assert abs(cell["metrics.parameters"] - 5000) <= 500
+    cached = sorted(p.name for p in (plugin_dir / "data" / "cache").glob("*.npz"))
+    assert cached and all(name.startswith("my_tasks-Parity-") for name in cached)  # its path
     with tempfile.TemporaryDirectory() as empty:  # verify imports it from where it was
         checked = harness("verify", "--tracking-uri", store_uri(plugin_dir), cwd=Path(empty))
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     source = plugin_dir / "my_conv.py"
     source.write_text(source.read_text() + "\n# a comment: the same code, the same cell\n")
-    again = harness(*run, "--params", "5000", cwd=plugin_dir)
-    assert again.returncode == 0 and "skipped" in again.stdout
+    status = harness("status", "--suite", str(suite), cwd=plugin_dir)
+    assert status.returncode == 0 and "1 done;" in status.stdout, status.stdout + status.stderr
     source.write_text(source.read_text() + "EDITED = True\n")
-    again = harness(*run, "--params", "5000", cwd=plugin_dir)
-    assert again.returncode == 0 and "skipped" not in again.stdout  # a new cell
-    assert len(cells(plugin_dir)) == 2
-    source.write_text(source.read_text() + "EDITED_AFTER_THE_RUN = True\n")
+    status = harness("status", "--suite", str(suite), cwd=plugin_dir)
+    assert "1 not started;" in status.stdout, status.stdout + status.stderr  # a new cell
     changed = harness("verify", "--tracking-uri", store_uri(plugin_dir), cwd=plugin_dir)
     assert changed.returncode == 1 and "changed since the run" in changed.stderr
-
-
-def test_your_own_task_is_cached_under_its_import_path(plugin_dir):
-    result = harness(
-        "run", "--task", "my_tasks:Parity", "--length", "8", "--family", "gru", *TINY,
-        cwd=plugin_dir,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    cached = sorted(p.name for p in (plugin_dir / "data" / "cache").glob("*.npz"))
-    assert cached and all(name.startswith("my_tasks-Parity-") for name in cached)
-    (cell,) = [row for _, row in cells(plugin_dir).iterrows()]
-    assert cell["params.task"] == "my_tasks:Parity" and '"task"' in cell["params.code"]
 
 
 BROKEN_TASKS = (  # Parity, and tasks of its kind that break the contract

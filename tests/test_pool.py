@@ -12,7 +12,15 @@ import pytest
 
 from harness import backend
 from harness.pool import auto_workers, parse_workers, worker_environment
-from tests.conftest import REPO, all_runs, harness, store_uri, tiny_cell, write_suite
+from tests.conftest import (
+    OWN_COMPILE_CACHE,
+    REPO,
+    all_runs,
+    harness,
+    store_uri,
+    tiny_cell,
+    write_suite,
+)
 
 GIB = 2**30
 
@@ -201,25 +209,23 @@ def test_runs_and_probes_fill_the_compile_cache_verify_uses_it_unless_the_user_s
     workdir,
 ):
     default, mine = workdir / "data" / "jax-cache", workdir / "mine"
-    # a process takes its compilation cache once, at its first compile: a process per command
+
+    def command(*args, env=None):  # a process takes its compilation cache once: one per command
+        env = {**OWN_COMPILE_CACHE, **(env or {})}  # not the test session's shared cache
+        harness(*args, cwd=workdir, check=True, process=True, env=env)
+
     cell = tiny_cell(epochs=1, max_trials=1)
-    harness("run", *cell, cwd=workdir, check=True, process=True, env={"HARNESS_COMPILE_CACHE": "0"})
+    command("run", *cell, env={"HARNESS_COMPILE_CACHE": "0"})
     assert not default.exists()  # the off switch
-    harness("verify", cwd=workdir, check=True, process=True)
+    command("verify")
     assert not default.exists()  # verify creates no cache: it writes nothing where it runs
-    harness("run", *cell, "--epochs", "2", cwd=workdir, check=True, process=True)
+    command("run", *cell, "--epochs", "2")
     assert cache_files(default) > 0  # a run fills its working directory's cache
-    harness("verify", cwd=workdir, check=True, process=True)  # and verify uses the cache it finds
+    command("verify")  # and verify uses the cache it finds
     before = cache_files(default)
     rotation = ["probe", "rotation", "--lengths", "10,20", "--examples", "16"]
-    harness(
-        *rotation,
-        cwd=workdir,
-        check=True,
-        process=True,
-        env={"JAX_COMPILATION_CACHE_DIR": str(mine)},
-    )
+    command(*rotation, env={"JAX_COMPILATION_CACHE_DIR": str(mine)})
     assert cache_files(mine) > 0 and cache_files(default) == before  # the user's cache wins
     other = ["--workdir", str(workdir / "other"), "--tracking-uri", f"sqlite:///{workdir}/b.db"]
-    harness("run", *cell, *other, cwd=workdir, check=True, process=True)
+    command("run", *cell, *other)
     assert cache_files(workdir / "other" / "jax-cache") > 0

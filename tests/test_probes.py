@@ -25,6 +25,7 @@ from harness.probes import cost, gradients, loglog_fit, rotation  # noqa: E402
 from search_spaces import REGISTRY  # noqa: E402
 from tasks import get_task  # noqa: E402
 from tests.conftest import (  # noqa: E402
+    OWN_COMPILE_CACHE,
     TINY_DATA,
     client,
     copy_store,
@@ -235,24 +236,6 @@ def probe_run(folder: Path, experiment: str):
     return run
 
 
-def test_cost_probe_in_bf16_with_the_default_steps(tmp_path):
-    """The bf16 option (mixed bfloat16, fused attention allowed: on this CPU Keras takes its
-    own attention) runs the transformer; the timed steps default to cost.STEPS; the worker
-    keeps JAX's compilation cache in the default working directory."""
-    result = harness(
-        "probe", "cost", "--families", "transformer", "--lengths", "8,16", "--batch-size", "2",
-        "--precision", "bf16", "--experiment", "bf16", cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    run = probe_run(tmp_path, "bf16")
-    assert run.info.status == "FINISHED"
-    assert run.data.params["precision"] == "bf16"
-    assert run.data.params["timed_steps"] == str(cost.STEPS)
-    history = client(tmp_path).get_metric_history(run.info.run_id, "step_seconds/transformer")
-    assert sorted(m.step for m in history) == [8, 16] and all(m.value > 0 for m in history)
-    assert any((tmp_path / "data" / "jax-cache").iterdir())  # the worker's compilation cache
-
-
 @pytest.mark.slow
 def test_an_interrupted_cost_probe_records_the_families_it_finished(tmp_path):
     """Ctrl-C (or a time limit's SIGINT) during the second family: the first is recorded."""
@@ -387,12 +370,14 @@ def store(tmp_path_factory) -> Path:
             "8,16",
             "--batch-size",
             "2",
-            "--steps",
-            "1",
+            "--precision",
+            "bf16",
         ),
     ]
     for command in commands:
-        result = harness(*command, "--experiment", EXPERIMENT, cwd=folder)
+        # the cost probe's workers keep JAX's compilation cache where the harness puts it
+        env = OWN_COMPILE_CACHE if command[:2] == ("probe", "cost") else None
+        result = harness(*command, "--experiment", EXPERIMENT, cwd=folder, env=env)
         assert result.returncode == 0, result.stdout + result.stderr
     return folder
 
@@ -412,8 +397,10 @@ def test_probes_are_recorded_in_mlflow(store):
     history = mlflow.get_metric_history(grads.info.run_id, "grad_norm/simple_rnn/L8/init")
     assert sorted(m.step for m in history) == list(range(8))
     assert "decay_per_step/bigru/L8/trained" in grads.data.metrics
-    costs = probes["cost"]
-    assert costs.data.params["warmup_steps"] == "2" and costs.data.params["precision"] == "fp32"
+    costs = probes["cost"]  # mixed bfloat16 (on this CPU Keras takes its own attention)
+    assert costs.data.params["warmup_steps"] == "2" and costs.data.params["precision"] == "bf16"
+    assert costs.data.params["timed_steps"] == str(cost.STEPS)  # the default
+    assert any((store / "data" / "jax-cache").iterdir())  # the workers' compilation cache
     for family in ("lstm", "transformer"):
         history = mlflow.get_metric_history(costs.info.run_id, f"step_seconds/{family}")
         assert sorted(m.step for m in history) == [8, 16], family

@@ -295,8 +295,9 @@ def test_rotscan_with_a_unit_modulus_has_no_modulus_weights():
 
 @pytest.mark.parametrize("family", SCAN_FAMILIES)
 def test_budgets_set_one_width_within_tolerance(family):
-    """The default model (depth 1) is built; the other depths a budget keeps are counted by the
-    formula, which test_parameter_formula_equals_the_keras_count holds to Keras' count."""
+    """The default model (depth 1) of the smallest budget is built; the other widths and depths
+    a budget keeps are counted by the formula, which test_parameter_formula_equals_the_keras_count
+    holds to Keras' count."""
     task = get_task("adding")
     for budget in (5_000, 20_000, 100_000):
         space = get_space(family, task, budget)
@@ -306,7 +307,7 @@ def test_budgets_set_one_width_within_tolerance(family):
         for depth in depths:
             values = space.complete({**space.defaults(), "depth": depth})
             count = space.parameters(values)
-            if depth == 1:
+            if depth == 1 and budget == 5_000:
                 assert space.model(values).count_params() == count
                 keras.backend.clear_session()
             assert abs(count - budget) <= BUDGET_TOLERANCE * budget, (budget, depth, count)

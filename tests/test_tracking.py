@@ -9,20 +9,39 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.errors import UserError
 from harness.tracking import SCHEMES, SqliteSnapshot, Tracker
-from tests.conftest import all_runs, free_port, harness, harness_loading, store_uri, tiny_cell
+from tests.conftest import (
+    all_runs,
+    copy_store,
+    free_port,
+    harness,
+    harness_loading,
+    store_uri,
+    tiny_cell,
+)
 
 CELL = tiny_cell(max_trials=2)
+# One tiny cell under a parameter budget, tested at L=16 too and retrained with seed 1.
+TREE = ["run", *CELL, "--params", "2000", "--eval-length", "16", "--extra-seed", "1",
+        "--experiment", "tree"]  # fmt: skip
 
 
-def test_run_tree_and_resume(workdir):
-    args = ["run", *CELL, "--eval-length", "16", "--extra-seed", "1", "--experiment", "tree"]
-    harness(*args, cwd=workdir, check=True)
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """The folder of a store holding TREE's run (read only: a test that writes copies it)."""
+    folder = tmp_path_factory.mktemp("tree")
+    harness(*TREE, cwd=folder, check=True)
+    return folder
+
+
+def test_run_tree_and_resume(tree):
+    workdir = tree
     runs = all_runs(store_uri(workdir), "tree")
     parents = runs[runs["tags.harness.kind"] == "cell"]
     children = runs[runs["tags.harness.kind"] == "trial"]
@@ -88,20 +107,19 @@ def test_run_tree_and_resume(workdir):
     assert "learning_rate" in best
 
     # A rerun skips the finished cell: still one parent and two children.
-    rerun = harness(*args, cwd=workdir, check=True)
+    rerun = harness(*TREE, cwd=workdir, check=True)
     assert "skipped" in rerun.stdout
     runs = all_runs(store_uri(workdir), "tree")
     assert len(runs) == 3
 
 
-def test_under_a_parameter_budget_each_trial_records_its_count_and_derived_width(workdir):
+def test_under_a_parameter_budget_each_trial_records_its_count_and_derived_width(tree):
     """Width is not searched: each trial run logs the width the budget sets (tagged derived)
     and the parameter count of the model it trained, within 10% of the budget."""
     from search_spaces import get_space
     from tasks import get_task
 
-    harness("run", *CELL, "--params", "2000", "--experiment", "budget", cwd=workdir, check=True)
-    runs = all_runs(store_uri(workdir), "budget")
+    runs = all_runs(store_uri(tree), "tree")
     parent = runs[runs["tags.harness.kind"] == "cell"].iloc[0]
     assert parent["params.budget.params"] == "2000"
     trials = runs[runs["tags.harness.kind"] == "trial"]
@@ -132,18 +150,18 @@ def test_status_lists_done_partial_and_not_started(workdir):
     assert "1 done, 1 not started" in out
 
 
-def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(workdir):
+def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(tree, workdir):
     """`harness status` reads a SQLite store with sqlite3 (SqliteSnapshot): the same
     experiments, runs, statuses, times, tags, params and metrics (NaN included) as
     MlflowClient, and no MLflow import."""
-    harness("run", *tiny_cell(max_trials=2), cwd=workdir, check=True)
+    copy_store(tree, workdir)
     uri = store_uri(workdir)
     tracker, snapshot = Tracker(uri), SqliteSnapshot(uri)
-    experiment = tracker.experiment_id("adhoc", create=False)
+    experiment = tracker.experiment_id("tree", create=False)
     (cell,) = tracker.runs(experiment, "tags.`harness.kind` = 'cell'")
     tracker.log(cell.info.run_id, metrics={"a_nan": float("nan")})
-    assert snapshot.experiment_id("adhoc") == experiment
-    assert snapshot.latest_experiment() == tracker.latest_experiment() == "adhoc"
+    assert snapshot.experiment_id("tree") == experiment
+    assert snapshot.latest_experiment() == tracker.latest_experiment() == "tree"
     assert snapshot.active_experiments() == tracker.active_experiments()
 
     def view(runs):
