@@ -18,13 +18,15 @@ from harness import backend
 from harness.callbacks import BestEpoch, TrialWatch
 from harness.results import (
     BASELINE,
+    EVALUATION_MEMORY,
+    OUT_OF_MEMORY,
     PARAMETERS,
     SOLVED_BAR,
     at_length,
     score_name,
     task_score_name,
 )
-from harness.stored import model_file, test_scores
+from harness.stored import EVALUATION_MEMORY_GB, OutOfMemory, model_file, test_scores
 from tasks.base import Task
 
 
@@ -68,8 +70,13 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     metrics = {task_score_name(name): value for name, value in scores.items()}
     metrics[score_name()] = scores[primary]
     metrics[PARAMETERS] = model.count_params()
+    if cell.eval_lengths:
+        metrics[EVALUATION_MEMORY] = EVALUATION_MEMORY_GB
     for length in cell.eval_lengths:
-        metrics[score_name(length=length)] = longer_score(resolved, model, length)
+        score = longer_score(resolved, model, length)
+        metrics[score_name(length=length)] = math.nan if score is None else score
+        if score is None:
+            metrics[at_length(OUT_OF_MEMORY, length)] = 1.0
         metrics[at_length(BASELINE, length)] = task.baseline(length)
         metrics[at_length(SOLVED_BAR, length)] = task.solved_bar(length)
     model.save(folder / model_file())
@@ -79,10 +86,15 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     )
 
 
-def longer_score(resolved, model: keras.Model, length: int) -> float:
-    """The model's primary test score at a longer length (the same seed's test split)."""
+def longer_score(resolved, model: keras.Model, length: int) -> float | None:
+    """The model's primary test score at a longer length (the same seed's test split), in
+    batches that fit EVALUATION_MEMORY_GB; None where not even one sequence fits."""
     task, batch = resolved.task, resolved.cell.budget.batch_size
-    return test_scores(task, model, *resolved.split("test", length), batch)[task.metric.name]
+    x, y = resolved.split("test", length)
+    try:
+        return test_scores(task, model, x, y, batch, EVALUATION_MEMORY_GB)[task.metric.name]
+    except OutOfMemory:
+        return None
 
 
 def retrain_seed(resolved, values: dict, seed: int, folder: Path):
@@ -105,6 +117,7 @@ def retrain_seed(resolved, values: dict, seed: int, folder: Path):
     x, y = resolved.split("test")
     score = test_scores(task, model, x, y, cell.budget.batch_size)[task.metric.name]
     longer = {length: longer_score(resolved, model, length) for length in cell.eval_lengths}
+    longer = {length: math.nan if value is None else value for length, value in longer.items()}
     model.save(folder / model_file(seed))
     return score, folder / model_file(seed), longer
 

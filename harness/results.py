@@ -85,6 +85,8 @@ EPOCHS_TO_SOLVE, BEST_VAL_SCORE = "epochs_to_solve", "best_val_score"
 TRIALS_COMPLETED, TRIALS_FINISHED = "trials_completed", "trials_finished"
 TRIALS_DIVERGED, TRIALS_FAILED = "trials_diverged", "trials_failed"
 PARAMETERS = "parameters"  # a model's trainable and other parameters (cell and trial runs)
+EVALUATION_MEMORY = "evaluation_memory_gb"  # the memory a test at a longer length may take
+OUT_OF_MEMORY = "out_of_memory"  # 1.0 at a longer length its tests did not fit (at_length)
 
 # -- metrics of a trial run ---------------------------------------------------------------
 TRIAL_SECONDS, EPOCHS, OBJECTIVE = "trial_seconds", "epochs", "objective"
@@ -399,6 +401,10 @@ class CellResult:
         for s in diverged:
             result.longer_by_seed[s] = {length: math.nan for length in result.longer}
         return result
+
+    def out_of_memory_at(self, length: int) -> bool:
+        """Whether testing at a longer `length` did not fit in memory (its scores are NaN)."""
+        return self.metrics.get(at_length(OUT_OF_MEMORY, length)) == 1.0
 
     def verdict_at(self, length: int) -> Verdict:
         """The verdict over the seeds at a longer length than trained (its own bar)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import backend
 from harness.errors import UserError, first_line
 from tasks.base import Task
 
@@ -48,6 +49,41 @@ def stored_model(tracker, run_id: str, name: str, folder: Path):
         return step("loaded", lambda: keras.saving.load_model(path, compile=False))
 
 
-def test_scores(task: Task, model, x, y, batch_size: int) -> dict[str, float]:
-    """The task's primary and extra scores of a Keras `model` on (x, y)."""
-    return task.scores(y, np.asarray(model.predict(x, batch_size=batch_size, verbose=0)))
+EVALUATION_MEMORY_GB = 8.0
+"""The most memory one batch of a test at a longer length may take (on JAX, as the compiler
+plans it): the batch shrinks to fit, and a length that does not fit one sequence at a time
+is out of memory for that model. A fixed figure, recorded on the cell, so that every machine
+that verifies a store makes the same choice."""
+
+
+class OutOfMemory(Exception):
+    """A test that does not fit in memory even one sequence at a time."""
+
+
+def fitting_batch(model, x, batch_size: int, memory_gb: float) -> int:
+    """The largest batch size up to `batch_size` whose forward pass on sequences of x's length
+    the compiler plans within `memory_gb` (0: not even one); `batch_size` off JAX."""
+    per_sequence = backend.forward_bytes(
+        model, x[:1]
+    )  # the weights counted in each: an upper bound
+    if per_sequence is None:
+        return batch_size
+    return min(batch_size, int(memory_gb * 2**30 // per_sequence))
+
+
+def test_scores(
+    task: Task, model, x, y, batch_size: int, memory_gb: float | None = None
+) -> dict[str, float]:
+    """The task's primary and extra scores of a Keras `model` on (x, y); with `memory_gb`, in
+    batches that fit it (OutOfMemory where none does, or where the device runs out)."""
+    if memory_gb is not None:
+        batch_size = fitting_batch(model, x, batch_size, memory_gb)
+        if batch_size < 1:
+            raise OutOfMemory(f"one sequence of length {x.shape[1]} needs over {memory_gb:g} GB")
+    try:
+        predicted = model.predict(x, batch_size=batch_size, verbose=0)
+    except Exception as error:
+        if backend.is_out_of_memory(error):
+            raise OutOfMemory(first_line(error)) from None
+        raise
+    return task.scores(y, np.asarray(predicted))

@@ -30,6 +30,8 @@ from harness.errors import first_line
 from harness.results import (
     BASELINE,
     CODE,
+    EVALUATION_MEMORY,
+    OUT_OF_MEMORY,
     SEED_MEAN,
     SEEDS_SOLVED,
     SOLVED,
@@ -71,7 +73,13 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
     """Every stored score of one done cell against its recomputation from the stored models:
     the best model's (seed None) and each extra seed's retrain's, at its length and longer."""
     from harness.provenance import code_changed
-    from harness.stored import ModelUnavailable, model_file, stored_model, test_scores
+    from harness.stored import (
+        ModelUnavailable,
+        OutOfMemory,
+        model_file,
+        stored_model,
+        test_scores,
+    )
     from tasks import get_task
 
     checks: list[Check] = []
@@ -97,8 +105,18 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
     batch, n_test = int(cell.budget["batch_size"]), int(cell.budget["n_test"])
     split = functools.cache(lambda length: task.generate(n_test, length, cell.seed, "test"))
 
+    memory = cell.metrics.get(EVALUATION_MEMORY)  # none in a store made before it was recorded
+
     def scores(model, length: int) -> dict[str, float]:
         return test_scores(task, model, *split(length), batch)
+
+    def longer_score(model, length: int) -> tuple[float, bool]:
+        """(the primary score, whether it was out of memory) at a longer length, as the run
+        tested it: in batches that fit the memory it recorded."""
+        try:
+            return test_scores(task, model, *split(length), batch, memory)[primary], False
+        except OutOfMemory:
+            return math.nan, True
 
     recomputed_seeds: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +132,7 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                 if model is None:
                     raise ModelUnavailable(f"artifact {model_file(seed)} is missing")
                 found = scores(model, cell.length)
-                longer = {length: scores(model, length)[primary] for length in lengths}
+                longer = {length: longer_score(model, length) for length in lengths}
             except ModelUnavailable as error:
                 compare(score_name(seed), math.nan, str(error))
                 continue
@@ -126,8 +144,10 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
             if seed is None:
                 for name, value in sorted(found.items()):
                     compare(task_score_name(name), value)
-            for length, value in longer.items():
+            for length, (value, out_of_memory) in longer.items():
                 compare(score_name(seed, length), value)
+                if seed is None and (out_of_memory or cell.out_of_memory_at(length)):
+                    compare(at_length(OUT_OF_MEMORY, length), float(out_of_memory))
             recomputed_seeds[which] = found[primary]
     if len(recomputed_seeds) == 1 + len(cell.extra_seeds):
         seeds = [recomputed_seeds[s] for s in [cell.seed, *cell.extra_seeds]]

@@ -178,6 +178,58 @@ def test_a_cell_whose_code_changed_since_its_run_is_named(store, tmp_path):
     )
 
 
+def test_a_length_out_of_memory_is_recorded_verified_and_reported(tmp_path, monkeypatch):
+    """A test at a longer length that does not fit the memory an evaluation may take, one
+    sequence at a time, ends no cell: its scores are NaN, it is marked out of memory, verify
+    (under the memory the run recorded) agrees, the report says so; a store that claims more
+    or less memory than it recorded fails by name."""
+    from harness import evaluation
+
+    monkeypatch.setattr(evaluation, "EVALUATION_MEMORY_GB", 1e-6)  # one kilobyte
+    harness(*RUN, "--experiment", EXPERIMENT, cwd=tmp_path, check=True)
+    run = parent(tmp_path)
+    metrics = run.data.metrics
+    assert run.info.status == "FINISHED" and np.isfinite(metrics["test_score"])
+    assert metrics["evaluation_memory_gb"] == 1e-6 and metrics["out_of_memory_len_16"] == 1.0
+    assert np.isnan(metrics["test_score_len_16"]) and np.isnan(metrics["test_score_seed_1_len_16"])
+    result = verify(store_uri(tmp_path))
+    assert result.returncode == 0 and "all agree" in result.stdout, result.stdout + result.stderr
+    assert "out_of_memory_len_16" in result.stdout
+    harness("report", "--experiment", EXPERIMENT, "--out", "board", cwd=tmp_path, check=True)
+    assert "out of memory" in (tmp_path / "board" / "leaderboard.md").read_text()
+
+    client(tmp_path).log_metric(run.info.run_id, "evaluation_memory_gb", 8.0)  # it would fit
+    found = {m.metric for m in mismatches(tmp_path)}
+    assert found == {"test_score_len_16", "test_score_seed_1_len_16", "out_of_memory_len_16"}
+
+
+def test_an_evaluation_batch_shrinks_to_the_memory_it_may_take():
+    """On JAX the compiler's plan for one sequence sets the batch size: up to the budget's,
+    0 where one sequence does not fit; the scores do not depend on the batch size."""
+    import keras
+
+    from harness import backend
+    from harness.stored import OutOfMemory, fitting_batch, test_scores
+    from search_spaces import get_space
+    from tasks import get_task
+
+    task = get_task("adding")
+    keras.utils.set_random_seed(0)
+    model = get_space("transformer", task).default_model()
+    x, y = task.generate(8, 64, 0, "test")
+    one = backend.forward_bytes(model, x[:1]) / 2**30
+    assert one > 0
+    assert fitting_batch(model, x, 32, 3.5 * one) == 3
+    assert fitting_batch(model, x, 2, 3.5 * one) == 2
+    assert fitting_batch(model, x, 32, 0.5 * one) == 0
+    whole = test_scores(task, model, x, y, 8)
+    assert test_scores(task, model, x, y, 8, 3.5 * one) == pytest.approx(whole, rel=1e-5)
+    with pytest.raises(OutOfMemory, match="one sequence of length 64 needs over"):
+        test_scores(task, model, x, y, 8, 0.5 * one)
+    longer, _ = task.generate(1, 256, 0, "test")
+    assert backend.forward_bytes(model, longer) > 4 * one  # attention's scores: quadratic
+
+
 def test_verify_and_the_probes_read_models_without_the_runner_or_keras_tuner():
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, harness.verify, harness.probes, harness.stored; "

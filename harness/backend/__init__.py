@@ -3,7 +3,7 @@
     device.py   set-up before Keras is imported, versions, the device, GPU sharing, out of memory
     training.py a training step waited for on the device, its result read (timings trust it)
     fused.py    whether a step runs a fused (cuDNN) RNN kernel
-    measure.py  the probes' measurements: input gradients, the peak memory of a step
+    measure.py  measurements: input gradients, the peak memory of a step, a forward pass's plan
 
 Callers import the names below from `harness.backend`.
 """
@@ -26,7 +26,12 @@ from harness.backend.device import (
     versions,
 )
 from harness.backend.fused import holds_cudnn_rnn, observe_fused_rnn
-from harness.backend.measure import input_gradient_norms, input_gradients, step_memory
+from harness.backend.measure import (
+    forward_bytes,
+    input_gradient_norms,
+    input_gradients,
+    step_memory,
+)
 from harness.backend.training import StepFailed, train_step
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "accelerator",
     "configure",
     "device",
+    "forward_bytes",
     "free_bytes_of",
     "free_memory",
     "gpu_free_bytes",

@@ -1,4 +1,5 @@
-"""The probes' measurements: gradients with respect to the inputs, and the peak memory of a step."""
+"""Measurements: gradients with respect to the inputs, the peak memory of a step, and the memory
+the compiler plans for a forward pass."""
 
 from __future__ import annotations
 
@@ -162,3 +163,22 @@ def step_memory():
         "CPU: peak resident set size during the step (VmHWM) minus RSS before it, "
         "freed memory trimmed first"
     )
+
+
+def forward_bytes(model, x) -> int | None:
+    """The memory XLA plans for one forward pass of `model` on `x` (its arguments, output and
+    temporaries), read from the compiled program without running it; None off JAX."""
+    if name() != "jax":
+        return None
+    import jax
+
+    def forward(trainable, non_trainable, inputs):
+        return model.stateless_call(trainable, non_trainable, inputs, training=False)[0]
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    inputs = jax.ShapeDtypeStruct(x.shape, x.dtype)
+    stats = jax.jit(forward).lower(trainable, non_trainable, inputs).compile().memory_analysis()
+    if stats is None:
+        return None
+    return stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes

@@ -37,7 +37,8 @@ CAPTIONS = {
     "circled: solved.",
     "length_generalisation": "Length generalisation: each line is a cell trained at one length "
     "and tested at longer ones, the mean over its seeds with their spread (the table's "
-    "numbers); dashed: the trivial baseline, dotted: the solved bar.",
+    "numbers); dashed: the trivial baseline, dotted: the solved bar. A length whose test did "
+    "not fit in memory has no point (the table says out of memory).",
     "anytime": "Anytime performance of the search: the best validation score so far versus "
     "wall-clock time, one line per cell.",
     "hyperparameters": "Each trial's validation score versus each hyperparameter, per family: "

@@ -239,6 +239,8 @@ def generalisation_table(cells: list[CellResult]) -> Table | None:
         for length in tested:
             if length == cell.length:
                 row.append(score_text(cell))
+            elif cell.out_of_memory_at(length):
+                row.append("out of memory")
             elif length in cell.longer:
                 verdict = cell.verdict_at(length)
                 text = verdict.text()
