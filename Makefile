@@ -35,12 +35,13 @@ $(VENV)/.installed: pyproject.toml $(if $(OTHER_EXTRAS),FORCE)
 
 FORCE:
 
-# The fast tests in two processes (a test file stays in one, so its fixtures are built once).
+# The fast tests in two processes (a test file stays in one, so its fixtures are built once),
+# the longest files first (tests/conftest.py's LONGEST_FIRST).
 test: install
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-slow: install
-	$(BIN)/pytest -q -m slow -n 2 --dist loadfile
+	$(BIN)/pytest -q -m slow -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check .
