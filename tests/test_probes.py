@@ -121,10 +121,30 @@ def test_gradient_probe_on_per_step_and_token_tasks():
 # -- counting by rotation ------------------------------------------------------------------------
 
 
-def test_rotation_oracle_is_exact_at_10_1000_and_10000():
+def test_both_hand_set_counters_are_exact_at_10_1000_and_10000():
+    """The RNN-cell oracle and the RotScan layer (a parallel scan) with the same rotation."""
     scores = rotation.evaluate([10, 1000, 10_000], examples=32)
-    for length in (10, 1000, 10_000):
-        assert scores[length] == {"accuracy": 1.0, "sequence_accuracy": 1.0}, length
+    assert set(scores) == {"oracle", "rotscan_counter"}
+    for name, by_length in scores.items():
+        for length in (10, 1000, 10_000):
+            assert by_length[length] == {"accuracy": 1.0, "sequence_accuracy": 1.0}, name
+
+
+def test_a_learned_rotation_is_read_off_its_rotscan_layer():
+    """The hand-set counter read as a learned model: turn 1 (2 pi/8 on a 1), nothing on a 0,
+    r = 1, no phase error, so the count holds for ever; a drift of 1e-4 rad per step holds
+    (pi/8) / 1e-4 steps."""
+    counter = rotation.build_rotscan_counter(8)
+    found = rotation.rotation_of(counter)
+    assert found["turn"] == pytest.approx(1.0, abs=1e-6)
+    assert found["phase0"] == 0.0 and found["r0"] == found["r1"] == 1.0
+    assert found["phase_error"] < 1e-6 and found["holds"] > 1e5
+    theta = counter.get_layer("rotate").theta_kernel
+    theta.assign(np.array([[1e-4], [3 * 2 * math.pi / 8]], "float32"))  # turn 3: also a generator
+    found = rotation.rotation_of(counter)
+    assert found["turn"] == pytest.approx(3.0, abs=1e-5)
+    assert found["phase0"] == pytest.approx(1e-4, rel=1e-3)
+    assert found["holds"] == pytest.approx((math.pi / 8) / 1e-4, rel=1e-2)
 
 
 def test_rotation_oracle_counts_the_worked_example():
@@ -342,6 +362,8 @@ def store(tmp_path_factory) -> Path:
             "10",
             "--family",
             "gru",
+            "--family",
+            "rotscan",
             "--max-trials",
             "1",
             "--epochs",
@@ -406,17 +428,27 @@ def test_probes_are_recorded_in_mlflow(store):
         assert sorted(m.step for m in history) == [8, 16], family
         assert math.isfinite(costs.data.metrics[f"time_exponent/{family}"])
     rotation_run = probes["rotation"].info.run_id
-    for key in ("test_accuracy/oracle", "test_accuracy/gru/L10"):
+    for key in (
+        "test_accuracy/oracle",
+        "test_accuracy/rotscan_counter",
+        "test_accuracy/gru/L10",
+        "test_accuracy/rotscan/L10",
+    ):
         history = mlflow.get_metric_history(rotation_run, key)
         assert sorted(m.step for m in history) == [10, 20], key
-    oracle_scores = mlflow.get_metric_history(rotation_run, "test_accuracy/oracle")
-    assert {m.value for m in oracle_scores} == {1.0}
-    assert probes["rotation"].data.params["parameters"] == "22"
+    for construction in ("oracle", "rotscan_counter"):
+        scores = mlflow.get_metric_history(rotation_run, f"test_accuracy/{construction}")
+        assert {m.value for m in scores} == {1.0}, construction
+    params = probes["rotation"].data.params
+    assert params["parameters"] == "22" and params["parameters_rotscan_counter"] == "41"
+    rotations = probes["rotation"].data.metrics  # the learned rotscan's search seed
+    assert 0 <= rotations["rotscan_turn/L10/seed0"] < 8
+    assert 0 < rotations["rotscan_r0/L10/seed0"] <= 1 and rotations["rotscan_holds/L10/seed0"] > 0
 
 
 def test_the_construction_is_never_ranked_as_a_family(store):
     """The rotation oracle (weights set) is no cell: the leaderboard holds learned models only."""
-    assert {r.data.params["family"] for r in runs_of(store, "cell")} == {"gru"}
+    assert {r.data.params["family"] for r in runs_of(store, "cell")} == {"gru", "rotscan"}
     result = harness("report", "--experiment", EXPERIMENT, "--out", "board", cwd=store)
     assert result.returncode == 0, result.stderr
     text = (store / "board" / "leaderboard.md").read_text()
@@ -456,12 +488,19 @@ def test_the_probes_report_has_a_section_per_probe(store, report):
         assert row[5] == f"{grads[f'first_input_ratio/{name}/trained']:.3g}"
 
     part = section_text(text, "Counting by rotation")
-    assert "weights, all set by hand, none learned: a construction" in part
+    assert "Every weight is set by hand, none learned: constructions" in part
+    assert "exactly 1 at every length tested (longest: L=20)" in part
     rows = md_rows(part, "model")
     assert rows[0] == ["model", "L=10", "L=20"]
-    assert rows[1] == ["rotation_oracle (weights set, not learned)", "1", "1"]
-    learned = {m.step: m.value for m in history_of(store, "rotation", "test_accuracy/gru/L10")}
-    assert rows[2] == ["gru (trained at L=10)", f"{learned[10]:.4g}", f"{learned[20]:.4g}"]
+    assert rows[1] == ["oracle: gated RNN cell, weights set", "1", "1"]
+    assert rows[2] == ["rotscan_counter: rotscan's layer, parallel scan, weights set", "1", "1"]
+    for row, family in zip(rows[3:], ("gru", "rotscan"), strict=True):
+        found = history_of(store, "rotation", f"test_accuracy/{family}/L10")
+        learned = {m.step: m.value for m in found}
+        assert row == [f"{family} (trained at L=10)", f"{learned[10]:.4g}", f"{learned[20]:.4g}"]
+    rows = md_rows(part, "trained at")
+    turn = probes["rotation"].data.metrics["rotscan_turn/L10/seed0"]
+    assert rows[1][:3] == ["L=10", "0", f"{turn:.5f}"]
 
     costs = probes["cost"].data.metrics
     part = section_text(text, "Cost scaling")

@@ -21,6 +21,7 @@ backend.configure()
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from harness.probes import rotation  # noqa: E402
 from search_spaces import REGISTRY, get_space  # noqa: E402
 from search_spaces.base import BUDGET_TOLERANCE  # noqa: E402
 from search_spaces.scan_layers import (  # noqa: E402
@@ -205,33 +206,18 @@ def test_lru_initialises_on_the_ring_with_gamma_normalisation():
 
 
 def test_rotscan_with_hand_set_weights_counts_mod_8_at_length_10000():
-    """The seed's rotation counter as a RotScan layer: theta(1) = 2 pi / 8, theta(0) = 0, r = 1,
-    B(0) = 0, B(1) = beta = omega - 1 (omega = e^{i pi / 4}) on one-hot tokens. From h_0 = 0,
-    h = omega^c - 1 after c ones, so the angle of h + 1 is the count mod 8: read out from
-    the layer's `call` (the parallel scan) on `counting` at L = 10,000, every step right."""
+    """The seed's rotation counter as a RotScan layer (harness/probes/rotation.py): theta(1) =
+    2 pi / 8, theta(0) = 0, r = 1, B(0) = 0, B(1) = omega - 1 (omega = e^{i pi / 4}) on one-hot
+    tokens. From h_0 = 0, h = omega^c - 1 after c ones, so the angle of h + 1 is the count
+    mod 8: read out from the layer's `call` (the parallel scan) on `counting` at
+    L = 10,000, every step right."""
     tokens, counts = get_task("counting").generate(4, 10_000, 0, "test")
-    layer = RotScan(1, unit_modulus=True)
-    layer.build((None, None, 2))
-    step = 2 * math.pi / 8
-    beta = np.exp(1j * step) - 1
-    hand_set = {
-        "theta_W": [[0.0], [step]],
-        "theta_c": [0.0],
-        "B_re": [[0.0], [beta.real]],
-        "B_im": [[0.0], [beta.imag]],
-        "C_re": [[1.0, 0.0]],  # y = (Re h, Im h)
-        "C_im": [[0.0, -1.0]],
-        "D": [0.0, 0.0],
-    }
-    assert sorted(v.name for v in layer.weights) == sorted(hand_set)
-    for variable in layer.weights:
-        variable.assign(np.array(hand_set[variable.name], "float32"))
-    inputs = keras.Input((None, 2))
-    counter = keras.Model(inputs, layer(inputs))  # compiled once: eager JAX compiles every op
-    y = counter.predict(np.eye(2, dtype="float32")[tokens], batch_size=4, verbose=0)
-    angle = np.angle(y[..., 0] + 1 + 1j * y[..., 1])
-    predicted = np.round(angle / step).astype(int) % 8
-    assert (predicted == counts).mean() == 1.0
+    counter = rotation.build_rotscan_counter(8)
+    scan = counter.get_layer("rotate")
+    assert isinstance(scan, RotScan) and scan.unit_modulus and scan.state_size == 1
+    assert not counter.trainable_weights and counter.count_params() == 4 + 13 + 24
+    probs = counter.predict(tokens, batch_size=4, verbose=0)
+    assert (probs.argmax(-1) == counts).mean() == 1.0
 
 
 # -- the families' models -------------------------------------------------------------------------

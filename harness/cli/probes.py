@@ -105,7 +105,8 @@ def probe_rotation(
     experiment: ExperimentOption = None,
     tracking_uri: TrackingUri = None,
 ):
-    """Score the hand-built rotation counter on `counting` beside the store's learned models."""
+    """Score the hand-built rotation counters on `counting` beside the store's learned models,
+    and read off the rotation each learned rotscan model applies."""
     backend.load_frameworks()
     backend.use_compile_cache(COMPILE_CACHE)
     from harness.probes import rotation
@@ -114,18 +115,33 @@ def probe_rotation(
     rotation.check(lengths, examples)
     tracker, name = _probe_store(tracking_uri, suite, experiment)
     scores = rotation.evaluate(lengths, examples)
-    table = Table("length", "per-step accuracy", "sequence accuracy", title=rotation.FAMILY)
-    for length, score in scores.items():
-        table.add_row(str(length), f"{score['accuracy']:.4f}", f"{score['sequence_accuracy']:.4f}")
-    out.print(table)
-    found = rotation.learned(
-        tracker, name, lengths, examples, budgets=_probe_budgets(suite, experiment)
+    table = Table(
+        "construction", "length", "per-step accuracy", "sequence accuracy", title="weights set"
     )
+    for construction, by_length in scores.items():
+        for length, score in by_length.items():
+            accuracy, sequences = score["accuracy"], score["sequence_accuracy"]
+            table.add_row(construction, str(length), f"{accuracy:.4f}", f"{sequences:.4f}")
+    out.print(table)
+    budgets = _probe_budgets(suite, experiment)
+    found = rotation.learned(tracker, name, lengths, examples, budgets=budgets)
     for (family, trained), by_length in sorted(found.items()):
         accuracies = ", ".join(f"L={L} {a:.4f}" for L, a in by_length.items())
         out.print(f"learned {family} (trained at L={trained}): {accuracies}", highlight=False)
-    run_id = rotation.record(tracker, name, scores, found, examples)
-    out.print(f"probe run {run_id}: the oracle beside {len(found)} learned models", highlight=False)
+    rotations = rotation.learned_rotations(tracker, name, budgets)
+    for (trained, seed), turned in sorted(rotations.items()):
+        out.print(
+            f"learned {rotation.SCAN_FAMILY} (trained at L={trained}, seed {seed}): "
+            f"8 theta(1)/2 pi = {turned['turn']:.5f}, theta(0) = {turned['phase0']:+.2e} rad, "
+            f"r = {turned['r0']:.6f} / {turned['r1']:.6f}: the count holds about "
+            f"{turned['holds']:,.0f} steps",
+            highlight=False,
+        )
+    run_id = rotation.record(tracker, name, scores, found, rotations, examples)
+    out.print(
+        f"probe run {run_id}: {len(scores)} constructions beside {len(found)} learned models",
+        highlight=False,
+    )
 
 
 @probe_app.command("cost")

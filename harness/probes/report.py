@@ -28,7 +28,7 @@ SERIES = ("grad_norm/", "step_seconds/", "step_memory_mb/", "test_accuracy/", "s
 CAPTIONS = {
     "gradient_flow": "Gradient flow: the mean norm of d(loss at the last step)/d(x_t) versus the "
     "distance from the last step, log scale, at initialisation and after training.",
-    "rotation_oracle": "Counting mod 8: the hand-built rotation counter (weights set, not "
+    "rotation_oracle": "Counting mod 8: the hand-set rotation counters (weights set, not "
     "learned) beside the learned models, each tested on the same sequences at every length.",
     "cost_scaling": "Cost scaling: seconds and peak memory per training step versus length, "
     "log-log, fitted exponents in the legend; dotted: the crossover the title names, where one "
@@ -163,14 +163,18 @@ def gradient_flow(curves: pd.DataFrame) -> Figure:
 
 
 def rotation_section(probe: ProbeRun) -> Section:
-    """The oracle's counting accuracy beside each learned model's, on the same test data."""
+    """The hand-set counters' accuracy beside each learned model's, on the same test data, and
+    the rotations the learned rotscan models apply."""
     curves = {}  # label -> {test length: accuracy}
+    constructions = {}  # construction -> {test length: accuracy}
     for key, points in probe.series.items():
         parts = key.split("/")
         if parts[0] != "test_accuracy":
             continue
-        if parts[1] == "oracle":
-            curves[f"{rotation.FAMILY} (weights set, not learned)"] = dict(points)
+        if len(parts) == 2:
+            constructions[parts[1]] = dict(points)
+            what = rotation.CONSTRUCTIONS.get(parts[1], parts[1])
+            curves[f"{parts[1]}: {what}, weights set"] = dict(points)
         else:
             curves[f"{parts[1]} (trained at L={parts[2].removeprefix('L')})"] = dict(points)
     tested = sorted({L for points in curves.values() for L in points})
@@ -179,23 +183,39 @@ def rotation_section(probe: ProbeRun) -> Section:
         curves.items(), key=lambda item: ("weights set" not in item[0], item[0])
     ):
         table.rows.append([label, *(number(points[L]) if L in points else "" for L in tested)])
-    oracle = dict(probe.series.get("test_accuracy/oracle", []))
-    exact = bool(oracle) and all(v == 1.0 for v in oracle.values())
+    exact = bool(constructions) and all(
+        v == 1.0 for points in constructions.values() for v in points.values()
+    )
+    longest = max(tested) if tested else None
     paragraphs = [
-        "A linear recurrence on a 2-D state rotated by 2π/8 on every 1 (and left alone on a 0) "
-        f"counts mod 8; its angle is read out by a fixed Dense layer ({probe.params.get('parameters', '?')} "
-        "weights, all set by hand, none learned: a construction, shown apart from the searched "
-        "families). Its per-step accuracy is "
+        "Two hand-set counters rotate a state by 2π/8 on every 1 (and leave it on a 0) and read "
+        "its angle out with a fixed Dense layer: the seed's linear recurrence on a 2-D state "
+        f"stepped by an RNN cell ({probe.params.get('parameters', '?')} weights), and the same "
+        "rotation computed by the rotscan family's layer with a parallel scan "
+        f"({probe.params.get(f'parameters_{rotation.COUNTER}', '?')} weights). Every weight is "
+        "set by hand, none learned: constructions, shown apart from the searched families. "
+        "Their per-step accuracy is "
         + ("exactly 1 at every length tested" if exact else "below 1 somewhere: see the table")
-        + (f" (longest: L={max(oracle)})" if oracle else "")
-        + ". Beside it, the store's learned counting models (the best model of each cell), "
-        f"scored on the same {probe.params.get('examples', '?')} test sequences per length. "
+        + (f" (longest: L={longest})" if longest else "")
+        + ". Beside them, the store's learned counting models (the best model of each cell), "
+        f"scored on the same {probe.params.get('examples', '?')} test sequences per length "
+        "(— where one sequence does not fit the evaluation's memory). "
         f"Machine: {probe.machine}.",
     ]
+    tables = [("Per-step accuracy on counting by test length:", table)]
+    rotations = learned_rotations(probe.metrics)
+    if rotations:
+        paragraphs.append(
+            "What each learned rotscan model rotates by: its first RotScan layer's channel "
+            "nearest the counter (θ(0) = 0, θ(1) an odd multiple of 2π/8, r = 1). A count read "
+            "from that channel drifts by its phase error per step and is read wrong after π/8 "
+            "of drift, or forgotten within about 1/(1 - r) steps: 'holds' is the shorter."
+        )
+        tables.append(("Learned rotations (rotscan, counting):", rotations))
     return Section(
         "Counting by rotation",
         paragraphs,
-        [("Per-step accuracy on counting by test length:", table)],
+        tables,
         [
             (
                 "probe_rotation_oracle.png",
@@ -204,6 +224,36 @@ def rotation_section(probe: ProbeRun) -> Section:
             )
         ],
     )
+
+
+def learned_rotations(metrics: dict[str, float]) -> Table | None:
+    """The rotation metrics of the learned rotscan models, a row per (training length, seed)."""
+    prefix = f"{rotation.SCAN_FAMILY}_"
+    found: dict[tuple[int, int], dict[str, float]] = {}
+    for key, value in metrics.items():
+        what, _, rest = key.removeprefix(prefix).partition("/")
+        if not key.startswith(prefix) or what not in rotation.ROTATION_METRICS:
+            continue
+        length, seed = rest.split("/")
+        found.setdefault((int(length[1:]), int(seed[4:])), {})[what] = value
+    if not found:
+        return None
+    header = ["trained at", "seed", "8θ(1)/2π", "θ(0) (rad)", "r(0)", "r(1)", "phase error (rad)"]
+    table = Table([*header, "holds (steps)"], [])
+    for (length, seed), r in sorted(found.items()):
+        table.rows.append(
+            [
+                f"L={length}",
+                str(seed),
+                f"{r['turn']:.5f}",
+                f"{r['phase0']:+.1e}",
+                f"{r['r0']:.6f}",
+                f"{r['r1']:.6f}",
+                f"{r['phase_error']:.1e}",
+                f"{r['holds']:,.0f}",
+            ]
+        )
+    return table
 
 
 def rotation_vs_learned(curves: dict[str, dict[int, float]]) -> Figure:
