@@ -60,18 +60,18 @@ report: install
 ui: install
 	$(BIN)/harness ui
 
-# The mechanism studies: the counting suite (which recurrences learn to count, tested at
-# lengths never trained on) and its report in reports/counting/, then gradient flow, the
-# rotation oracle beside the counting suite's learned models and cost scaling, with their
-# report in reports/probes/.
+# The mechanism studies: the state suite (which recurrences learn to count mod 8 and to keep
+# a parity, tested at lengths never trained on; $(WORKERS) cells at a time) and its report
+# in reports/state/, then gradient flow, the rotation counters beside the state suite's
+# learned counting models and cost scaling, with their report in reports/probes/.
 probes: install
-	$(BIN)/harness run --suite counting
-	$(BIN)/harness verify --suite counting
-	$(BIN)/harness report --suite counting --out reports/counting
-	$(BIN)/harness probe rotation --suite counting
-	$(BIN)/harness probe gradients --suite counting
-	$(BIN)/harness probe cost --suite counting
-	$(BIN)/harness probe report --suite counting --out reports/probes
+	$(BIN)/harness run --suite state --workers $(WORKERS)
+	$(BIN)/harness verify --suite state
+	$(BIN)/harness report --suite state --out reports/state
+	$(BIN)/harness probe rotation --suite state
+	$(BIN)/harness probe gradients --suite state
+	$(BIN)/harness probe cost --suite state
+	$(BIN)/harness probe report --suite state --out reports/probes
 
 distributed-demo: install  # a local mlflow server, a chief and $(WORKERS) workers on 127.0.0.1
 	scripts/distributed_demo.sh $(WORKERS)

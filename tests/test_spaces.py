@@ -139,6 +139,7 @@ print(backend.accelerator() is not None,
 """
 
 
+@pytest.mark.slow  # a process that starts torch
 def test_on_torch_the_fused_kernel_is_watched_in_a_training_step():
     """Keras' torch LSTM calls torch._VF.lstm (cuDNN) on CUDA only: "no" on a CPU. The watch
     itself is seen to fire on a CPU through a torch.nn.LSTM inside the model."""

@@ -39,7 +39,17 @@ from harness.probes import loglog_fit, start_probe
 from harness.tracking import Tracker
 
 TASK = "adding"
-FAMILIES = ("simple_rnn", "lstm", "gru", "mingru", "minlstm", "lru", "transformer")
+FAMILIES = (
+    "simple_rnn",
+    "lstm",
+    "gru",
+    "mingru",
+    "minlstm",
+    "lru",
+    "mingru_signed",
+    "rotscan",
+    "transformer",
+)
 LENGTHS = (64, 128, 256, 512, 1024)
 BATCH = 16
 STEPS = 5

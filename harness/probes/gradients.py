@@ -44,6 +44,8 @@ FAMILIES = (
     "mingru",
     "minlstm",
     "lru",
+    "mingru_signed",
+    "rotscan",
 )
 LENGTHS = (50, 100)
 BATCH = 128
