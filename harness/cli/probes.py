@@ -100,7 +100,7 @@ def probe_gradients(
 @user_errors
 def probe_rotation(
     lengths: LengthsOption = None,
-    examples: Annotated[int, typer.Option(help="Test sequences per length.")] = 128,
+    examples: Annotated[int | None, typer.Option(help="Test sequences per length.")] = None,
     suite: SuiteOption = "quick",
     experiment: ExperimentOption = None,
     tracking_uri: TrackingUri = None,
@@ -112,6 +112,7 @@ def probe_rotation(
     from harness.probes import rotation
 
     lengths = parse_lengths(lengths, rotation.LENGTHS)
+    examples = rotation.EXAMPLES if examples is None else examples
     rotation.check(lengths, examples)
     tracker, name = _probe_store(tracking_uri, suite, experiment)
     scores = rotation.evaluate(lengths, examples)
