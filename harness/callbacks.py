@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import keras
 
 from harness import faults, interrupts
-from harness.results import COMPILE_SECONDS, SECONDS_PER_EPOCH
+from harness.results import COMPILE_SECONDS, EPOCH, EPOCH_SECONDS, SECONDS_PER_EPOCH
 from tasks.base import Task
 
 SOLVED_EPOCHS = 3
@@ -47,12 +47,15 @@ class TrialWatch(keras.callbacks.Callback):
     """Logs each epoch to the trial's run, stops on NaN/inf loss or once the task is solved.
 
     Divergence is checked at the end of each epoch, not each batch, so watching
-    never forces a device sync inside the training loop.
+    never forces a device sync inside the training loop. `on_epoch`, if given, is told
+    each epoch's number, the epochs planned, the validation score, its seconds and its
+    work in batch-steps (harness/plan.py).
     """
 
-    def __init__(self, tracker, run_id: str | None, task: Task, length: int):
+    def __init__(self, tracker, run_id: str | None, task: Task, length: int, on_epoch=None):
         super().__init__()
         self.tracker, self.run_id, self.task, self.length = tracker, run_id, task, length
+        self.on_epoch = on_epoch
         self.record = TrialRecord()
         self.monitor = f"val_{task.metric.name}"
         self._epoch_start = 0.0
@@ -72,10 +75,20 @@ class TrialWatch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        self.record.executions[-1].append(time.perf_counter() - self._epoch_start)
+        seconds = time.perf_counter() - self._epoch_start
+        self.record.executions[-1].append(seconds)
         self.record.epochs = max(self.record.epochs, epoch + 1)
+        if self.on_epoch is not None:
+            self.on_epoch(
+                epoch=epoch + 1,
+                epochs=self.params.get("epochs"),
+                score=float(logs.get(self.monitor, math.nan)),
+                seconds=seconds,
+                work=(self.params.get("steps") or 0) * self.task.sequence_steps(self.length),
+            )
         if self.tracker and self.run_id:
             finite = {k: v for k, v in logs.items() if math.isfinite(float(v))}
+            finite.update({EPOCH: epoch + 1, EPOCH_SECONDS: seconds})
             self.tracker.log(self.run_id, metrics=finite, step=epoch)
             faults.point("epoch")
         interrupts.check()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from harness import liveness
 from harness.errors import USER_ERRORS, UserError
 from harness.results import (
     CELL,
     CELL_KEY,
+    EPOCH,
+    EPOCH_SECONDS,
     FRONTIER,
     KIND,
     PARENT,
     TRIAL,
+    TRIAL_ID,
     TRIALS_COMPLETED,
     CellResult,
     CellState,
@@ -33,9 +37,12 @@ from harness.tracking import Tracker
 ADHOC = "adhoc"
 
 
-def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds, eval_lengths):
+def select_cells(
+    suite_name, tasks, lengths, families, budget, seed, extra_seeds, eval_lengths, part=None
+):
     """The suite and what to run of it: (suite, cells, frontiers). A suite filtered by the
-    flags (--length leaves its frontiers out), or one block of cells built from them."""
+    flags (--part keeps one part's blocks, --length leaves its frontiers out), or one block
+    of cells built from them."""
     if suite_name is None:
         missing = [
             flag
@@ -54,12 +61,19 @@ def select_cells(suite_name, tasks, lengths, families, budget, seed, extra_seeds
             {"name": ADHOC, "budget": budget, "seeds": seeds, "cells": [block]},
             "command-line flags",
         )
+        if part is not None:
+            raise UserError("--part names a part of a suite: give --suite too")
         return suite, list(suite.cells), []
     suite = load_suite(suite_name)
+    if part is not None and part not in suite.parts:
+        accepted = ", ".join(sorted(suite.parts)) or "none (no block names a part)"
+        raise UserError(f"unknown part '{part}' of suite '{suite.name}': accepted {accepted}")
+    kept = suite.parts.get(part) if part is not None else None
 
     def wanted(item, length=None) -> bool:
         return (
-            (not tasks or item.task in tasks)
+            (kept is None or item.key in kept)
+            and (not tasks or item.task in tasks)
             and (not families or item.family in families)
             and (not lengths or length in lengths)
         )
@@ -138,6 +152,25 @@ class CellStatus:
     trials_done: int
     trials_planned: int
     result: CellResult | None = None
+    running: tuple[str, ...] = ()  # each running trial's epoch, as `trial_progress` says it
+
+
+def trial_progress(trial, epochs: int) -> str:
+    """A running trial's latest epoch as its run holds it: "trial 1: epoch 3 of 10,
+    validation 0.5123, 2.1 s per epoch" ("starting" before its first epoch ends; a run
+    whose process on this host is gone says so)."""
+    metrics = trial.data.metrics
+    name = f"trial {trial.data.tags.get(TRIAL_ID, '?')}"
+    if liveness.dead_here(trial.data.tags):
+        return f"{name}: its process has died (a resume reruns it)"
+    if EPOCH not in metrics:
+        return f"{name}: starting"
+    scores = [v for k, v in sorted(metrics.items()) if k.startswith("val_") and k != "val_loss"]
+    score = f"validation {scores[0]:.4g}, " if scores else ""
+    return (
+        f"{name}: epoch {int(metrics[EPOCH])} of {epochs}, {score}"
+        f"{metrics.get(EPOCH_SECONDS, float('nan')):.1f} s per epoch"
+    )
 
 
 def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatus]:
@@ -173,7 +206,13 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
         outcomes = [Outcome.of(t.data.tags, t.info.status) for t in trials]
         done = trial_counts(outcomes)[TRIALS_COMPLETED]
         state = CellState.of(run.info.status, outcomes)
-        states.append(CellStatus(label, state, done, planned, CellResult.from_run(run)))
+        running = tuple(
+            trial_progress(t, budget["epochs"])
+            for t, outcome in zip(trials, outcomes, strict=True)
+            if outcome is None and t.info.status == "RUNNING"
+        )
+        result = CellResult.from_run(run)
+        states.append(CellStatus(label, state, done, planned, result, running))
     return states
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import distributed, interrupts, steps
+from harness import distributed, interrupts, plan, steps
 from harness.distributed import Cluster
 from harness.events import Events
 from harness.results import PHASE, REASON, STATUS, TRIAL_ID, Outcome
@@ -76,12 +76,12 @@ class ClusterWorker:
         chooses its cells as it goes, so workers cannot share it)."""
         cells = list(suite.cells if cells is None else cells)
         distributed.configure(self.cluster)
-        self.events.start(f"suite {suite.name}", len(cells))
+        self.events.start(f"suite {suite.name}", plan.units_work(cells, []))
         outcomes = []
         for cell in cells:
             interrupts.check()
             outcomes.append(self.run_cell(suite.name, cell))
-            self.events.unit_done("")
+            self.events.unit_done(cell.key)
         return outcomes, []
 
     def run_cell(self, experiment: str, cell: Cell) -> CellOutcome:

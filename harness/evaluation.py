@@ -30,12 +30,15 @@ from harness.stored import EVALUATION_MEMORY_GB, OutOfMemory, model_file, test_s
 from tasks.base import Task
 
 
-def retrain(space, values: dict, task: Task, length: int, seed: int, train, val, epochs, batch):
-    """Train `values` again from `seed`: (the model at its best epoch, or None if it diverged)."""
+def retrain(
+    space, values: dict, task: Task, length: int, seed: int, train, val, epochs, batch, on_epoch
+):
+    """Train `values` again from `seed`: (the model at its best epoch, or None if it diverged).
+    `on_epoch` as TrialWatch takes it (None: nobody is told)."""
     keras.utils.set_random_seed(seed)
     keras.backend.clear_session()
     model = space.model(values)
-    watch = TrialWatch(None, None, task, length)
+    watch = TrialWatch(None, None, task, length, on_epoch)
     model.fit(
         *train,
         validation_data=val,
@@ -97,10 +100,16 @@ def longer_score(resolved, model: keras.Model, length: int) -> float | None:
         return None
 
 
-def retrain_seed(resolved, values: dict, seed: int, folder: Path):
+def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None):
     """Retrain `values` with `seed`: (its test score, its saved model, {longer length: score}),
-    (nan, None, {}) if it diverged."""
+    (nan, None, {}) if it diverged. Its epochs go to `on_trial` (harness/events.py's
+    `trial`) as a trial's do."""
     cell, task = resolved.cell, resolved.task
+
+    def on_epoch(**epoch):
+        if on_trial is not None:
+            on_trial("epoch", run=f"retrain seed {seed}", **epoch)
+
     model = retrain(
         resolved.space,
         values,
@@ -111,6 +120,7 @@ def retrain_seed(resolved, values: dict, seed: int, folder: Path):
         resolved.split("val"),
         cell.budget.epochs,
         cell.budget.batch_size,
+        on_epoch,
     )
     if model is None:
         return math.nan, None, {}
@@ -134,9 +144,9 @@ def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, long
     found.files.append(file)
 
 
-def evaluate(resolved, model: keras.Model, values: dict, folder: Path) -> Evaluation:
+def evaluate(resolved, model: keras.Model, values: dict, folder: Path, on_trial=None) -> Evaluation:
     """Score the search's best `model` and retrain `values` with each extra seed, in turn."""
     found = score_best(resolved, model, values, folder)
     for seed in resolved.cell.extra_seeds:
-        add_seed(found, seed, *retrain_seed(resolved, values, seed, folder))
+        add_seed(found, seed, *retrain_seed(resolved, values, seed, folder, on_trial))
     return found

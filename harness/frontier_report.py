@@ -7,12 +7,14 @@ A feature's section lives beside the feature and reaches the report as a
 
 from __future__ import annotations
 
+import math
+
 from harness import figures
 from harness.frontier import FrontierResult, confirming_runs, latest_frontiers
 from harness.report import Shown
 from harness.report.read import Results
 from harness.report.render import figure_file
-from harness.report.tables import Section, Table, number, score_text, short
+from harness.report.tables import Section, Table, number, run_anchor, score_text, short
 from harness.results import budget_label
 
 
@@ -27,41 +29,32 @@ def section(results: Results) -> Shown | None:
 
 
 def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
-    """Per budget a table of brackets (rows tasks, columns families) and the table of the
-    cells that confirmed its failures (`cells`: the report's cells by run id); a figure per
-    task and budget."""
+    """The frontier matrix of each parameter budget (`matrix`), the cells that confirmed
+    the failures (`cells`: the report's cells by run id), and a figure per task and budget."""
     part = Section(
         "Frontier",
         [
             "The longest length each family solves at an equal parameter budget. [a, b): "
             "solved at length a, failed at length b, the failure confirmed with another "
             "search seed; ≥ a: solved up to the largest length tried; < b: failed at the "
-            "smallest. A cell counts as solved when the mean over its seeds meets the bar."
+            "smallest; (k/n): the seeds that solved the longest solved length alone. A cell "
+            "counts as solved when the mean over its seeds meets the bar. Each column is "
+            "one task under one training budget (its letter names it below the table): "
+            "compare brackets within a column, never across columns of one task. A column "
+            "of fixed-length cells (no frontier run) shows their mean test score instead."
         ],
         markdown_figures=None,
     )
+    for params, group in by_parameters(frontiers):
+        table, caption, values = matrix(group, cells)
+        budget = f"{params:,} parameters" if params else "no parameter budget"
+        part.tables.append((f"Frontier matrix, {budget}. {caption}", table))
+        name = figure_file("frontier_matrix", "all", str(params or "none"))
+        part.figures.append((name, "frontier_matrix", figures.Drawing(matrix_figure, values)))
     for key in sorted({f.budget_key for f in frontiers}):
         group = [f for f in frontiers if f.budget_key == key]
-        families = sorted({f.family for f in group})
-        tasks = sorted({f.task for f in group})
-        table = Table(["task", *families], [])
-        for task in tasks:
-            own = {f.family: f for f in group if f.task == task}
-            row = len(table.rows)
-            for column, family in enumerate(families, start=1):
-                if family in own:
-                    probes = ", ".join(
-                        f"L={s.length}{'✓' if s.solved else '✗'}" for s in own[family].bracket.steps
-                    )
-                    table.titles[(row, column)] = f"run {own[family].run_id[:8]}: {probes}"
-            table.rows.append(
-                [task, *(own[f].bracket.text() if f in own else "" for f in families)]
-            )
-        first = group[0]
-        label = budget_label(first.budget, first.seeds, first.seed)
-        part.tables.append((f"Budget {key}: {label}.", table))
         part.tables += confirmation_tables(group, cells)
-        for task in tasks:
+        for task in sorted({f.task for f in group}):
             own = {f.family: f.bracket for f in group if f.task == task}
             part.figures.append(
                 (
@@ -71,6 +64,109 @@ def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
                 )
             )
     return part
+
+
+def by_parameters(frontiers: list[FrontierResult]) -> list[tuple[int | None, list]]:
+    """The frontiers grouped by parameter budget, smallest first."""
+    groups: dict = {}
+    for found in frontiers:
+        groups.setdefault(found.budget.get("params"), []).append(found)
+    return sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or 0))
+
+
+def training_label(budget: dict, seeds: int, seed: int) -> str:
+    """A training budget in words: the budget less its parameter count."""
+    return budget_label({k: v for k, v in budget.items() if k != "params"}, seeds, seed)
+
+
+def training_order(budget: dict) -> tuple:
+    """Smaller training budgets first: by epochs, data, trials."""
+    return tuple(budget.get(k) or 0 for k in ("epochs", "n_train", "max_trials", "batch_size"))
+
+
+def matrix(group: list[FrontierResult], cells: dict) -> tuple[Table, str, tuple]:
+    """Rows families, columns (task, training budget) lettered (a), (b)... in the caption;
+    each entry the bracket with the seeds that solved the longest solved length. Cells of
+    the same parameter budget that no frontier probed are columns of their own (task,
+    length), showing the mean test score. In HTML an entry links to the runs-table row of
+    the cell it names: the longest solved (else the shortest failed). Returns the table,
+    the caption and what `matrix_figure` draws."""
+    probed = {s.run_id for f in group for s in f.bracket.steps}
+    params = group[0].budget.get("params")
+    fixed = [
+        c for c in cells.values() if c.run_id not in probed and c.budget.get("params") == params
+    ]
+    trainings: dict[str, str] = {}
+
+    def letter(label: str) -> str:
+        return trainings.setdefault(label, "abcdefghijklmnopqrstuvwxyz"[len(trainings) % 26])
+
+    columns: dict[str, dict[str, tuple[str, str, float]]] = {}  # header: family: entry
+    for found in sorted(group, key=lambda f: (f.task, training_order(f.budget), f.seeds)):
+        header = f"{found.task} ({letter(training_label(found.budget, found.seeds, found.seed))})"
+        columns.setdefault(header, {})[found.family] = frontier_entry(found, cells)
+    for cell in sorted(fixed, key=lambda c: (c.task, c.length)):
+        label = training_label(cell.budget, 1 + len(cell.extra_seeds), cell.seed)
+        header = f"{cell.task} L={cell.length} ({letter(label)})"
+        columns.setdefault(header, {})[cell.family] = (cell.verdict.text(3), cell.run_id, math.nan)
+    families = sorted({f for entries in columns.values() for f in entries})
+    headers = list(columns)
+    table = Table(["family", *headers], [])
+    longest = {}
+    for row, family in enumerate(families):
+        table.rows.append([family])
+        for column, header in enumerate(headers, start=1):
+            text, run_id, solved = columns[header].get(family, ("", "", math.nan))
+            table.rows[-1].append(text)
+            if run_id:
+                table.links[(row, column)] = run_anchor(run_id)
+            longest[(family, header)] = solved
+    caption = " ".join(f"({mark}): {label}." for label, mark in trainings.items())
+    return table, caption, (families, headers, longest, table.rows)
+
+
+def frontier_entry(found: FrontierResult, cells: dict) -> tuple[str, str, float]:
+    """(the bracket with its seeds, the run it links to, the longest solved length)."""
+    bracket = found.bracket
+    steps = [s for s in bracket.steps if s.attempt == 0]
+    named = next((s for s in steps if s.solved and s.length == bracket.solved), None) or next(
+        (s for s in steps if not s.solved and s.length == bracket.failed), None
+    )
+    text = bracket.text()
+    cell = cells.get(named.run_id) if named is not None else None
+    if cell is not None and named.solved:
+        verdict = cell.verdict
+        text += f" ({verdict.seeds_solved}/{verdict.seeds})"
+    solved = float(bracket.solved) if bracket.solved is not None else math.nan
+    return text, named.run_id if named is not None else "", solved
+
+
+def matrix_figure(families, headers, longest, rows):
+    """The matrix as colours: the log of the longest solved length (grey: none solved or a
+    fixed-length column), each entry's text on it."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    values = np.array([[longest[(f, h)] for h in headers] for f in families], dtype=float)
+    fig, axes = figures.new(
+        width=1.2 + 1.25 * len(headers),
+        height=2.2 + 0.42 * len(families),
+        margins=(1.3, 0.9, 0.5, 1.2),
+    )
+    ax = axes[0, 0]
+    cmap = colormaps["viridis"].with_extremes(bad="#dddddd")
+    shown = np.ma.masked_invalid(np.log10(values))
+    image = ax.imshow(shown, cmap=cmap, aspect="auto")
+    for r in range(len(families)):
+        for c in range(len(headers)):
+            ax.text(c, r, figures.text(rows[r][c + 1]), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(headers)), [figures.text(h) for h in headers], rotation=30, ha="right")
+    ax.set_yticks(range(len(families)), [figures.text(f) for f in families])
+    if np.isfinite(values).any():
+        bar = fig.colorbar(image, ax=ax, fraction=0.04)
+        bar.set_label("log10 of the longest solved length")
+    ax.set_title("Frontier matrix: the longest length each family solves")
+    return fig
 
 
 def confirmation_tables(group: list[FrontierResult], cells: dict) -> list:

@@ -17,10 +17,10 @@ class WorkerEvents(Events):
     """A worker's trial events, sent on to the coordinator's display."""
 
     def __init__(self, connection):
-        self.connection, self.label = connection, ""
+        self.connection, self.label, self.key = connection, "", ""
 
     def trial(self, event: str, **info) -> None:
-        self.connection.send(("event", event, {**info, "label": self.label}))
+        self.connection.send(("event", event, {**info, "label": self.label, "key": self.key}))
 
 
 def run_job(tracker, workdir: Path, events: WorkerEvents, job: dict, worker_id: str) -> object:
@@ -28,7 +28,7 @@ def run_job(tracker, workdir: Path, events: WorkerEvents, job: dict, worker_id: 
     from harness import distributed, evaluation, steps
 
     resolved = steps.resolve(job["cell"], workdir)
-    events.label = resolved.label
+    events.label, events.key = resolved.label, resolved.cell.key
     if job["kind"] == "search":
         host, _, port = job["address"].rpartition(":")
         distributed.configure(distributed.Cluster(worker_id, host, int(port)))
@@ -43,7 +43,7 @@ def run_job(tracker, workdir: Path, events: WorkerEvents, job: dict, worker_id: 
         os.environ[distributed.VARIABLES[0]] = distributed.CHIEF
         tuner = steps.build_tuner(tracker, None, None, resolved, events.trial)
         return steps.best(resolved, tuner, folder, retrain=False)
-    return evaluation.retrain_seed(resolved, job["values"], job["seed"], folder)
+    return evaluation.retrain_seed(resolved, job["values"], job["seed"], folder, events.trial)
 
 
 def worker_main(address: str, worker_id: str) -> None:

@@ -90,6 +90,7 @@ OUT_OF_MEMORY = "out_of_memory"  # 1.0 at a longer length its tests did not fit 
 
 # -- metrics of a trial run ---------------------------------------------------------------
 TRIAL_SECONDS, EPOCHS, OBJECTIVE = "trial_seconds", "epochs", "objective"
+EPOCH, EPOCH_SECONDS = "epoch", "epoch_seconds"  # each epoch's (step: the epoch, from 0)
 _SCORE_NAME = re.compile(rf"{TEST_SCORE}(?:_seed_(\d+))?(?:_len_(\d+))?")
 
 

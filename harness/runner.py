@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import evaluation, faults, interrupts, liveness, steps
+from harness import evaluation, faults, interrupts, liveness, plan, steps
 from harness.events import Events
 from harness.provenance import cell_params, cell_tags, environment_tags
 from harness.results import (
@@ -102,14 +102,16 @@ class Runner:
         frontiers = list(suite.frontiers if frontiers is None else frontiers)
         self.spread.start()
         experiment_id = self.tracker.experiment_id(suite.name)
-        self.events.start(f"suite {suite.name}", len(cells) + len(frontiers))
+        self.events.start(
+            f"suite {suite.name}", plan.units_work(cells, frontiers), self.spread.units
+        )
         if self.spread.units > 1:
             return self._run_side_by_side(experiment_id, cells, frontiers)
         outcomes = []
         for index, cell in enumerate(cells):
             interrupts.check()
             outcomes.append(self.run_cell(experiment_id, cell, f"[{index + 1}/{len(cells)}]"))
-            self.events.unit_done("")
+            self.events.unit_done(cell.key)
         return outcomes, [self._frontier_unit(experiment_id, spec) for spec in frontiers]
 
     def _run_side_by_side(self, experiment_id, cells, frontiers):
@@ -118,7 +120,7 @@ class Runner:
         def cell_unit(index_cell):
             index, cell = index_cell
             outcome = self.run_cell(experiment_id, cell, f"[{index + 1}/{len(cells)}]")
-            self.events.unit_done("")
+            self.events.unit_done(cell.key)
             return outcome
 
         with ThreadPoolExecutor(self.spread.units, thread_name_prefix="unit") as units:
@@ -132,12 +134,15 @@ class Runner:
         """One frontier as a unit of the suite's progress, its bracket on the progress line."""
         outcome = self.run_frontier(experiment_id, spec)
         bracket = outcome.result.bracket.text() if outcome.result else "-"
-        self.events.unit_done(f"{spec.label}: {bracket} ({outcome.action})")
+        self.events.unit_done(spec.key, f"{spec.label}: {bracket} ({outcome.action})")
         return outcome
 
     # -- the five steps -------------------------------------------------------------------
-    def run_cell(self, experiment_id: str, cell: Cell, where: str = "") -> CellOutcome:
-        self.events.cell_start(cell, where)
+    def run_cell(
+        self, experiment_id: str, cell: Cell, where: str = "", unit: str | None = None
+    ) -> CellOutcome:
+        """One cell; `unit`, the key of the unit it belongs to, is its own unless given."""
+        self.events.cell_start(cell, where, unit or cell.key)
         outcome = self._run_cell(experiment_id, cell)
         self.events.cell_end(cell, where, outcome)
         return outcome
@@ -279,7 +284,7 @@ class Runner:
         try:
             while True:
                 interrupts.check()
-                outcome = self.run_cell(experiment_id, spec.cell(ask), "[frontier]")
+                outcome = self.run_cell(experiment_id, spec.cell(ask), "[frontier]", spec.key)
                 steps_so_far.append(frontier.Step.of(ask, outcome.result))
                 frontier.record_step(self.tracker, run_id, steps_so_far)
                 self.events.frontier_step(spec, steps_so_far[-1])

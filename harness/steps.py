@@ -108,8 +108,10 @@ def best(resolved: Resolved, tuner, folder: Path, retrain: bool) -> evaluation.E
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model = tuner.get_best_models(1)[0]
     values = resolved.space.complete(dict(best_trial.hyperparameters.values))
-    score = evaluation.evaluate if retrain else evaluation.score_best
-    found = score(resolved, model, values, folder)
+    if retrain:
+        found = evaluation.evaluate(resolved, model, values, folder, tuner.on_trial)
+    else:
+        found = evaluation.score_best(resolved, model, values, folder)
     found.best_trial, found.best_val_score = best_trial.trial_id, float(best_trial.score)
     return found
 

@@ -185,6 +185,9 @@ class Suite:
     cells: tuple[Cell, ...] = field(default_factory=tuple)
     source: str = ""
     frontiers: tuple[FrontierSpec, ...] = field(default_factory=tuple)
+    parts: dict[str, frozenset[str]] = field(default_factory=dict)
+    """The keys of the cells and frontiers of each part a block names (`part = "..."`), so
+    that one command runs one part of a long suite (`--part`)."""
 
 
 def suite_path(name_or_path: str) -> Path:
@@ -246,17 +249,33 @@ def parse_suite(data: dict, source: str) -> Suite:
             "or [[frontier]] block (tasks, families)"
         )
     cells: list[Cell] = []
+    parts: dict[str, set[str]] = {}
     for i, block in enumerate(blocks):
-        cells.extend(_parse_block(block, budget, seed, extra_seeds, where, f"cells[{i}]"))
+        found = _parse_block(block, budget, seed, extra_seeds, where, f"cells[{i}]")
+        _add_part(parts, block, found, where, f"cells[{i}]")
+        cells.extend(found)
     if len({c.key for c in cells}) != len(cells):
         raise UserError(f"{where}: the same cell (task, length, family) is listed twice")
     frontiers: list[FrontierSpec] = []
     for i, block in enumerate(frontier_blocks):
-        frontiers.extend(_parse_frontier(block, budget, seed, where, f"frontier[{i}]"))
+        found = _parse_frontier(block, budget, seed, where, f"frontier[{i}]")
+        _add_part(parts, block, found, where, f"frontier[{i}]")
+        frontiers.extend(found)
     if len({f.key for f in frontiers}) != len(frontiers):
         raise UserError(f"{where}: the same frontier (task, family, settings) is listed twice")
     description = str(data.get("description", ""))
-    return Suite(name, description, tuple(cells), source, tuple(frontiers))
+    frozen = {part: frozenset(keys) for part, keys in parts.items()}
+    return Suite(name, description, tuple(cells), source, tuple(frontiers), frozen)
+
+
+def _add_part(parts: dict[str, set[str]], block, units, where: str, key: str) -> None:
+    """File the block's units (cells or frontiers) under its `part`, if it names one."""
+    part = block.get("part")
+    if part is None:
+        return
+    if not isinstance(part, str) or not part.replace("_", "").replace("-", "").isalnum():
+        raise UserError(f"{where}: key '{key}.part' must be a name (letters, digits, - or _)")
+    parts.setdefault(part, set()).update(unit.key for unit in units)
 
 
 def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
@@ -285,7 +304,7 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
     if not isinstance(block, dict):
         raise UserError(f"{where}: '{key}' must be a table")
     _no_unknown_keys(
-        block, {"tasks", "lengths", "families", "eval_lengths", "budget"}, where, f"{key}."
+        block, {"tasks", "lengths", "families", "eval_lengths", "budget", "part"}, where, f"{key}."
     )
     for required in ("tasks", "lengths", "families"):
         if not isinstance(block.get(required), list) or not block[required]:
@@ -317,7 +336,9 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
     return cells
 
 
-FRONTIER_KEYS = {"tasks", "families", "min_length", "max_length", "resolution", "seeds", "budget"}
+FRONTIER_KEYS = {
+    "tasks", "families", "min_length", "max_length", "resolution", "seeds", "budget", "part"
+}  # fmt: skip
 
 
 def _parse_frontier(block, budget, seed, where, key) -> list[FrontierSpec]:

@@ -120,9 +120,13 @@ class TrackedTuner(kt_compat.EpochCallbacks):
 
     def _tracked_trial(self, trial, *args, **kwargs):
         run_id = self._open_trial_run(trial)
-        watch = TrialWatch(self.tracker, run_id, self.task, self.length)
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), watch]
         worker = self.tuner_id if os.environ.get("KERASTUNER_ORACLE_IP") else None
+
+        def on_epoch(**epoch):
+            self.on_trial("epoch", run=f"trial {trial.trial_id}", worker=worker, **epoch)
+
+        watch = TrialWatch(self.tracker, run_id, self.task, self.length, on_epoch)
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), watch]
         self.on_trial("start", trial_id=trial.trial_id, worker=worker)
         started = time.perf_counter()
         try:

@@ -179,14 +179,21 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def default_sigint() -> None:
+    """In a child about to start: Ctrl-C's default action, which a test's SIGINT relies on
+    (a shell starts background jobs with SIGINT ignored, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_harness(*args: str, cwd: Path, log: str, env: dict | None = None) -> subprocess.Popen:
     """Start `harness ARGS` in `cwd` in the background; its output goes to `cwd/log`."""
     full_env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO), **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
     with open(cwd / log, "w") as out:
         return subprocess.Popen(
-            [*HARNESS, *args], cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT
-        )
+            [*HARNESS, *args], cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=default_sigint,
+        )  # fmt: skip
 
 
 def wait_for_output(process: subprocess.Popen, log: Path, text: str, timeout: float) -> None:

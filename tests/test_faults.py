@@ -253,6 +253,8 @@ def test_a_run_killed_mid_trial_leaves_no_running_run_after_its_resume(workdir):
     running = runs[runs["status"] == "RUNNING"]
     assert set(running["tags.harness.kind"]) == {"cell", "trial"}
     assert set(running["tags.harness.pid"]) == {str(process.pid)}
+    status = harness("status", "--experiment", "phantom", cwd=workdir, check=True).stdout
+    assert "trial 0: its process has died (a resume reruns it)" in status, status
     harness(*args, cwd=workdir, check=True)
     runs = all_runs(store_uri(workdir), "phantom")
     assert "RUNNING" not in set(runs["status"]), runs[["status", "tags.harness.kind"]]

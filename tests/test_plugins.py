@@ -72,6 +72,7 @@ def cells(folder: Path, experiment: str = "adhoc"):
     return runs[runs["tags.harness.kind"] == "cell"]
 
 
+@pytest.mark.slow
 def test_readmes_family_and_your_own_task_run_in_worker_processes_cached_and_verify(plugin_dir):
     """A suite of both plug-ins in two worker processes; then `status` (which keys the suite's
     cells as `run` does) shows that a comment keeps the cell and an edit makes a new one."""

@@ -52,7 +52,21 @@ def store(tmp_path_factory) -> Path:
         "--eval-length", "40", "--extra-seed", "1", "--experiment", EXPERIMENT, cwd=folder,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    (folder / "run.log").write_text(result.stdout)
     return folder
+
+
+def test_the_run_that_made_the_store_printed_every_epoch_and_the_time_left(store):
+    """Its trials' and its retrain's epochs (k of N, validation score, seconds), and after
+    each cell the run's units and the time left (the run's display, harness/progress.py)."""
+    out = (store / "run.log").read_text()
+    for length in LENGTHS:
+        for run in ("trial 0", "trial 1", "retrain seed 1"):
+            for epoch in (1, 2):
+                line = rf"adding L={length} {FAMILY}: {run} epoch {epoch} of 2, validation "
+                assert re.search(line + r"[\d.]+, [\d.]+ s per epoch", out), out
+    assert re.search(r": 1 done, 0 running, 1 left, at most about \d+ s to go", out), out
+    assert out.splitlines()[-1] != "" and "2 done, 0 running, 0 left" in out, out
 
 
 @pytest.fixture(scope="module")
@@ -499,9 +513,11 @@ def headings(text: str, level: int = 2) -> list[str]:
     return [line[level + 1 :] for line in text.splitlines() if line.startswith("#" * level + " ")]
 
 
-def test_the_frontier_section_comes_first_with_a_table_per_budget(copy):
-    """Brackets by budget (task rows, family columns), their confirmations apart, a figure per
-    task in markdown and HTML; the confirming cells are no per-length budget of their own."""
+def test_the_frontier_matrix_comes_first_one_table_per_parameter_budget(copy):
+    """Brackets of one parameter budget in one table (family rows, a column per task and
+    training budget, lettered in the caption), confirmations apart, the matrix's figure and
+    one per task in markdown and HTML; an entry links to its cell's row of the runs table;
+    the confirming cells are no budget of their own."""
     add_frontier(copy, "adding", "gru", lambda L: L <= 40, ADDING)
     add_frontier(copy, "adding", "simple_rnn", lambda L: L <= 10, ADDING)
     add_frontier(copy, "first_token", "gru", lambda L: L <= 20, FIRST_TOKEN)
@@ -510,7 +526,7 @@ def test_the_frontier_section_comes_first_with_a_table_per_budget(copy):
     adding, first_token = (budget_key({**BUDGET, **b}, 0, []) for b in (ADDING, FIRST_TOKEN))
     confirming = [budget_key({**BUDGET, **b}, 1, []) for b in (ADDING, FIRST_TOKEN)]
     titles = headings(text)
-    assert titles[:2] == ["How to read it", "Frontier"]
+    assert titles[:2] == ["Frontier", "How to read it"]
     assert {f"Budget {key}" for key in (adding, first_token)} <= set(titles[2:])
     assert all(t.startswith("Budget ") for t in titles[2:]) and len(titles) == 5
     assert not {f"Budget {key}" for key in confirming} & set(titles)
@@ -518,36 +534,63 @@ def test_the_frontier_section_comes_first_with_a_table_per_budget(copy):
 
     section = section_text(text, "Frontier")
     tables = md_tables(section)
-    assert [caption.split(":")[0] for caption, _ in tables] == [
-        f"Budget {adding}", f"Confirmations, budget {confirming[0]}",
-        f"Budget {first_token}", f"Confirmations, budget {confirming[1]}",
+    assert [caption.split(".")[0].split(":")[0] for caption, _ in tables] == [
+        "Frontier matrix, 5,000 parameters", f"Confirmations, budget {confirming[0]}",
+        f"Confirmations, budget {confirming[1]}",
     ]  # fmt: skip
+    training = "random search, 3 trials x up to {} epochs, batch 64, 512 / 64 / 64 train / " \
+        "validation / test sequences, 1 seed."  # fmt: skip
     assert tables[0] == (
-        f"Budget {adding}: 5,000 parameters, random search, 3 trials x up to 8 epochs, batch 64, "
-        "512 / 64 / 64 train / validation / test sequences, 1 seed.",
-        [["task", "gru", "simple_rnn"], ["adding", "[40, 57)", "[10, 15)"]],
+        f"Frontier matrix, 5,000 parameters. (a): {training.format(8)} (b): {training.format(6)}",
+        [
+            ["family", "adding (a)", "first_token (b)"],
+            ["bigru", "", "≥ 80 (1/1)"],
+            ["gru", "[40, 57) (1/1)", "[20, 29) (1/1)"],
+            ["simple_rnn", "[10, 15) (1/1)", ""],
+        ],
     )
-    assert "up to 6 epochs" in tables[2][0] and tables[2][0].endswith(", 1 seed.")
-    assert tables[2][1] == [["task", "bigru", "gru"], ["first_token", "≥ 80", "[20, 29)"]]
     assert "the budget above with 1 seed from search seed 1" in tables[1][0]
     header = ["task", "family", "length", "score", "solved bar", "run"]
     assert [row[:5] for row in tables[1][1]] == [
         header[:5], ["adding", "gru", "L=57", "0.2", "≤ 0.01"],
         ["adding", "simple_rnn", "L=15", "0.2", "≤ 0.01"],
     ]  # fmt: skip
-    assert [row[:5] for row in tables[3][1]] == [
+    assert [row[:5] for row in tables[2][1]] == [
         header[:5], ["first_token", "gru", "L=29", "0.1", "≥ 0.95"]
     ]  # fmt: skip
 
-    files = [f"frontier_adding_{adding}.png", f"frontier_first_token_{first_token}.png"]
+    files = [
+        figure_file("frontier_matrix", "all", "5000"),
+        f"frontier_adding_{adding}.png",
+        f"frontier_first_token_{first_token}.png",
+    ]
     assert [f for f in files if f"](figures/{f})" in section] == files
     page = (copy / "index.html").read_text()
-    frontier_html = page[page.index("<h2>Frontier</h2>") : page.index("<h2>Budget ")]
+    frontier_html = page[page.index("<h2>Frontier</h2>") : page.index("<h2>How to read it</h2>")]
     assert re.findall(r'data-file="(frontier_[^"]+)"', frontier_html) == files
-    assert frontier_html.count("<table>") == 4
-    assert page.index("<h2>How to read it</h2>") < page.index("<h2>Frontier</h2>")
+    assert frontier_html.count("<table>") == 3
     for name in files:
         assert (copy / "figures" / name).is_file()
+    links = re.findall(r'<a href="#(run-[0-9a-f]+)">\[40, 57\) \(1/1\)</a>', frontier_html)
+    assert len(links) == 1 and page.count(f'<tr id="{links[0]}">') == 1
+    row = page[page.index(f'<tr id="{links[0]}">') :].split("</tr>")[0]
+    assert "<td>gru</td><td>40</td>" in row  # the longest solved cell's row
+
+
+def test_a_matrix_column_holds_one_training_budget_and_fixed_cells_show_scores(copy):
+    """The same task under two training budgets is two columns; cells of the parameter
+    budget that no frontier probed are columns of their own, with their mean score."""
+    add_frontier(copy, "adding", "gru", lambda L: L <= 40, ADDING)
+    add_frontier(copy, "adding", "gru", lambda L: L <= 80, {**ADDING, "epochs": 32})
+    add_cell(copy, "lstm", 64, {"test_score": 0.004}, budget=ADDING)
+    caption, rows = md_tables(section_text(build(copy), "Frontier"))[0]
+    assert rows == [
+        ["family", "adding (a)", "adding (b)", "adding L=64 (a)"],
+        ["gru", "[40, 57) (1/1)", "≥ 80 (1/1)", ""],
+        ["lstm", "", "", "0.004 ✓"],
+    ]
+    assert "(a): random search, 3 trials x up to 8 epochs" in caption
+    assert "(b): random search, 3 trials x up to 32 epochs" in caption
 
 
 def test_a_frontier_figure_names_its_task_slugged():
@@ -557,7 +600,7 @@ def test_a_frontier_figure_names_its_task_slugged():
     found = FrontierResult("r" * 32, task, "gru", "k", dict(BUDGET), 0, 1, bracket, True)
     section = frontier_section([found], {})
     name = figure_file("frontier", task, "k")
-    assert [file for file, _, _ in section.figures] == [name]
+    assert [file for file, kind, _ in section.figures if kind == "frontier"] == [name]
     assert re.fullmatch(r"frontier_my_tasks_odd\.py_Odd-[0-9a-f]{8}_k\.png", name)
 
 
@@ -654,7 +697,7 @@ def test_the_readme_block_is_the_frontier_tables_and_a_link(copy):
     tables = [line for line in frontier.splitlines() if line.startswith("|")]
     assert block.startswith("### Frontier\n\nThe longest length each family solves")
     assert [line for line in block.splitlines() if line.startswith("|")] == tables
-    assert "| adding | [40, 57) |" in tables and "Confirmations, budget" in block
+    assert "| gru | [40, 57) (1/1) |" in tables and "Confirmations, budget" in block
     assert "![" not in block and "Budget " + budget_key(BUDGET, 0, []) not in block
     assert "### Budget" not in block and "## Budget" in leaderboard
     assert block.endswith(

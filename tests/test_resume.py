@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -52,9 +53,13 @@ def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(workdir, fault)
 
 @pytest.mark.slow
 def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
-    args = ["run", *tiny_cell(max_trials=TRIALS, n_train=4096), "--experiment", "resume"]
+    """Also: `harness status` on the store being written shows the running trial's epoch."""
+    args = ["run", *tiny_cell(epochs=10, max_trials=TRIALS, n_train=4096), "--experiment", "resume"]
     process = start_harness(*args, cwd=workdir, log="run.log")
-    wait_for_output(process, workdir / "run.log", "trial 0 running", timeout=300)
+    wait_for_output(process, workdir / "run.log", "trial 0 epoch 1 of 10", timeout=300)
+    status = harness("status", "--experiment", "resume", cwd=workdir, check=True).stdout
+    epoch = r"epoch \d+ of 10, validation [\d.]+, [\d.]+ s per epoch"
+    assert re.search(rf"running: adding L=8 gru trial \d: ({epoch}|starting)", status), status
     process.send_signal(signal.SIGINT)
     process.wait(timeout=120)
     output = (workdir / "run.log").read_text()

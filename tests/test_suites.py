@@ -6,7 +6,7 @@ import pytest
 
 from harness.errors import UserError
 from harness.suites import Budget, Cell, bundled_suites, load_suite
-from tests.conftest import harness, write_suite
+from tests.conftest import harness, one_error_line, write_suite
 
 GOOD_BLOCK = {"tasks": ["adding"], "lengths": [10], "families": ["gru"]}
 
@@ -58,10 +58,37 @@ def test_eval_lengths_keep_only_longer_ones(tmp_path):
     assert cells == {10: (20, 80), 40: (80,)}
 
 
+def test_parts_select_their_blocks_and_leave_the_keys_alone(tmp_path):
+    """`part = NAME` files a block's cells and frontiers under NAME; a part changes no key."""
+    from harness.cells import select_cells
+
+    text = (
+        'name = "s"\n[[cells]]\ntasks = ["adding"]\nlengths = [10]\nfamilies = ["gru"]\n'
+        'part = "a"\n[[cells]]\ntasks = ["adding"]\nlengths = [20]\nfamilies = ["gru"]\n'
+        '[[frontier]]\ntasks = ["adding"]\nfamilies = ["lstm"]\npart = "b"\n'
+    )
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    suite = load_suite(str(path))
+    (tmp_path / "p.toml").write_text(text.replace('part = "a"\n', "", 1))
+    assert suite.cells[0].key == load_suite(str(tmp_path / "p.toml")).cells[0].key
+    _, cells, frontiers = select_cells(str(path), (), (), (), {}, None, None, None, "a")
+    assert [c.length for c in cells] == [10] and frontiers == []
+    _, cells, frontiers = select_cells(str(path), (), (), (), {}, None, None, None, "b")
+    assert cells == [] and [f.family for f in frontiers] == ["lstm"]
+    result = harness("run", "--suite", str(path), "--part", "c", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "mlflow.db").exists()
+    assert one_error_line(result) == "error: unknown part 'c' of suite 's': accepted a, b"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("name = [", "not valid TOML"),
+        (
+            '[[cells]]\ntasks=["adding"]\nlengths=[10]\nfamilies=["gru"]\npart = "a b"\n',
+            "key 'cells[0].part' must be a name",
+        ),
         ('name = "s"\n', "[[cells]]"),
         (
             'name = "s"\nbogus = 1\n[[cells]]\ntasks=["adding"]\nlengths=[10]\nfamilies=["gru"]\n',

@@ -45,6 +45,32 @@ def parent(folder: Path):
     return run
 
 
+def test_an_archived_store_verifies_clean_where_it_is_unpacked(store, tmp_path):
+    """scripts/store_archive.py: the store and its models in one file, unpacked elsewhere
+    with every run's artifacts pointing there."""
+    script = [sys.executable, str(REPO / "scripts" / "store_archive.py")]
+    archive = tmp_path / "store.tar.gz"
+    packed = subprocess.run(
+        [*script, "pack", str(archive), "--store", str(store), "--experiment", EXPERIMENT],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert packed.returncode == 0 and archive.is_file(), packed.stderr
+    into = tmp_path / "published"
+    unpacked = subprocess.run(
+        [*script, "unpack", str(archive), "--store", str(into)], capture_output=True, text=True
+    )
+    assert unpacked.returncode == 0, unpacked.stderr
+    assert "3 runs' artifacts repointed" in unpacked.stdout  # the cell's and its 2 trials'
+    runs = client(into).search_runs([client(into).get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert all(run.info.artifact_uri.startswith(into.resolve().as_uri()) for run in runs)
+    result = verify(store_uri(into))
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = subprocess.run(
+        [*script, "unpack", str(archive), "--store", str(into)], capture_output=True, text=True
+    )
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "exists" in again.stderr
+
+
 def test_a_real_store_verifies_clean(store):
     result = verify(store_uri(store))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -22,7 +22,8 @@ def status(
     experiment: ReadExperiment = None,
     tracking_uri: TrackingUri = None,
 ):
-    """Show each cell: done, partial (k of n trials), diverged, failed or not started.
+    """Show each cell: done, partial (k of n trials), diverged, failed or not started, and
+    each running trial's epoch, validation score and seconds per epoch.
 
     Read from the tracking store alone, so it shows the progress of every
     machine and shard logging to it.
@@ -35,6 +36,7 @@ def status(
     table = Table("cell", "state", "trials", "test score", title=f"experiment {name}")
     counts: dict[str, int] = {}
     trials_done = trials_planned = 0
+    running: list[str] = []
     listed = plan.cells if plan and not plan.frontiers else None  # frontiers pick cells as they go
     for found in cell_states(tracker, name, listed):
         counts[found.state] = counts.get(found.state, 0) + 1
@@ -45,7 +47,10 @@ def status(
         table.add_row(
             found.label, found.state, f"{found.trials_done} of {found.trials_planned}", score
         )
+        running += [f"running: {found.label} {line}" for line in found.running]
     out.print(table)
+    for line in running:
+        out.print(line, highlight=False, markup=False)
     for line in frontier_states(tracker, name):
         out.print(line, highlight=False)
     cells_line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
@@ -100,6 +105,13 @@ def report(
             help="Also refresh the leaderboard between the markers of ./README.md.",
         ),
     ] = False,
+    readme_block: Annotated[
+        str,
+        typer.Option(
+            help="Which README block --update-readme refreshes: the one between "
+            "<!-- NAME:start --> and <!-- NAME:end -->.",
+        ),
+    ] = "leaderboard",
 ):
     """Write leaderboard.md, index.html and figures from the MLflow store alone."""
     from harness import frontier_report
@@ -120,9 +132,10 @@ def report(
         highlight=False,
     )
     if readme:
-        changed = reporting.update_readme(Path("README.md"), written.leaderboard)
+        changed = reporting.update_readme(Path("README.md"), written.leaderboard, readme_block)
         out.print(
-            f"README.md: leaderboard {'updated' if changed else 'unchanged'}", highlight=False
+            f"README.md: {readme_block} block {'updated' if changed else 'unchanged'}",
+            highlight=False,
         )
 
 

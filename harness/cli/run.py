@@ -56,6 +56,9 @@ def run(
         typer.Option(help="Chief: drop a worker silent this many seconds (default 60)."),
     ] = None,
     workers: WorkersOption = "auto",
+    part: Annotated[
+        str | None, typer.Option(help="Run only the blocks of the suite marked part = NAME.")
+    ] = None,
 ):
     """Run a suite, or single cells given by flags: one Keras Tuner search per cell.
 
@@ -67,11 +70,11 @@ def run(
 
     cluster = parse_cluster(chief, worker, worker_timeout)
     plan, cells, frontiers = select_cells(
-        suite, task, length, family, budget, seed, extra_seed, eval_length
+        suite, task, length, family, budget, seed, extra_seed, eval_length, part
     )
     if shard is not None:
-        part = parse_shard(shard)
-        cells, frontiers = shard_cells(cells, *part), shard_cells(frontiers, *part)
+        mine = parse_shard(shard)
+        cells, frontiers = shard_cells(cells, *mine), shard_cells(frontiers, *mine)
     if cluster is not None and frontiers:
         raise UserError(
             "frontiers choose their cells as they go, so --chief/--worker cannot share them: "

@@ -46,6 +46,9 @@ CAPTIONS = {
     "hindsight": "Hindsight: the task's score versus length, the mean over seeds with their "
     "spread, forward families solid, bidirectional dashed; dashed black: the trivial baseline, "
     "dotted: the solved bar, circled: solved.",
+    "frontier_matrix": "The frontier matrix: each family's longest solved length per column "
+    "as a colour (log scale; grey: none solved, or a column of fixed-length cells), the "
+    "table's entry written on it.",
     "frontier": "The frontier: every length probed for each family, filled where the cell was "
     "solved, hollow where it failed (log-scaled length); the bar spans the bracket between the "
     "longest solved and the shortest failed length.",
@@ -170,7 +173,8 @@ Feature = Callable[[Results], Shown | None]
 
 
 def leaderboard(results: Results, features: Sequence[Feature] = ()) -> Document:
-    """The leaderboard document: the features' sections first, then a group of tables per
+    """The leaderboard document: the features' sections first (the frontier matrix leads),
+    how to read it, then a group of tables per
     budget (a budget whose cells a feature's section all shows is left to that section)."""
     shown = [found for feature in features if (found := feature(results)) is not None]
     apart_runs = set().union(*(found.cells for found in shown))
@@ -192,8 +196,8 @@ def leaderboard(results: Results, features: Sequence[Feature] = ()) -> Document:
         machines(results.cells),
         captions=dict(CAPTIONS),
     )
-    doc.sections.append(Section("How to read it", [HOW_TO_READ, *notes(results)]))
     doc.sections += [found.section for found in shown]
+    doc.sections.append(Section("How to read it", [HOW_TO_READ, *notes(results)]))
     for key, label, cells in groups:
         group = Section(f"Budget {key}", [f"{label}; {len(cells)} cells."])
         tasks = sorted({c.task for c in cells})

@@ -19,7 +19,6 @@ from pathlib import Path
 from harness.errors import UserError
 from harness.report.tables import Section, Table
 
-START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
 IMAGE_CHECK = (
     'window.addEventListener("load", function () {\n'
     "  var images = Array.prototype.slice.call(document.images);\n"
@@ -120,8 +119,13 @@ def _html_table(table: Table) -> str:
         for c, value in enumerate(row):
             title = table.titles.get((r, c))
             attribute = f' title="{html.escape(title)}"' if title else ""
-            cells.append(f"<td{attribute}>{html.escape(str(value))}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>\n")
+            text = html.escape(str(value))
+            if (r, c) in table.links:
+                text = f'<a href="#{html.escape(table.links[(r, c)])}">{text}</a>'
+            cells.append(f"<td{attribute}>{text}</td>")
+        anchor = table.anchors.get(r)
+        start = f'<tr id="{html.escape(anchor)}">' if anchor else "<tr>"
+        rows.append(start + "".join(cells) + "</tr>\n")
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{''.join(rows)}</tbody>\n</table>"
 
 
@@ -226,11 +230,17 @@ def write(
 # -- README ---------------------------------------------------------------------------------
 
 
-def has_markers(readme: Path) -> bool:
+def markers(block: str) -> tuple[str, str]:
+    """The comments that hold README's block `block` ("leaderboard", "study")."""
+    return f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+
+
+def has_markers(readme: Path, block: str = "leaderboard") -> bool:
     if not readme.is_file():
         return False
     text = readme.read_text(encoding="utf-8")
-    return START in text and END in text and text.index(START) < text.index(END)
+    start, end = markers(block)
+    return start in text and end in text and text.index(start) < text.index(end)
 
 
 FRONTIER = "## Frontier"
@@ -259,20 +269,21 @@ def readme_block(leaderboard: str, link: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(shown)).strip()
 
 
-def update_readme(readme: Path, leaderboard: Path) -> bool:
+def update_readme(readme: Path, leaderboard: Path, block: str = "leaderboard") -> bool:
     """Refresh README's block between its markers (`readme_block`); True when it changed."""
-    if not has_markers(readme):
+    start, end = markers(block)
+    if not has_markers(readme, block):
         raise UserError(
-            f"'{readme}' has no '{START}' ... '{END}' markers: add them to the "
-            "README where the leaderboard goes"
+            f"'{readme}' has no '{start}' ... '{end}' markers: add them to the "
+            f"README where the {block} block goes"
         )
     if not leaderboard.is_file():
         raise UserError(f"leaderboard '{leaderboard}' does not exist: run `harness report` first")
     link = Path(os.path.relpath(leaderboard.resolve(), readme.resolve().parent)).as_posix()
     text = readme.read_text(encoding="utf-8")
-    head, rest = text.split(START, 1)
-    block = readme_block(leaderboard.read_text(encoding="utf-8"), link)
-    new = f"{head}{START}\n{block}\n{END}{rest.split(END, 1)[1]}"
+    head, rest = text.split(start, 1)
+    shown = readme_block(leaderboard.read_text(encoding="utf-8"), link)
+    new = f"{head}{start}\n{shown}\n{end}{rest.split(end, 1)[1]}"
     if new != text:
         _write(readme, new.encode())
     return new != text

@@ -35,6 +35,10 @@ class Table:
     rows: list[list[str]]
     titles: dict[tuple[int, int], str] = field(default_factory=dict)
     """Optional notes on single cells, (row, column) -> text (a tooltip in HTML)."""
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
+    """Optional links of single cells, (row, column) -> an anchor of the page (HTML only)."""
+    anchors: dict[int, str] = field(default_factory=dict)
+    """Optional anchors of rows, row -> the name links reach it by (HTML only)."""
 
 
 @dataclass
@@ -170,10 +174,16 @@ def cost_table(cells: list[CellResult]) -> Table:
     return table
 
 
+def run_anchor(run_id: str) -> str:
+    """The HTML anchor of a cell run's row in its runs table."""
+    return f"run-{run_id}"
+
+
 def runs_table(cells: list[CellResult]) -> Table:
-    """The run behind each score, to open in the MLflow UI."""
+    """The run behind each score, to open in the MLflow UI (each row anchored by its run)."""
     table = Table(["family", "length", "run", "state", "trials done", "seeds", "machine"], [])
     for cell in sorted(cells, key=lambda c: (c.family, c.length)):
+        table.anchors[len(table.rows)] = run_anchor(cell.run_id)
         trials = cell.get(TRIALS_COMPLETED)
         table.rows.append(
             [
