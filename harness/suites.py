@@ -193,7 +193,7 @@ class Suite:
 def suite_path(name_or_path: str) -> Path:
     """A bundled suite name (suites/NAME.toml) or a path to a TOML file."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise UserError(f"suite file '{name_or_path}' does not exist")
         return path
