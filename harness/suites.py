@@ -25,12 +25,13 @@ A suite file looks like:
     resolution = 0.25        # stop when longest solved x (1 + resolution) >= shortest failed
     seeds = 2                # seeds per probed cell: the search's and seeds - 1 retrains
     budget = { params = 10000 }
+    part = "memory"          # optional, any block: `harness run --part memory` runs its part
 
 A suite needs at least one [[cells]] or [[frontier]] block; `params` in a budget sets
 each family's width from a parameter budget (search_spaces/base.py).
 
 The dataclasses a suite reads into (Budget, Cell, FrontierSpec) and the parser that
-checks every key stay in this one module (about 420 lines) on purpose: a suite file's
+checks every key stay in this one module (about 440 lines) on purpose: a suite file's
 keys, their defaults and their errors are read in one place.
 """
 

@@ -3,7 +3,8 @@ folder (reports/probes/ by `make probes`), apart from the leaderboard.
 
 Each section reads what its probe recorded (harness/probes/cost.py, gradients.py,
 rotation.py) and draws with the report's kit (harness/figures.py); harness/report/
-imports no probe back.
+imports no probe back. The three sections stay in this one module (about 420 lines): a
+probe's record and the page that shows it change together, and the page is one.
 """
 
 from __future__ import annotations
