@@ -118,9 +118,10 @@ def check_budgets(items) -> None:
     from search_spaces import get_space
     from tasks import get_task
 
-    for task, family, params in dict.fromkeys((i.task, i.family, i.budget.params) for i in items):
+    wanted = ((i.task, i.family, i.budget.params, i.budget.fixed) for i in items)
+    for task, family, params, fixed in dict.fromkeys(wanted):
         try:
-            get_space(family, get_task(task), params)
+            get_space(family, get_task(task), params, dict(fixed) if fixed else None)
         except USER_ERRORS as err:
             raise UserError(f"command-line flags: {err}") from None
 

@@ -131,7 +131,7 @@ def cell_params(cell, task) -> dict[str, str]:
     if roots:  # your own task or family: where verify imports it from
         params[CODE_ROOTS] = roots
     params.update({f"budget.{k}": v for k, v in cell.as_dict()["budget"].items() if v is not None})
-    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
+    return {k: json.dumps(v) if isinstance(v, list | tuple) else v for k, v in params.items()}
 
 
 def plugin_roots(*names: str) -> list[str]:

@@ -275,6 +275,9 @@ def budget_label(budget: dict, seeds: int, seed: int = 0) -> str:
         parts.append(f"{budget['executions_per_trial']} executions per trial")
     if budget.get("params"):
         parts.insert(0, f"{budget['params']:,} parameters")
+    if budget.get("fixed"):
+        fixed = ", ".join(f"{name} {value}" for name, value in budget["fixed"])
+        parts.insert(1 if budget.get("params") else 0, f"every family at {fixed}")
     parts.append(
         f"{seeds} seed{'s' * (seeds != 1)}" + (f" from search seed {seed}" if seed else "")
     )

@@ -48,7 +48,7 @@ def resolve(cell: Cell, workdir: Path) -> Resolved:
     from tasks import get_task
 
     task = get_task(cell.task)
-    space = get_space(cell.family, task, cell.budget.params)
+    space = get_space(cell.family, task, cell.budget.params, cell.budget.fixed_values)
     return Resolved(cell, task, space, workdir / "tuners" / cell.key, workdir / "cache")
 
 

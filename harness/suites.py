@@ -8,6 +8,7 @@ A suite file looks like:
     tuner = "random"         # random | bayesian | hyperband
     max_trials = 3
     epochs = 6
+    fixed = { depth = 2 }    # optional: hyperparameters every family takes at one value
     [seeds]
     search = 0               # data, tuner and initialisation seed of the search
     extra = [1, 2]           # retrain the best hyperparameters with these seeds
@@ -67,6 +68,13 @@ class Budget:
     n_test: int = 1024
     params: int | None = None
     """A parameter budget: each family's width is set so its model has this many."""
+    fixed: tuple[tuple[str, object], ...] | None = None
+    """Hyperparameters every family takes at one value, not searched ((name, value) pairs,
+    sorted; `fixed = { depth = 2 }` in a suite), e.g. the depth a task needs."""
+
+    @property
+    def fixed_values(self) -> dict | None:
+        return dict(self.fixed) if self.fixed else None
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,11 @@ class FrontierSpec:
             "resolution": self.resolution,
         }
         params.update({f"budget.{k}": v for k, v in asdict(self.budget).items() if v is not None})
-        return {k: v for k, v in params.items() if v is not None}
+        return {
+            k: json.dumps(v) if isinstance(v, list | tuple) else v
+            for k, v in params.items()
+            if v is not None
+        }
 
     def tags(self) -> dict[str, str]:
         return {KIND: FRONTIER, FRONTIER_KEY: self.key, BUDGET_KEY: self.budget_key}
@@ -287,6 +299,9 @@ def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
     _no_unknown_keys(table, allowed, where, f"{key}.")
     changes = {}
     for name, value in table.items():
+        if name == "fixed":
+            changes[name] = _fixed(value, where, f"{key}.fixed")
+            continue
         if name == "tuner":
             if value not in TUNERS:
                 raise UserError(f"{where}: key '{key}.tuner': {unknown('tuner', value, TUNERS)}")
@@ -296,6 +311,16 @@ def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
             )
         changes[name] = value
     return replace(base, **changes)
+
+
+def _fixed(table: object, where: str, key: str) -> tuple[tuple[str, object], ...]:
+    """A `fixed` table as sorted (name, value) pairs of numbers, booleans or strings."""
+    if not isinstance(table, dict) or not table:
+        raise UserError(f"{where}: key '{key}' must be a table of hyperparameter = value")
+    for name, value in table.items():
+        if not isinstance(value, int | float | bool | str):
+            raise UserError(f"{where}: key '{key}.{name}' must be a number, boolean or string")
+    return tuple(sorted(table.items()))
 
 
 def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
@@ -325,7 +350,7 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
             raise UserError(f"{where}: key '{key}': {err}") from None
         for family in block["families"]:
             try:  # an unknown family, your own that breaks the contract, a budget out of reach
-                get_space(family, task, block_budget.params)
+                get_space(family, task, block_budget.params, block_budget.fixed_values)
             except USER_ERRORS as err:
                 raise UserError(f"{where}: key '{key}.families': {err}") from None
             code = cell_code(task_name, family)
@@ -395,7 +420,7 @@ def frontier_specs(
         for length in (minimum, maximum):
             task.check_length(length)
         for family in families:
-            get_space(family, task, budget.params)  # an unknown family, a budget out of reach
+            get_space(family, task, budget.params, budget.fixed_values)  # all checked here
             code = cell_code(task_name, family)
             specs.append(
                 FrontierSpec(

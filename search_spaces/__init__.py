@@ -74,9 +74,13 @@ def check_family(cls: type[FamilySpace], task: Task) -> None:
         )
 
 
-def get_space(family: str, task: Task, params: int | None = None) -> FamilySpace:
-    """The search space of `family` built for `task`, its width set by `params` when given."""
-    return family_class(family)(task, params)
+def get_space(
+    family: str, task: Task, params: int | None = None, fixed: dict | None = None
+) -> FamilySpace:
+    """The search space of `family` built for `task`, its width set by `params` when given,
+    the hyperparameters `fixed` names held at their values."""
+    space_class = family_class(family)
+    return space_class(task, params, fixed) if fixed else space_class(task, params)
 
 
 def describe_space(family: str) -> dict:

@@ -135,18 +135,51 @@ class FamilySpace:
     structural: ClassVar[tuple[str, ...]] = ("depth",)
     """The hyperparameters besides width that change the parameter count."""
 
-    def __init__(self, task: Task, params: int | None = None):
+    def __init__(self, task: Task, params: int | None = None, fixed: dict | None = None):
         self.task, self.params = task, params
+        if fixed:  # searched no more: each a one-value choice, for this space alone
+            self.hyperparameters_own = self._fixed(self.hyperparameters_own, fixed)
+            self._optimizer = self._fixed(OPTIMIZER, fixed)
+            unknown = set(fixed) - {h.name for h in (*self.hyperparameters_own, *OPTIMIZER)}
+            if unknown:
+                names = ", ".join(h.name for h in (*self.hyperparameters_own, *OPTIMIZER))
+                raise SpaceError(
+                    f"family '{self.family}' has no hyperparameter '{sorted(unknown)[0]}' to "
+                    f"fix: it searches {names}"
+                )
         self._own = self.hyperparameters_own
         if params is not None:
             self._own = self._within_budget(params)
+
+    _optimizer: tuple[Hyper, ...] = OPTIMIZER
+
+    def _fixed(self, hypers: tuple[Hyper, ...], fixed: dict) -> tuple[Hyper, ...]:
+        """`hypers` with each one `fixed` names narrowed to its value, checked in range."""
+        narrowed = []
+        for h in hypers:
+            if h.name not in fixed:
+                narrowed.append(h)
+                continue
+            value = fixed[h.name]
+            inside = (
+                h.low <= value <= h.high
+                if h.kind == "float" and isinstance(value, int | float)
+                else h.kind != "float" and value in h.options()
+            )
+            if not inside or isinstance(value, bool) != (h.kind == "boolean"):
+                raise SpaceError(
+                    f"family '{self.family}': {h.name} = {value!r} is outside its range "
+                    f"{h.describe()}"
+                )
+            narrowed.append(choice(h.name, (value,), value))
+        return tuple(narrowed)
 
     # -- the space -----------------------------------------------------------------
     def hyperparameters(self) -> tuple[Hyper, ...]:
         """What Keras Tuner searches: the width (unless a budget sets it), the family's own,
         the optimizer's."""
         width = () if self.params is not None else (self._width_hyper(),)
-        return (*width, *self._own, *OPTIMIZER)
+        return (*width, *self._own, *self._optimizer)
 
     def _width_hyper(self) -> Hyper:
         return choice(self.width_name, self.widths, default=self.width_default)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UserError
+from harness.results import budget_label
 from harness.suites import Budget, Cell, bundled_suites, load_suite
-from tests.conftest import harness, one_error_line, write_suite
+from tests.conftest import all_runs, harness, one_error_line, store_uri, write_suite
 
 GOOD_BLOCK = {"tasks": ["adding"], "lengths": [10], "families": ["gru"]}
 
@@ -56,6 +57,48 @@ def test_eval_lengths_keep_only_longer_ones(tmp_path):
     )
     cells = {c.length: c.eval_lengths for c in load_suite(str(path)).cells}
     assert cells == {10: (20, 80), 40: (80,)}
+
+
+def test_a_fixed_hyperparameter_holds_in_every_trial_and_names_its_budget(tmp_path):
+    """`fixed = { depth = 2 }`: every family of the block searches the rest at depth 2, the
+    budget's key and words say so, and the stored cell reads back under the same key."""
+    from harness.report.read import read_store
+    from harness.tracking import open_store
+
+    path = tmp_path / "s.toml"
+    text = write_suite(tmp_path / "plain.toml", "s", [GOOD_BLOCK], max_trials=2).read_text()
+    path.write_text(text.replace("[[cells]]", "fixed = { depth = 2 }\n[[cells]]"))
+    (cell,) = load_suite(str(path)).cells
+    (plain,) = load_suite(str(tmp_path / "plain.toml")).cells
+    assert cell.budget.fixed == (("depth", 2),) and cell.key != plain.key
+    assert plain.budget.fixed is None and "fixed" not in plain.as_dict()["budget"]
+    harness("run", "--suite", str(path), cwd=tmp_path, check=True)
+    runs = all_runs(store_uri(tmp_path), "s")
+    trials = runs[runs["tags.harness.kind"] == "trial"]
+    assert len(trials) == 2 and set(trials["params.depth"]) == {"2"}
+    (found,) = read_store(open_store(store_uri(tmp_path)), "s").cells
+    assert found.budget_key == cell.budget_key
+    assert "every family at depth 2" in budget_label(found.budget, 1)
+
+
+@pytest.mark.parametrize(
+    ("fixed", "expected"),
+    [
+        ("{ depth = 3 }", "family 'gru': depth = 3 is outside its range 1 .. 2"),
+        ("{ width = 3 }", "family 'gru' has no hyperparameter 'width' to fix: it searches depth"),
+        ("{ depth = [2] }", "key 'budget.fixed.depth' must be a number, boolean or string"),
+        ("2", "key 'budget.fixed' must be a table of hyperparameter = value"),
+    ],
+)
+def test_a_fixed_hyperparameter_out_of_range_is_one_line(tmp_path, fixed, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        f'[budget]\nparams = 10000\nfixed = {fixed}\n[[cells]]\ntasks=["adding"]\n'
+        'lengths=[10]\nfamilies=["gru"]\n'
+    )
+    with pytest.raises(UserError) as error:
+        load_suite(str(path))
+    assert expected in str(error.value) and "bad.toml" in str(error.value)
 
 
 def test_parts_select_their_blocks_and_leave_the_keys_alone(tmp_path):
