@@ -31,6 +31,7 @@ from harness.results import (
     BASELINE,
     CODE,
     EVALUATION_MEMORY,
+    FRONTIER_KEY,
     OUT_OF_MEMORY,
     SEED_MEAN,
     SEEDS_SOLVED,
@@ -175,13 +176,26 @@ class Verification:
 
 
 def verify(
-    tracker: Tracker, experiment: str, progress: Callable[[str], None] = lambda line: None
+    tracker: Tracker,
+    experiment: str,
+    progress: Callable[[str], None] = lambda line: None,
+    keys: set[str] | None = None,
 ) -> Verification:
-    """Check every cell the report would show for `experiment`."""
+    """Check every cell the report would show for `experiment` (with `keys`, those of these
+    cell keys and those the frontiers of these frontier keys probed: one part of a suite)."""
+    from harness.frontier import FrontierResult
     from harness.report.read import read_store
 
     found = Verification([], [])
-    for cell in read_store(tracker, experiment, progress).cells:
+    results = read_store(tracker, experiment, progress)
+    probed: set[str] = set()
+    for run in results.runs if keys is not None else []:
+        frontier = FrontierResult.from_run(run) if run.data.tags.get(FRONTIER_KEY) in keys else None
+        if frontier is not None:
+            probed |= {step.run_id for step in frontier.bracket.steps}
+    for cell in results.cells:
+        if keys is not None and cell.key not in keys and cell.run_id not in probed:
+            continue
         if cell.state is not CellState.DONE:
             found.unscored.append(cell)
             continue

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, client, copy_store, harness, store_uri, tiny_cell
+from tests.conftest import REPO, client, copy_store, harness, store_uri, tiny_cell, write_suite
 
 EXPERIMENT = "verify"
 RUN = ["run", *tiny_cell(max_trials=2, epochs=2), "--eval-length", "16", "--extra-seed", "1"]
@@ -69,6 +69,27 @@ def test_an_archived_store_verifies_clean_where_it_is_unpacked(store, tmp_path):
         [*script, "unpack", str(archive), "--store", str(into)], capture_output=True, text=True
     )
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "exists" in again.stderr
+
+
+@pytest.mark.slow
+def test_verify_checks_one_part_of_a_suite(tmp_path):
+    """`verify --suite S --part P`: the cells of P's blocks and of P's frontiers alone."""
+    path = write_suite(tmp_path / "s.toml", "s", [], max_trials=1, epochs=1)
+    path.write_text(
+        path.read_text()
+        + '[[cells]]\ntasks = ["adding"]\nlengths = [8]\nfamilies = ["gru"]\npart = "a"\n'
+        + '[[frontier]]\ntasks = ["adding"]\nfamilies = ["gru"]\nmin_length = 4\n'
+        + 'max_length = 6\npart = "b"\n'
+    )
+    harness("run", "--suite", str(path), cwd=tmp_path, check=True)
+    for part, cells in (("a", 1), ("b", 2)):  # b: the frontier's L=4 and L=6 (or its check)
+        result = harness("verify", "--suite", str(path), "--part", part, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        checked = {
+            line.split(" (run")[0] for line in result.stderr.splitlines() if "verifying" in line
+        }
+        assert ("verifying adding L=8 gru" in checked) == (part == "a"), checked
+        assert len(checked) >= cells, checked
 
 
 def test_a_real_store_verifies_clean(store):

@@ -13,6 +13,7 @@ from rich.table import Table
 from harness import backend
 from harness.cli.options import OutDir, ReadExperiment, ReadSuite, TrackingUri, reading
 from harness.cli.root import COMPILE_CACHE, app, err, out, user_errors, writable_dir
+from harness.errors import UserError
 
 
 @app.command()
@@ -139,12 +140,28 @@ def report(
         )
 
 
+def part_keys(suite: str | None, part: str | None) -> set[str] | None:
+    """The keys of the cells and frontiers of `part` of `suite` (None: no part named)."""
+    if part is None:
+        return None
+    if suite is None:
+        raise UserError("--part names a part of a suite: give --suite too")
+    from harness.cells import select_cells
+
+    _, cells, frontiers = select_cells(suite, (), (), (), {}, None, None, None, part)
+    return {item.key for item in (*cells, *frontiers)}
+
+
 @app.command()
 @user_errors
 def verify(
     suite: ReadSuite = None,
     experiment: ReadExperiment = None,
     tracking_uri: TrackingUri = None,
+    part: Annotated[
+        str | None,
+        typer.Option(help="Only the cells of this part of --suite (and its frontiers' cells)."),
+    ] = None,
 ):
     """Recompute every score the report would show from the stored models; exit 1 on a mismatch.
 
@@ -155,11 +172,12 @@ def verify(
     """
     from harness import verify as checking
 
+    keys = part_keys(suite, part)
     tracker, name = reading(tracking_uri, suite, experiment)
     backend.load_frameworks()
     if COMPILE_CACHE.is_dir():  # a run's cache, where there is one: verify creates nothing
         backend.use_compile_cache(COMPILE_CACHE)
-    found = checking.verify(tracker, name, lambda line: err.print(line, highlight=False))
+    found = checking.verify(tracker, name, lambda line: err.print(line, highlight=False), keys)
     table = Table("run", "cell", "metric", "stored", "recomputed", "ok", title=f"verify {name}")
     for check in found.checks:
         table.add_row(
