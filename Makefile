@@ -19,7 +19,15 @@ SUITE ?= quick
 WORKERS ?= 2
 export KERAS_BACKEND ?= jax
 
-.PHONY: FORCE install test test-slow lint leaderboard report probes ui distributed-demo clean
+# The study's store (suites/study.toml) lives in data/study/ and is published, with its
+# models, as reports/study/store.tar.gz.
+STUDY_STORE := data/study
+STUDY_URI := sqlite:///$(STUDY_STORE)/mlflow.db
+STUDY_ARCHIVE := reports/study/store.tar.gz
+PART ?=
+
+.PHONY: FORCE install test test-slow lint leaderboard report probes study verify-study ui \
+	distributed-demo clean
 
 install: $(VENV)/.installed
 
@@ -72,6 +80,26 @@ probes: install
 	$(BIN)/harness probe gradients --suite state
 	$(BIN)/harness probe cost --suite state
 	$(BIN)/harness probe report --suite state --out reports/probes
+
+# The study, or one part of it (make study PART=memory): a machine without the study's store
+# starts from the committed archive; the part is run (resumable), verified, the report and
+# README's study block rewritten from the whole store, and the store archived again.
+study: install
+	test -f $(STUDY_STORE)/mlflow.db || ! test -f $(STUDY_ARCHIVE) || \
+		$(BIN)/python scripts/store_archive.py unpack $(STUDY_ARCHIVE) --store $(STUDY_STORE)
+	$(BIN)/harness run --suite study $(if $(PART),--part $(PART)) --workers $(WORKERS) \
+		--tracking-uri $(STUDY_URI)
+	$(BIN)/harness verify --suite study $(if $(PART),--part $(PART)) --tracking-uri $(STUDY_URI)
+	$(BIN)/harness report --suite study --out reports/study --tracking-uri $(STUDY_URI) \
+		--update-readme --readme-block study
+	$(BIN)/python scripts/store_archive.py pack $(STUDY_ARCHIVE) --store $(STUDY_STORE) \
+		--experiment study
+
+# The published study verified without training: its archive unpacked into a fresh folder.
+verify-study: install
+	rm -rf data/study-published
+	$(BIN)/python scripts/store_archive.py unpack $(STUDY_ARCHIVE) --store data/study-published
+	$(BIN)/harness verify --suite study --tracking-uri sqlite:///data/study-published/mlflow.db
 
 distributed-demo: install  # a local mlflow server, a chief and $(WORKERS) workers on 127.0.0.1
 	scripts/distributed_demo.sh $(WORKERS)

@@ -20,6 +20,25 @@ def test_bundled_suites_load_with_distinct_frontiers():
         assert suite.name == name and len(keys) == len(set(keys)) > 0
 
 
+def test_the_study_runs_in_parts_that_answer_each_question():
+    study = load_suite("study")
+    assert set(study.parts) == {"memory", "sensitivity", "hindsight", "recall", "listops", "digits"}
+    units = {item.key: item for item in (*study.cells, *study.frontiers)}
+    assert set().union(*study.parts.values()) == set(units)  # every block is in a part
+    memory = [units[key] for key in study.parts["memory"]]
+    assert {(f.task, f.family) for f in memory} >= {
+        (task, family)
+        for task in ("adding", "copy")
+        for family in ("simple_rnn", "lstm", "gru", "mingru", "minlstm", "lru", "transformer",
+                       "rotscan", "mingru_signed")
+    }  # fmt: skip
+    recall = [units[key] for key in study.parts["recall"]]
+    assert {c.budget.fixed for c in recall} == {(("depth", 2),)}
+    assert {c.budget.params for c in recall} == {70_000}
+    sensitivity = [units[key] for key in study.parts["sensitivity"]]
+    assert {f.budget.epochs for f in sensitivity} == {4 * study.frontiers[0].budget.epochs}
+
+
 def test_the_suites_find_the_promised_frontiers_at_one_budget():
     quick = load_suite("quick").frontiers
     assert {f.family for f in quick if f.task == "adding"} == {"simple_rnn", "lstm", "gru"}
