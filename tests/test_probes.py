@@ -450,6 +450,29 @@ def test_probes_are_recorded_in_mlflow(store):
     assert 0 < rotations["rotscan_r0/L10/seed0"] <= 1 and rotations["rotscan_holds/L10/seed0"] > 0
 
 
+def test_suite_cost_prices_a_suite_from_the_cost_probe(store):
+    """scripts/suite_cost.py: a row per cell and frontier of the quick suite, LSTM priced from
+    this store's cost probe (its step seconds per sequence step), the rest at the default."""
+    script = [sys.executable, str(REPO / "scripts" / "suite_cost.py"), "quick"]
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    plain = subprocess.run(script, capture_output=True, text=True, cwd=REPO)
+    priced = subprocess.run(
+        [*script, "--costs", uri, "--experiment", EXPERIMENT, "--workers", "2"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert plain.returncode == 0 and priced.returncode == 0, plain.stderr + priced.stderr
+    rows = lambda out: {tuple(line.split()[:2]): line for line in out.splitlines()[1:-1]}  # noqa: E731
+    assert set(rows(plain.stdout)) == {
+        ("adding", "simple_rnn"), ("adding", "lstm"), ("adding", "gru"),
+        ("first_token", "gru"), ("first_token", "bigru"),
+    }  # fmt: skip
+    minutes = lambda out, row: float(rows(out)[row].split()[-1])  # noqa: E731
+    gru, lstm = ("adding", "gru"), ("adding", "lstm")
+    assert minutes(priced.stdout, gru) == minutes(plain.stdout, gru)  # not probed: the default
+    assert minutes(priced.stdout, lstm) != minutes(plain.stdout, lstm)
+    assert "the cost probe's step times" in priced.stdout and "with 2 workers" in priced.stdout
+
+
 def test_the_construction_is_never_ranked_as_a_family(store):
     """The rotation oracle (weights set) is no cell: the leaderboard holds learned models only."""
     assert {r.data.params["family"] for r in runs_of(store, "cell")} == {"gru", "rotscan"}
