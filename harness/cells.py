@@ -14,6 +14,8 @@ from harness.results import (
     FRONTIER,
     KIND,
     PARENT,
+    RETRAIN,
+    RETRAIN_SEED,
     TRIAL,
     TRIAL_ID,
     TRIALS_COMPLETED,
@@ -157,11 +159,15 @@ class CellStatus:
 
 
 def trial_progress(trial, epochs: int) -> str:
-    """A running trial's latest epoch as its run holds it: "trial 1: epoch 3 of 10,
+    """A running trial's (or retrain's) latest epoch as its run holds it: "trial 1: epoch 3 of 10,
     validation 0.5123, 2.1 s per epoch" ("starting" before its first epoch ends; a run
     whose process on this host is gone says so)."""
-    metrics = trial.data.metrics
-    name = f"trial {trial.data.tags.get(TRIAL_ID, '?')}"
+    metrics, tags = trial.data.metrics, trial.data.tags
+    name = (
+        f"retrain seed {tags[RETRAIN_SEED]}"
+        if tags.get(KIND) == RETRAIN
+        else f"trial {tags.get(TRIAL_ID, '?')}"
+    )
     if liveness.dead_here(trial.data.tags):
         return f"{name}: its process has died (a resume reruns it)"
     if EPOCH not in metrics:
@@ -184,12 +190,15 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
     runs = tracker.runs(experiment_id) if experiment_id else []
     by_key: dict[str, list] = {}
     children: dict[str, list] = {}
+    retraining: dict[str, list] = {}
     for run in sorted(runs, key=run_order):
         tags = run.data.tags
         if tags.get(KIND) == CELL and tags.get(CELL_KEY):
             by_key.setdefault(tags[CELL_KEY], []).append(run)
         elif tags.get(KIND) == TRIAL:
             children.setdefault(tags.get(PARENT, ""), []).append(run)
+        elif tags.get(KIND) == RETRAIN and run.info.status == "RUNNING":
+            retraining.setdefault(tags.get(PARENT, ""), []).append(run)
     parents = {key: standing_run(group) for key, group in by_key.items()}
     if cells is None:
         found = [CellResult.from_run(run) for run in parents.values()]
@@ -211,7 +220,7 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
             trial_progress(t, budget["epochs"])
             for t, outcome in zip(trials, outcomes, strict=True)
             if outcome is None and t.info.status == "RUNNING"
-        )
+        ) + tuple(trial_progress(r, budget["epochs"]) for r in retraining.get(run.info.run_id, []))
         result = CellResult.from_run(run)
         states.append(CellStatus(label, state, done, planned, result, running))
     return states

@@ -14,14 +14,20 @@ from pathlib import Path
 
 import keras
 
-from harness import backend
+from harness import backend, liveness
 from harness.callbacks import BestEpoch, TrialWatch
 from harness.results import (
     BASELINE,
     EVALUATION_MEMORY,
+    KIND,
     OUT_OF_MEMORY,
     PARAMETERS,
+    PARENT,
+    RETRAIN,
+    RETRAIN_SEED,
     SOLVED_BAR,
+    STATUS,
+    Outcome,
     at_length,
     score_name,
     task_score_name,
@@ -31,14 +37,25 @@ from tasks.base import Task
 
 
 def retrain(
-    space, values: dict, task: Task, length: int, seed: int, train, val, epochs, batch, on_epoch
+    space,
+    values: dict,
+    task: Task,
+    length: int,
+    seed: int,
+    train,
+    val,
+    epochs,
+    batch,
+    on_epoch=None,
+    tracker=None,
+    run_id=None,
 ):
     """Train `values` again from `seed`: (the model at its best epoch, or None if it diverged).
-    `on_epoch` as TrialWatch takes it (None: nobody is told)."""
+    `on_epoch`, `tracker` and `run_id` as TrialWatch takes them (None: nobody is told)."""
     keras.utils.set_random_seed(seed)
     keras.backend.clear_session()
     model = space.model(values)
-    watch = TrialWatch(None, None, task, length, on_epoch)
+    watch = TrialWatch(tracker, run_id, task, length, on_epoch)
     model.fit(
         *train,
         validation_data=val,
@@ -100,11 +117,13 @@ def longer_score(resolved, model: keras.Model, length: int) -> float | None:
         return None
 
 
-def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None):
+def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None, runs=None):
     """Retrain `values` with `seed`: (its test score, its saved model, {longer length: score}),
     (nan, None, {}) if it diverged. Its epochs go to `on_trial` (harness/events.py's
-    `trial`) as a trial's do."""
+    `trial`) and, with `runs` (tracker, experiment id, the cell's run id), to a retrain run
+    of the cell, as a trial's do."""
     cell, task = resolved.cell, resolved.task
+    tracker, run_id = (runs[0], open_retrain_run(*runs, seed)) if runs else (None, None)
 
     def on_epoch(**epoch):
         if on_trial is not None:
@@ -121,7 +140,13 @@ def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None)
         cell.budget.epochs,
         cell.budget.batch_size,
         on_epoch,
+        tracker,
+        run_id,
     )
+    if run_id is not None:
+        outcome = Outcome.FINISHED if model is not None else Outcome.DIVERGED
+        tracker.log(run_id, tags={STATUS: outcome.value})
+        tracker.finish(run_id, outcome.run_status)
     if model is None:
         return math.nan, None, {}
     x, y = resolved.split("test")
@@ -130,6 +155,17 @@ def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None)
     longer = {length: math.nan if value is None else value for length, value in longer.items()}
     model.save(folder / model_file(seed))
     return score, folder / model_file(seed), longer
+
+
+def open_retrain_run(tracker, experiment_id: str, parent: str, seed: int) -> str:
+    """A fresh child run of the cell for the retrain of `seed` (one left by an evaluation
+    that was cut short is replaced)."""
+    for old in tracker.child_runs(experiment_id, parent):
+        tags = old.data.tags
+        if tags.get(KIND) == RETRAIN and tags.get(RETRAIN_SEED) == str(seed):
+            tracker.delete(old.info.run_id)
+    tags = {PARENT: parent, KIND: RETRAIN, RETRAIN_SEED: str(seed), **liveness.process_tags()}
+    return tracker.start_run(experiment_id, f"retrain seed {seed}", tags)
 
 
 def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, longer) -> None:
@@ -144,9 +180,12 @@ def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, long
     found.files.append(file)
 
 
-def evaluate(resolved, model: keras.Model, values: dict, folder: Path, on_trial=None) -> Evaluation:
-    """Score the search's best `model` and retrain `values` with each extra seed, in turn."""
+def evaluate(
+    resolved, model: keras.Model, values: dict, folder: Path, on_trial=None, runs=None
+) -> Evaluation:
+    """Score the search's best `model` and retrain `values` with each extra seed, in turn
+    (`on_trial` and `runs` as `retrain_seed` takes them)."""
     found = score_best(resolved, model, values, folder)
     for seed in resolved.cell.extra_seeds:
-        add_seed(found, seed, *retrain_seed(resolved, values, seed, folder, on_trial))
+        add_seed(found, seed, *retrain_seed(resolved, values, seed, folder, on_trial, runs))
     return found

@@ -21,6 +21,7 @@ from harness.results import (
     PID,
     PROCESS_START,
     REASON,
+    RETRAIN,
     STATUS,
     TRIAL,
     CellState,
@@ -63,7 +64,11 @@ def end_dead_runs(tracker, runs: list) -> list[str]:
     for run in runs:
         if run.info.status == "RUNNING" and dead_here(run.data.tags):
             tags = {REASON: "its process ended while it ran"}
-            status = {TRIAL: Outcome.KILLED.value, CELL: CellState.PARTIAL.value}
+            status = {
+                TRIAL: Outcome.KILLED.value,
+                RETRAIN: Outcome.KILLED.value,
+                CELL: CellState.PARTIAL.value,
+            }
             if run.data.tags.get(KIND) in status:
                 tags[STATUS] = status[run.data.tags[KIND]]
             tracker.log(run.info.run_id, tags=tags)

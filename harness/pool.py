@@ -331,6 +331,8 @@ class LocalPool:
                     values=found.values,
                     seed=seed,
                     folder=str(folder),
+                    experiment_id=tuner.experiment_id,
+                    run_id=tuner.parent_run_id,
                 )
                 for seed in cell.extra_seeds
             }

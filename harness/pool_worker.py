@@ -43,7 +43,8 @@ def run_job(tracker, workdir: Path, events: WorkerEvents, job: dict, worker_id: 
         os.environ[distributed.VARIABLES[0]] = distributed.CHIEF
         tuner = steps.build_tuner(tracker, None, None, resolved, events.trial)
         return steps.best(resolved, tuner, folder, retrain=False)
-    return evaluation.retrain_seed(resolved, job["values"], job["seed"], folder, events.trial)
+    runs = (tracker, job["experiment_id"], job["run_id"])
+    return evaluation.retrain_seed(resolved, job["values"], job["seed"], folder, events.trial, runs)
 
 
 def worker_main(address: str, worker_id: str) -> None:

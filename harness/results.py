@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 # -- kinds of run (tag KIND) --------------------------------------------------------------
 CELL, TRIAL, FRONTIER, PROBE = "cell", "trial", "frontier", "probe"
+RETRAIN = "retrain"  # a child of a cell: one extra seed's retrain, its epochs as a trial's
 
 # -- tags ---------------------------------------------------------------------------------
 KIND = "harness.kind"
@@ -51,6 +52,7 @@ CELL_KEY = "harness.cell_key"
 BUDGET_KEY = "harness.budget_key"
 FRONTIER_KEY = "harness.frontier_key"
 TRIAL_ID = "harness.trial_id"
+RETRAIN_SEED = "harness.retrain_seed"
 PARENT = "mlflow.parentRunId"
 STATUS = "harness.status"  # a trial's outcome, or a cell's state
 REASON = "harness.reason"

@@ -177,12 +177,13 @@ class Runner:
     def resume(self, experiment_id: str, resolved: Resolved):
         """(the finished result, or None; the run to continue; its earlier search seconds).
 
-        The trial runs of the cell's run that a dead process left RUNNING end KILLED."""
+        The trial and retrain runs of the cell's run that a dead process left RUNNING end
+        KILLED."""
         cell = resolved.cell
         run = self.tracker.cell_run(experiment_id, cell.key)
         if run is not None:
-            trials = self.tracker.trial_runs(experiment_id, run.info.run_id)
-            liveness.end_dead_runs(self.tracker, trials)
+            children = self.tracker.child_runs(experiment_id, run.info.run_id)
+            liveness.end_dead_runs(self.tracker, children)
         if run is not None and run.info.status == "FINISHED":
             return CellResult.from_run(run), None, 0.0
         if run is not None:

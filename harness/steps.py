@@ -109,7 +109,8 @@ def best(resolved: Resolved, tuner, folder: Path, retrain: bool) -> evaluation.E
         model = tuner.get_best_models(1)[0]
     values = resolved.space.complete(dict(best_trial.hyperparameters.values))
     if retrain:
-        found = evaluation.evaluate(resolved, model, values, folder, tuner.on_trial)
+        runs = (tuner.tracker, tuner.experiment_id, tuner.parent_run_id) if tuner.tracker else None
+        found = evaluation.evaluate(resolved, model, values, folder, tuner.on_trial, runs)
     else:
         found = evaluation.score_best(resolved, model, values, folder)
     found.best_trial, found.best_val_score = best_trial.trial_id, float(best_trial.score)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from harness.errors import UserError, first_line
-from harness.results import CELL, CELL_KEY, KIND, PARENT, standing_run
+from harness.results import CELL, CELL_KEY, KIND, PARENT, TRIAL, standing_run
 
 DEFAULT_DB = "mlflow.db"
 SCHEMES = {
@@ -222,8 +222,13 @@ class Tracker:
         runs = self.runs(experiment_id, f"tags.`{CELL_KEY}` = '{key}'")
         return standing_run([r for r in runs if r.data.tags.get(KIND) == CELL])
 
-    def trial_runs(self, experiment_id: str, parent_id: str) -> list:
+    def child_runs(self, experiment_id: str, parent_id: str) -> list:
+        """A cell's trial and retrain runs."""
         return self.runs(experiment_id, f"tags.`{PARENT}` = '{parent_id}'")
+
+    def trial_runs(self, experiment_id: str, parent_id: str) -> list:
+        children = self.child_runs(experiment_id, parent_id)
+        return [run for run in children if run.data.tags.get(KIND) == TRIAL]
 
     def start_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
         run = _retry(lambda: self.client.create_run(experiment_id, run_name=name, tags=tags))

@@ -95,6 +95,16 @@ def test_run_tree_and_resume(tree):
     for child_id in children["run_id"]:
         history = client.get_metric_history(child_id, "val_loss")
         assert sorted(m.step for m in history) == [0, 1]
+    # the retrain of seed 1: a child run of its own, its epochs logged as a trial's
+    retrains = runs[runs["tags.harness.kind"] == "retrain"]
+    assert len(retrains) == 1 and retrains.iloc[0]["status"] == "FINISHED"
+    retrain = retrains.iloc[0]
+    assert retrain["tags.mlflow.parentRunId"] == parent["run_id"]
+    assert (
+        retrain["tags.harness.retrain_seed"] == "1" and retrain["tags.harness.status"] == "finished"
+    )
+    epochs = client.get_metric_history(retrain["run_id"], "epoch")
+    assert [(m.step, m.value) for m in sorted(epochs, key=lambda m: m.step)] == [(0, 1), (1, 2)]
     artifacts = {a.path for a in client.list_artifacts(parent["run_id"])}
     assert {
         "best_hyperparameters.json", "best_model.keras", "seed_1_model.keras", "trials.json"
@@ -110,7 +120,7 @@ def test_run_tree_and_resume(tree):
     rerun = harness(*TREE, cwd=workdir, check=True)
     assert "skipped" in rerun.stdout
     runs = all_runs(store_uri(workdir), "tree")
-    assert len(runs) == 3
+    assert len(runs) == 4  # the cell, its two trials and its retrain
 
 
 def test_under_a_parameter_budget_each_trial_records_its_count_and_derived_width(tree):
@@ -174,7 +184,7 @@ def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(tree, wo
         }  # fmt: skip
 
     assert view(snapshot.runs(experiment)) == view(tracker.runs(experiment))
-    assert len(view(tracker.runs(experiment))) == 3
+    assert len(view(tracker.runs(experiment))) == 4  # a cell, 2 trials, a retrain
     trials = "tags.`harness.kind` = 'trial'"
     assert view(snapshot.runs(experiment, trials)) == view(tracker.runs(experiment, trials))
     result, loaded = harness_loading("status", cwd=workdir, modules=("mlflow",))
