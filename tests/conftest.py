@@ -179,10 +179,14 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def default_sigint() -> None:
-    """In a child about to start: Ctrl-C's default action, which a test's SIGINT relies on
-    (a shell starts background jobs with SIGINT ignored, and a child inherits that)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+DEFAULT_SIGINT = [
+    sys.executable, "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]  # fmt: skip
+"""A prefix for a command a test interrupts with SIGINT: it runs the command with Ctrl-C's
+default action (a shell starts background jobs with SIGINT ignored, which children
+inherit), by exec, without forking this process."""
 
 
 def start_harness(*args: str, cwd: Path, log: str, env: dict | None = None) -> subprocess.Popen:
@@ -191,8 +195,8 @@ def start_harness(*args: str, cwd: Path, log: str, env: dict | None = None) -> s
     full_env.pop("MLFLOW_TRACKING_URI", None)
     with open(cwd / log, "w") as out:
         return subprocess.Popen(
-            [*HARNESS, *args], cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-            preexec_fn=default_sigint,
+            [*DEFAULT_SIGINT, *HARNESS, *args], cwd=cwd, env=full_env, stdout=out,
+            stderr=subprocess.STDOUT,
         )  # fmt: skip
 
 

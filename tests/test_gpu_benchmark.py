@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.backend import gpu_free_bytes
-from tests.conftest import default_sigint, wait_for_output
+from tests.conftest import DEFAULT_SIGINT, wait_for_output
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_backends.py"
@@ -121,8 +121,8 @@ def test_an_interrupted_benchmark_keeps_what_it_measured(tmp_path):
     log = tmp_path / "log"
     with open(log, "w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-u", str(SCRIPT), *tiny], cwd=ROOT, stdout=output,
-            stderr=subprocess.STDOUT, preexec_fn=default_sigint,
+            [*DEFAULT_SIGINT, sys.executable, "-u", str(SCRIPT), *tiny], cwd=ROOT,
+            stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     wait_for_output(process, log, "jax: measuring", timeout=600)
     process.send_signal(signal.SIGINT)
