@@ -131,6 +131,14 @@ def test_generate_digits_holds_each_pixel_length_over_64_steps(workdir):
             ["frontier", "--task", "adding", "--families", "gru", "--executions", "0"],
             "'budget.executions_per_trial' must be a positive integer, got 0",
         ),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--fixed", "depth"],
+            "--fixed 'depth' is not NAME=VALUE[,NAME=VALUE]",
+        ),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--fixed", "depth=3"],
+            "family 'gru': depth = 3 is outside its range 1 .. 2",
+        ),
         (["run", "--task", "adding"], "missing --length, --family"),
         (["run", "--suite", "nosuch"], "unknown suite 'nosuch'"),
         (["status", "--suite", "nosuch"], "unknown suite 'nosuch'"),

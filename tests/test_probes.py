@@ -453,14 +453,28 @@ def test_probes_are_recorded_in_mlflow(store):
 def test_suite_cost_prices_a_suite_from_the_cost_probe(store):
     """scripts/suite_cost.py: a row per cell and frontier of the quick suite, LSTM priced from
     this store's cost probe (its step seconds per sequence step), the rest at the default."""
-    script = [sys.executable, str(REPO / "scripts" / "suite_cost.py"), "quick"]
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    plain = subprocess.run(script, capture_output=True, text=True, cwd=REPO)
-    priced = subprocess.run(
-        [*script, "--costs", uri, "--experiment", EXPERIMENT, "--workers", "2"],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert plain.returncode == 0 and priced.returncode == 0, plain.stderr + priced.stderr
+    import contextlib
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location("suite_cost", REPO / "scripts" / "suite_cost.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def run(*args: str):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            sys.argv = ["suite_cost.py", "quick", *args]
+            script.main()
+        return subprocess.CompletedProcess(args, 0, out.getvalue(), "")
+
+    argv = sys.argv
+    try:
+        plain = run()
+        priced = run("--costs", f"sqlite:///{store / 'mlflow.db'}", "--experiment", EXPERIMENT,
+                      "--workers", "2")  # fmt: skip
+    finally:
+        sys.argv = argv
     rows = lambda out: {tuple(line.split()[:2]): line for line in out.splitlines()[1:-1]}  # noqa: E731
     assert set(rows(plain.stdout)) == {
         ("adding", "simple_rnn"), ("adding", "lstm"), ("adding", "gru"),

@@ -58,6 +58,12 @@ BUDGET_FLAGS: dict[str, tuple[str, type, str]] = {
         "Parameter budget: each family's width gives its model this many trainable "
         "parameters (within 10%); the width is then not searched.",
     ),
+    "fixed": (
+        "--fixed",
+        str,
+        "Hyperparameters every family takes at one value, not searched: NAME=VALUE[,...] "
+        "(e.g. depth=2).",
+    ),
 }
 """Each field of `harness.suites.Budget`: its flag, type and help. A flag left out keeps the suite's value
 (or Budget's default)."""
@@ -83,10 +89,34 @@ def budget_options(command):
     @functools.wraps(command)
     def with_budget(**values):
         given = {name: values.pop(name) for name in BUDGET_FLAGS}
+        if given["fixed"] is not None:
+            given["fixed"] = parse_fixed(given["fixed"])
         return command(budget={k: v for k, v in given.items() if v is not None}, **values)
 
     with_budget.__signature__ = signature.replace(parameters=parameters)
     return with_budget
+
+
+def parse_fixed(text: str) -> dict:
+    """--fixed depth=2,unit_modulus=true as {"depth": 2, "unit_modulus": True}."""
+    found = {}
+    for pair in text.split(","):
+        name, sign, value = pair.strip().partition("=")
+        if not sign or not name.strip() or not value.strip():
+            raise UserError(f"--fixed '{text}' is not NAME=VALUE[,NAME=VALUE] (e.g. depth=2)")
+        value = value.strip()
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            found[name.strip()] = lowered == "true"
+            continue
+        try:
+            found[name.strip()] = int(value)
+        except ValueError:
+            try:
+                found[name.strip()] = float(value)
+            except ValueError:
+                found[name.strip()] = value
+    return found
 
 
 def parse_names(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
