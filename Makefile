@@ -25,6 +25,9 @@ STUDY_STORE := data/study
 STUDY_URI := sqlite:///$(STUDY_STORE)/mlflow.db
 STUDY_ARCHIVE := reports/study/store.tar.gz
 PART ?=
+# Minutes of training one `make study` runs before it stops, verifies, reports and archives
+# what is done (a part of hours runs as several of these; each rerun goes on).
+STUDY_MINUTES ?= 80
 
 .PHONY: FORCE install test test-slow lint leaderboard report probes study verify-study ui \
 	distributed-demo clean
@@ -82,13 +85,15 @@ probes: install
 	$(BIN)/harness probe report --suite state --out reports/probes
 
 # The study, or one part of it (make study PART=memory): a machine without the study's store
-# starts from the committed archive; the part is run (resumable), verified, the report and
-# README's study block rewritten from the whole store, and the store archived again.
+# starts from the committed archive; the part runs (resuming) for at most STUDY_MINUTES
+# (harness run exits 3 when it stops there: rerun to go on), what is done is verified, the
+# report and README's study block are rewritten from the whole store, and the store is
+# archived again.
 study: install
 	test -f $(STUDY_STORE)/mlflow.db || ! test -f $(STUDY_ARCHIVE) || \
 		$(BIN)/python scripts/store_archive.py unpack $(STUDY_ARCHIVE) --store $(STUDY_STORE)
 	$(BIN)/harness run --suite study $(if $(PART),--part $(PART)) --workers $(WORKERS) \
-		--tracking-uri $(STUDY_URI)
+		--tracking-uri $(STUDY_URI) --stop-after $(STUDY_MINUTES) || test $$? -eq 3
 	$(BIN)/harness verify --suite study $(if $(PART),--part $(PART)) --tracking-uri $(STUDY_URI)
 	$(BIN)/harness report --suite study --out reports/study --tracking-uri $(STUDY_URI) \
 		--update-readme --readme-block study

@@ -221,11 +221,12 @@ class FrontierResult:
             return None
 
 
-def latest_frontiers(runs: list) -> list[FrontierResult]:
-    """The latest finished frontier of each (budget, task, family), from runs oldest first."""
+def latest_frontiers(runs: list, unfinished: bool = False) -> list[FrontierResult]:
+    """The latest finished frontier of each (budget, task, family), from runs oldest first;
+    with `unfinished`, the latest frontier run of each, finished or not."""
     latest: dict[tuple, FrontierResult] = {}
     for run in runs:
-        if run.data.tags.get(KIND) == FRONTIER and run.info.status == "FINISHED":
+        if run.data.tags.get(KIND) == FRONTIER and (unfinished or run.info.status == "FINISHED"):
             found = FrontierResult.from_run(run)
             if found is not None:
                 latest[(found.budget_key, found.task, found.family)] = found

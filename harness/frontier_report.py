@@ -20,8 +20,8 @@ from harness.results import budget_label
 
 def section(results: Results) -> Shown | None:
     """The leaderboard's frontier section (a `harness.report.Feature`), showing the cells that
-    confirm the frontiers' failures; None without a finished frontier."""
-    frontiers = latest_frontiers(results.runs)
+    confirm the frontiers' failures; None without a frontier run."""
+    frontiers = latest_frontiers(results.runs, unfinished=True)
     if not frontiers:
         return None
     found = frontier_section(frontiers, {cell.run_id: cell for cell in results.cells})
@@ -29,8 +29,9 @@ def section(results: Results) -> Shown | None:
 
 
 def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
-    """The frontier matrix of each parameter budget (`matrix`), the cells that confirmed
-    the failures (`cells`: the report's cells by run id), and a figure per task and budget."""
+    """The frontier matrix of each parameter budget (`matrix`, unfinished frontiers marked
+    so), then for the finished ones the cells that confirmed the failures (`cells`: the
+    report's cells by run id) and a figure per task and budget."""
     part = Section(
         "Frontier",
         [
@@ -41,7 +42,8 @@ def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
             "counts as solved when the mean over its seeds meets the bar. Each column is "
             "one task under one training budget (its letter names it below the table): "
             "compare brackets within a column, never across columns of one task. A column "
-            "of fixed-length cells (no frontier run) shows their mean test score instead."
+            "of fixed-length cells (no frontier run) shows their mean test score instead. "
+            "A frontier not finished shows as unfinished, with the lengths it has probed so far."
         ],
         markdown_figures=None,
     )
@@ -51,8 +53,9 @@ def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
         part.tables.append((f"Frontier matrix, {budget}. {caption}", table))
         name = figure_file("frontier_matrix", "all", str(params or "none"))
         part.figures.append((name, "frontier_matrix", figures.Drawing(matrix_figure, values)))
-    for key in sorted({f.budget_key for f in frontiers}):
-        group = [f for f in frontiers if f.budget_key == key]
+    finished = [f for f in frontiers if f.finished]
+    for key in sorted({f.budget_key for f in finished}):
+        group = [f for f in finished if f.budget_key == key]
         part.tables += confirmation_tables(group, cells)
         for task in sorted({f.task for f in group}):
             own = {f.family: f.bracket for f in group if f.task == task}
@@ -129,6 +132,9 @@ def frontier_entry(found: FrontierResult, cells: dict) -> tuple[str, str, float]
     """(the bracket with its seeds, the run it links to, the longest solved length)."""
     bracket = found.bracket
     steps = [s for s in bracket.steps if s.attempt == 0]
+    if not found.finished:
+        probed = len({s.length for s in steps})
+        return f"unfinished ({probed} lengths probed)", "", math.nan
     named = next((s for s in steps if s.solved and s.length == bracket.solved), None) or next(
         (s for s in steps if not s.solved and s.length == bracket.failed), None
     )

@@ -1,5 +1,6 @@
 """Ctrl-C, taken at safe points: the first SIGINT is noted and raised as KeyboardInterrupt
-at the next epoch boundary or step of the runner; a second one raises at once.
+at the next epoch boundary or step of the runner; a second one raises at once. A time
+limit (`harness run --stop-after`) asks for the same stop through `request()`.
 
 Raised wherever the signal lands, a KeyboardInterrupt can fall inside a garbage-collection
 callback (SQLAlchemy's, say), where Python ignores it and the search would go on.
@@ -20,8 +21,17 @@ def _note(signum, frame) -> None:
 
 
 def install() -> None:
-    """Take SIGINT through `check()` from now on (the CLI's `run` does this)."""
+    """Take SIGINT through `check()` from now on, nothing asked yet (the CLI's `run` does
+    this)."""
+    global _requested
+    _requested = False
     signal.signal(signal.SIGINT, _note)
+
+
+def request() -> None:
+    """Ask for the stop a first Ctrl-C asks for (from any thread)."""
+    global _requested
+    _requested = True
 
 
 def check() -> None:

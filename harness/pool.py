@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -183,6 +184,12 @@ class Pool:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
         self.listener.close()
+
+    def interrupt(self) -> None:
+        """Ctrl-C to every worker: each ends its trial KILLED at its next epoch boundary."""
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGINT)
 
     # -- what the runner asks -------------------------------------------------------------------
     def run(self, kind: str, **payload):

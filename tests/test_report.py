@@ -388,9 +388,12 @@ def add_cell(folder: Path, family: str, length: int, metrics: dict, **options) -
     return run_id
 
 
-def add_frontier(folder: Path, task: str, family: str, solves, budget: dict) -> None:
+def add_frontier(
+    folder: Path, task: str, family: str, solves, budget: dict, cells: int | None = None
+) -> None:
     """A finished frontier run as the runner writes it: the real search (lengths 10 to 80,
-    resolution 0.5) against solves(L), each probed cell a cell run of its own seeds."""
+    resolution 0.5) against solves(L), each probed cell a cell run of its own seeds; with
+    `cells`, a frontier interrupted after probing that many (its run KILLED)."""
     spec = FrontierSpec(task, family, Budget(**{**BUDGET, **budget}), 0, 1, 10, 80, 0.5)
     tracker = Tracker(store_uri(folder))
     run_id = tracker.start_run(tracker.experiment_id(EXPERIMENT), spec.label, spec.tags())
@@ -399,7 +402,7 @@ def add_frontier(folder: Path, task: str, family: str, solves, budget: dict) -> 
     probes = frontier.search(10, 80, 0.5, get_task(task).accepted_length)
     steps, ask = [], next(probes)
     try:
-        while True:
+        while cells is None or len(steps) < cells:
             cell = spec.cell(ask)
             score = good if solves(ask.length) else bad
             metrics = {"test_score": score, "trials_completed": 3}
@@ -411,6 +414,9 @@ def add_frontier(folder: Path, task: str, family: str, solves, budget: dict) -> 
     except StopIteration as stop:
         bracket = stop.value
     frontier.record_step(tracker, run_id, steps)
+    if cells is not None:
+        tracker.finish(run_id, "KILLED")
+        return
     tracker.log(run_id, metrics=frontier.bracket_metrics(bracket))
     tracker.finish(run_id, "FINISHED")
 
@@ -591,6 +597,28 @@ def test_a_matrix_column_holds_one_training_budget_and_fixed_cells_show_scores(c
     ]
     assert "(a): random search, 3 trials x up to 8 epochs" in caption
     assert "(b): random search, 3 trials x up to 32 epochs" in caption
+
+
+def test_two_parameter_budgets_are_two_matrices_and_an_unfinished_frontier_is_no_bracket(copy):
+    """A matrix per parameter budget; a frontier interrupted after two cells shows as
+    unfinished (never a bracket), its cells are no fixed-length columns, and it has no
+    figure or confirmation table of its own."""
+    add_frontier(copy, "adding", "gru", lambda L: L <= 40, ADDING)
+    add_frontier(copy, "adding", "lstm", lambda L: True, ADDING, cells=2)
+    add_frontier(copy, "adding", "gru", lambda L: L <= 20, {**ADDING, "params": 10000})
+    section = section_text(build(copy), "Frontier")
+    tables = [(caption.split(".")[0], rows) for caption, rows in md_tables(section)]
+    assert [caption for caption, _ in tables if caption.startswith("Frontier matrix")] == [
+        "Frontier matrix, 5,000 parameters", "Frontier matrix, 10,000 parameters"
+    ]  # fmt: skip
+    assert tables[0][1] == [
+        ["family", "adding (a)"],
+        ["gru", "[40, 57) (1/1)"],
+        ["lstm", "unfinished (2 lengths probed)"],
+    ]
+    assert tables[1][1] == [["family", "adding (a)"], ["gru", "[20, 29) (1/1)"]]
+    assert not [c for c, _ in tables if c.startswith("Confirmations") and "lstm" in c]
+    assert section.count("](figures/frontier_adding_") == 2  # the finished budgets' only
 
 
 def test_a_frontier_figure_names_its_task_slugged():

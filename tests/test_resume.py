@@ -77,3 +77,27 @@ def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
     children = runs[runs["tags.harness.kind"] == "trial"]
     assert sorted(children["tags.harness.trial_id"]) == [str(i) for i in range(TRIALS)]
     assert set(children["status"]) == {"FINISHED"} and "RUNNING" not in set(runs["status"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_stop_after_stops_as_ctrl_c_does_and_the_rerun_finishes(workdir, workers):
+    """--stop-after: the run stops at the limit (exit 3, one line saying so), the trials
+    running (here, on the pool's workers too) are KILLED, and the rerun finishes the cell."""
+    args = ["run", *tiny_cell(epochs=10, max_trials=TRIALS, n_train=4096), "--experiment", "resume"]
+    stopped = harness(*args, "--workers", workers, "--stop-after", "0.1", cwd=workdir)
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+    assert "stopped after 0.1 min (--stop-after)" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    runs = all_runs(store_uri(workdir), "resume")
+    assert runs[runs["tags.harness.kind"] == "cell"].iloc[0]["status"] == "KILLED"
+    harness(*args, "--workers", workers, cwd=workdir, check=True)
+    check_complete(workdir)
+
+
+def test_stop_after_takes_minutes_above_zero(workdir):
+    result = harness("run", *tiny_cell(), "--stop-after", "0", cwd=workdir)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: --stop-after 0: give a number of minutes above 0"
+    ], result.stderr

@@ -13,6 +13,9 @@ from harness.cli.options import TrackingUri, Workdir, WorkersOption, budget_opti
 from harness.cli.root import DEFAULT_WORKDIR, app, err, out, user_errors, writable_dir
 from harness.errors import UserError
 
+STOPPED = 3
+"""Exit status of a run stopped by --stop-after: not finished, nothing wrong."""
+
 
 @app.command()
 @user_errors
@@ -59,6 +62,10 @@ def run(
     part: Annotated[
         str | None, typer.Option(help="Run only the blocks of the suite marked part = NAME.")
     ] = None,
+    stop_after: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many minutes as Ctrl-C stops (exit 3); rerun to go on."),
+    ] = None,
 ):
     """Run a suite, or single cells given by flags: one Keras Tuner search per cell.
 
@@ -80,8 +87,13 @@ def run(
             "frontiers choose their cells as they go, so --chief/--worker cannot share them: "
             "run them on one machine (--workers), or leave them out with --length"
         )
+    if stop_after is not None and not stop_after > 0:
+        raise UserError(f"--stop-after {stop_after:g}: give a number of minutes above 0")
     count = _workers(workers, cluster)
-    _execute(experiment or plan.name, plan, cells, frontiers, tracking_uri, workdir, cluster, count)
+    _execute(
+        experiment or plan.name, plan, cells, frontiers, tracking_uri, workdir, cluster, count,
+        stop_after,
+    )  # fmt: skip
 
 
 @app.command()
@@ -143,9 +155,18 @@ def _workers(text: str, cluster) -> int:
 
 
 def _execute(
-    name, plan, cells, frontiers, tracking_uri, workdir: Path, cluster=None, workers: int = 1
+    name,
+    plan,
+    cells,
+    frontiers,
+    tracking_uri,
+    workdir: Path,
+    cluster=None,
+    workers: int = 1,
+    stop_after: float | None = None,
 ) -> None:
-    """Run cells and frontiers with a live display; a summary table of each."""
+    """Run cells and frontiers with a live display; a summary table of each. With
+    `stop_after` (minutes), the run stops then as a first Ctrl-C stops it, and exits 3."""
     from dataclasses import replace
 
     writable_dir(workdir, "working directory")
@@ -175,6 +196,7 @@ def _execute(
         pool = Pool(workers, workdir, tracker.uri, progress)
         pool.start()
         out.print(f"{workers} workers on this machine", highlight=False)
+    timer = _stop_timer(stop_after, pool)
     try:
         if cluster is not None and not cluster.is_chief:
             runner = ClusterWorker(tracker, workdir, progress, cluster)
@@ -184,6 +206,13 @@ def _execute(
         outcomes, found = runner.run(replace(plan, name=name), cells, frontiers)
     except KeyboardInterrupt:
         progress.close()
+        if timer is not None and timer.finished.is_set():
+            err.print(
+                f"stopped after {stop_after:g} min (--stop-after): the trials running are "
+                "marked KILLED; rerun the same command to go on",
+                highlight=False,
+            )
+            raise typer.Exit(STOPPED) from None
         err.print(
             "interrupted: the current trial is marked KILLED; rerun the same command to resume"
         )
@@ -198,6 +227,8 @@ def _execute(
         )
         raise typer.Exit(1) from None
     finally:
+        if timer is not None:
+            timer.cancel()
         if pool is not None:
             pool.close()
     progress.close()
@@ -206,6 +237,26 @@ def _execute(
     if found:
         out.print(_frontiers_table(name, found))
     out.print(f"results in MLflow: {tracker.uri} (experiment '{name}')", highlight=False)
+
+
+def _stop_timer(minutes: float | None, pool):
+    """A timer that, after `minutes`, asks this process and the pool's workers to stop."""
+    import threading
+
+    from harness import interrupts
+
+    if minutes is None:
+        return None
+
+    def stop() -> None:
+        interrupts.request()
+        if pool is not None:
+            pool.interrupt()
+
+    timer = threading.Timer(minutes * 60, stop)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _cells_table(name: str, outcomes) -> Table:
