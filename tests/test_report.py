@@ -710,8 +710,9 @@ def test_update_readme_refreshes_it_between_its_markers(store, copy):
     assert readme.read_text() == "# no markers\n"
 
 
-def test_the_readme_block_is_the_frontier_tables_and_a_link(copy):
-    """README shows the frontier's tables (no figures, no budget's tables) and links the rest."""
+def test_the_readme_block_is_the_frontier_matrices_and_a_link(copy):
+    """README shows the frontier's matrices (no figures, no confirmations, no budget's
+    tables) and links the rest."""
     from harness.report import update_readme
 
     add_frontier(copy, "adding", "gru", lambda L: L <= 40, ADDING)
@@ -722,10 +723,12 @@ def test_the_readme_block_is_the_frontier_tables_and_a_link(copy):
     block = readme.read_text().split("<!-- leaderboard:start -->\n")[1]
     block = block.split("\n<!-- leaderboard:end -->")[0]
     frontier = section_text(leaderboard, "Frontier")
-    tables = [line for line in frontier.splitlines() if line.startswith("|")]
+    matrix = frontier.split("\nConfirmations, budget")[0]
+    tables = [line for line in matrix.splitlines() if line.startswith("|")]
     assert block.startswith("### Frontier\n\nThe longest length each family solves")
     assert [line for line in block.splitlines() if line.startswith("|")] == tables
-    assert "| gru | [40, 57) (1/1) |" in tables and "Confirmations, budget" in block
+    assert "| gru | [40, 57) (1/1) |" in tables and "Confirmations, budget" in frontier
+    assert "Confirmations" not in block
     assert "![" not in block and "Budget " + budget_key(BUDGET, 0, []) not in block
     assert "### Budget" not in block and "## Budget" in leaderboard
     assert block.endswith(

@@ -244,19 +244,27 @@ def has_markers(readme: Path, block: str = "leaderboard") -> bool:
 
 
 FRONTIER = "## Frontier"
-"""The leaderboard's section README shows (its tables; the figures stay in the report)."""
+"""The leaderboard's section README shows (its matrices; the figures and the confirmations,
+which follow the matrices, stay in the report)."""
+CONFIRMATIONS = "Confirmations, "
 
 
 def readme_block(leaderboard: str, link: str) -> str:
-    """What README shows of a leaderboard: the frontier's tables (headings one level down,
-    no figures) and `link`, the leaderboard's path from README, beside its index.html."""
+    """What README shows of a leaderboard: the frontier's matrices (headings one level down,
+    no figures, no confirmations) and `link`, the leaderboard's path from README, beside its
+    index.html."""
     lines = leaderboard.splitlines()
     title = lines[0].removeprefix("# ").removeprefix("Leaderboard: ") if lines else ""
     shown: list[str] = []
     if FRONTIER in lines:
         start = lines.index(FRONTIER)
         end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+            (
+                i
+                for i in range(start + 1, len(lines))
+                if lines[i].startswith(("## ", CONFIRMATIONS))
+            ),
+            len(lines),
         )
         shown = ["#" + line if line.startswith("#") else line for line in lines[start:end]]
         shown = [line for line in shown if not line.startswith("![")]
