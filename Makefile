@@ -61,7 +61,7 @@ lint: install
 # The search, then every stored score recomputed from the stored models (verify exits 1
 # on a mismatch, so no leaderboard is written from numbers it could not recompute).
 leaderboard: install
-	$(BIN)/harness run --suite $(SUITE)
+	$(BIN)/harness run --suite $(SUITE) --workers $(WORKERS)
 	$(BIN)/harness verify --suite $(SUITE)
 	$(BIN)/harness report --suite $(SUITE) --update-readme
 
