@@ -452,7 +452,8 @@ def test_probes_are_recorded_in_mlflow(store):
 
 def test_suite_cost_prices_a_suite_from_the_cost_probe(store):
     """scripts/suite_cost.py: a row per cell and frontier of the quick suite, LSTM priced from
-    this store's cost probe (its step seconds per sequence step), the rest at the default."""
+    this store's cost probe (its step seconds per sequence step), a family neither probed
+    nor run here at the default."""
     import contextlib
     import importlib.util
     import io
@@ -477,14 +478,33 @@ def test_suite_cost_prices_a_suite_from_the_cost_probe(store):
         sys.argv = argv
     rows = lambda out: {tuple(line.split()[:2]): line for line in out.splitlines()[1:-1]}  # noqa: E731
     assert set(rows(plain.stdout)) == {
-        ("adding", "simple_rnn"), ("adding", "lstm"), ("adding", "gru"),
-        ("first_token", "gru"), ("first_token", "bigru"),
+        ("adding", "simple_rnn"), ("adding", "lstm"), ("adding", "gru"), ("adding", "mingru"),
+        ("adding", "transformer"), ("first_token", "gru"), ("first_token", "bigru"),
     }  # fmt: skip
     minutes = lambda out, row: float(rows(out)[row].split()[-1])  # noqa: E731
     gru, lstm = ("adding", "gru"), ("adding", "lstm")
     assert minutes(priced.stdout, gru) == minutes(plain.stdout, gru)  # not probed: the default
     assert minutes(priced.stdout, lstm) != minutes(plain.stdout, lstm)
     assert "the cost probe's step times" in priced.stdout and "with 2 workers" in priced.stdout
+
+
+def test_suite_cost_levels_the_probes_shape_by_the_measured_cells():
+    """A family is priced at each length by the probe's shape (interpolated, flat outside),
+    times its cells' measured multiple of it; a family without cells takes every probed
+    family's multiple; a bidirectional one twice its forward one; neither: the default."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("suite_cost", REPO / "scripts" / "suite_cost.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    prices = script.Prices(None, None, default=1e-3)
+    prices.shapes = {"gru": [(64, 1.0), (128, 3.0)], "lstm": [(64, 2.0)]}
+    prices.cells = {"gru": [(64, 0.5)]}  # measured: half the probe's price
+    assert prices.price("gru", 96, 10) == 0.5 * 2.0 * 10
+    assert prices.price("gru", 1000, 1) == 0.5 * 3.0
+    assert prices.price("lstm", 64, 1) == 0.5 * 2.0  # gru's multiple
+    assert prices.price("bigru", 64, 1) == 2 * 0.5 * 1.0
+    assert prices.price("lru", 64, 4) == 1e-3  # a batch-step
 
 
 def test_the_construction_is_never_ranked_as_a_family(store):
