@@ -47,8 +47,8 @@ def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
         ],
         markdown_figures=None,
     )
-    for params, group in by_parameters(frontiers):
-        table, caption, values = matrix(group, cells)
+    for params, group, fixed in by_parameters(frontiers, cells):
+        table, caption, values = matrix(group, fixed, cells)
         budget = f"{params:,} parameters" if params else "no parameter budget"
         part.tables.append((f"Frontier matrix, {budget}. {caption}", table))
         name = figure_file("frontier_matrix", "all", str(params or "none"))
@@ -69,12 +69,19 @@ def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
     return part
 
 
-def by_parameters(frontiers: list[FrontierResult]) -> list[tuple[int | None, list]]:
-    """The frontiers grouped by parameter budget, smallest first."""
+def by_parameters(frontiers: list[FrontierResult], cells: dict) -> list[tuple]:
+    """(parameter budget, its frontiers, its cells that no frontier probed) for every
+    parameter budget of a frontier, or of such a cell where it names one, smallest first."""
+    probed = {s.run_id for f in frontiers for s in f.bracket.steps}
     groups: dict = {}
     for found in frontiers:
-        groups.setdefault(found.budget.get("params"), []).append(found)
-    return sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or 0))
+        groups.setdefault(found.budget.get("params"), ([], []))[0].append(found)
+    for cell in cells.values():
+        params = cell.budget.get("params")
+        if cell.run_id not in probed and (params is not None or params in groups):
+            groups.setdefault(params, ([], []))[1].append(cell)
+    ordered = sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or 0))
+    return [(params, group, fixed) for params, (group, fixed) in ordered]
 
 
 def training_label(budget: dict, seeds: int, seed: int) -> str:
@@ -87,18 +94,13 @@ def training_order(budget: dict) -> tuple:
     return tuple(budget.get(k) or 0 for k in ("epochs", "n_train", "max_trials", "batch_size"))
 
 
-def matrix(group: list[FrontierResult], cells: dict) -> tuple[Table, str, tuple]:
+def matrix(group: list[FrontierResult], fixed: list, cells: dict) -> tuple[Table, str, tuple]:
     """Rows families, columns (task, training budget) lettered (a), (b)... in the caption;
-    each entry the bracket with the seeds that solved the longest solved length. Cells of
-    the same parameter budget that no frontier probed are columns of their own (task,
-    length), showing the mean test score. In HTML an entry links to the runs-table row of
-    the cell it names: the longest solved (else the shortest failed). Returns the table,
-    the caption and what `matrix_figure` draws."""
-    probed = {s.run_id for f in group for s in f.bracket.steps}
-    params = group[0].budget.get("params")
-    fixed = [
-        c for c in cells.values() if c.run_id not in probed and c.budget.get("params") == params
-    ]
+    each entry the bracket of a frontier of `group` with the seeds that solved the longest
+    solved length. The `fixed` cells (of the same parameter budget, probed by no frontier)
+    are columns of their own (task, length), showing the mean test score. In HTML an entry
+    links to the runs-table row of the cell it names: the longest solved (else the shortest
+    failed). Returns the table, the caption and what `matrix_figure` draws."""
     trainings: dict[str, str] = {}
 
     def letter(label: str) -> str:
@@ -108,7 +110,7 @@ def matrix(group: list[FrontierResult], cells: dict) -> tuple[Table, str, tuple]
     for found in sorted(group, key=lambda f: (f.task, training_order(f.budget), f.seeds)):
         header = f"{found.task} ({letter(training_label(found.budget, found.seeds, found.seed))})"
         columns.setdefault(header, {})[found.family] = frontier_entry(found, cells)
-    for cell in sorted(fixed, key=lambda c: (c.task, c.length)):
+    for cell in sorted(fixed, key=lambda c: (c.task, c.length, training_order(c.budget))):
         label = training_label(cell.budget, 1 + len(cell.extra_seeds), cell.seed)
         header = f"{cell.task} L={cell.length} ({letter(label)})"
         columns.setdefault(header, {})[cell.family] = (cell.verdict.text(3), cell.run_id, math.nan)

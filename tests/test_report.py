@@ -621,6 +621,24 @@ def test_two_parameter_budgets_are_two_matrices_and_an_unfinished_frontier_is_no
     assert section.count("](figures/frontier_adding_") == 2  # the finished budgets' only
 
 
+def test_fixed_cells_of_a_parameter_budget_without_frontiers_are_a_matrix_of_their_own(copy):
+    """Fixed-length cells at a parameter budget no frontier ran (the study's recall block)
+    are a matrix of scores after the frontiers' matrix; cells without a parameter budget
+    (the store's own) are none."""
+    add_frontier(copy, "adding", "gru", lambda L: L <= 40, ADDING)
+    add_cell(copy, "lstm", 64, {"test_score": 0.2}, budget={"params": 70000})
+    add_cell(copy, "gru", 64, {"test_score": 0.004}, budget={"params": 70000, "epochs": 40})
+    tables = [t for t in md_tables(section_text(build(copy), "Frontier")) if "matrix" in t[0]]
+    assert [caption.split(".")[0] for caption, _ in tables] == [
+        "Frontier matrix, 5,000 parameters", "Frontier matrix, 70,000 parameters"
+    ]  # fmt: skip
+    assert tables[1][1] == [
+        ["family", "adding L=64 (a)", "adding L=64 (b)"],
+        ["gru", "", "0.004 ✓"],
+        ["lstm", "0.2", ""],
+    ]
+
+
 def test_a_frontier_figure_names_its_task_slugged():
     """A plug-in's task is a path: its figure's file name keeps only safe characters."""
     task = "my_tasks/odd.py:Odd"
