@@ -34,6 +34,11 @@ def request() -> None:
     _requested = True
 
 
+def requested() -> bool:
+    """Whether a stop was asked for since `install()`."""
+    return _requested
+
+
 def check() -> None:
     """Raise KeyboardInterrupt here if Ctrl-C was pressed since `install()`."""
     if _requested:

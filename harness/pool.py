@@ -19,7 +19,9 @@ part of any cell's key. Workers share the device: JAX workers get
 XLA_PYTHON_CLIENT_PREALLOCATE=false (by default each JAX process takes 75% of the GPU
 memory) and torch workers a per-process memory fraction of 1/N, unless the user set
 their own; so does the coordinator (it asks the device's name for its runs' tags).
-A worker that dies is replaced; its trial goes back to the queue.
+A worker that dies is replaced; its trial goes back to the queue. Once a stop is asked
+for (Ctrl-C, `--stop-after`), no job starts, and each job waiting or on a worker that
+died (a worker ends on its stop) ends interrupted: the runner stops as it would alone.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Listener
 from pathlib import Path
 
-from harness import backend
+from harness import backend, interrupts
 from harness.errors import UserError
 
 HOST = "127.0.0.1"
@@ -227,6 +229,10 @@ class Pool:
     def _schedule(self) -> None:
         with self.lock:
             while not self.closed:
+                if interrupts.requested():
+                    self._stop_jobs()
+                    self.lock.wait(timeout=0.5)
+                    continue
                 self._replace_dead()
                 for worker in self.workers:
                     if worker.busy is None:
@@ -255,6 +261,18 @@ class Pool:
             self.workers.remove(worker)
             self._finish(worker, RuntimeError(f"worker local{worker.index} died"))
             self._spawn(worker.index)
+
+    def _stop_jobs(self) -> None:
+        """End interrupted each waiting job, and each job of a worker that has ended."""
+        stopped = KeyboardInterrupt("interrupted")
+        for worker in list(self.workers):
+            if worker.process.poll() is not None:
+                self.workers.remove(worker)
+                self._finish(worker, stopped)
+        for job in self.jobs:
+            self.results[job["id"]] = stopped
+        self.jobs.clear()
+        self.lock.notify_all()
 
     def _finish(self, worker: Worker, result) -> None:
         """The worker's job ended with `result` (called under the lock)."""

@@ -5,13 +5,16 @@ compilation cache where programs are compiled again (runs, verify, probes)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from harness import backend
-from harness.pool import auto_workers, parse_workers, worker_environment
+from harness import backend, interrupts
+from harness.events import Events
+from harness.pool import Pool, auto_workers, parse_workers, worker_environment
 from tests.conftest import (
     OWN_COMPILE_CACHE,
     REPO,
@@ -163,6 +166,48 @@ def check_tree(folder, experiment: str, cells: int, trials: int) -> None:
     assert len(children) == cells * trials and set(children["status"]) == {"FINISHED"}
     assert not children.duplicated(["tags.mlflow.parentRunId", "tags.harness.trial_id"]).any()
     assert set(children["tags.harness.worker"]) == {"local1", "local2"}
+
+
+def test_after_a_stop_a_job_whose_worker_died_ends_interrupted_and_none_starts(
+    workdir, monkeypatch
+):
+    """A worker ends on a stop (Ctrl-C, --stop-after): the job it ran is interrupted, not
+    failed, whether its last message or its death reaches the coordinator first."""
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.setenv(name, "")  # the pool makes this process a chief: undone after
+    pool = Pool(1, workdir, store_uri(workdir), Events())
+    pool.start()
+    worker = pool.workers[0]
+    worker.process.send_signal(signal.SIGSTOP)  # it holds the job until it is killed
+    interrupts.install()
+    ended = {}
+
+    def ask(name: str) -> None:
+        try:
+            pool.run("retrain", cell=None, folder=str(workdir))
+        except BaseException as error:  # noqa: BLE001 - what it raised is the point
+            ended[name] = error
+
+    try:
+        running = threading.Thread(target=ask, args=("running",))
+        running.start()
+        while worker.busy is None:
+            threading.Event().wait(0.05)
+        interrupts.request()
+        waiting = threading.Thread(target=ask, args=("waiting",))
+        waiting.start()
+        worker.process.kill()
+        running.join(timeout=30)
+        waiting.join(timeout=30)
+    finally:
+        interrupts.install()  # nothing asked, for the tests after this one
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        pool.close()
+    assert {name: type(error) for name, error in ended.items()} == {
+        "running": KeyboardInterrupt,
+        "waiting": KeyboardInterrupt,
+    }
+    assert pool.workers == []  # none replaced after the stop
 
 
 @pytest.mark.slow
