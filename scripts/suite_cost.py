@@ -11,7 +11,11 @@ store (`--costs`, a tracking URI), per family and length:
   at each length it timed, interpolated between them (flat outside);
 - the store's cells give its level: their seconds per epoch over their epochs'
   batch-steps, as a multiple of the probe's price at their length (the median of them),
-  since the probe times a batch of 16 and a suite trains larger ones.
+  since the probe times a batch of 16 and a suite trains larger ones;
+- a model's parameter budget: a family's cells of that budget give its level if there
+  are any; else its other cells do, scaled linearly (70,000 parameters cost 7 times
+  10,000; no budget counts as 10,000), as a recurrence's step is about linear in its
+  weights.
 
 A family with cells but no probe costs its cells' median; one with a probe but no cells
 takes the median multiple of every probed family's cells; one with neither `--step-seconds` (the default, 32 us, is the H200's for a GRU: 0.509 s for an
@@ -41,6 +45,17 @@ from harness.suites import Budget, load_suite, suite_experiment  # noqa: E402
 from harness.tracking import Tracker  # noqa: E402
 from tasks import get_task  # noqa: E402
 
+PARAMS = 10_000
+"""The parameter budget a price is quoted for (see `size`)."""
+
+
+def at_size(cells: list[tuple[int, int, float]], params: int | None) -> list[tuple[int, float]]:
+    """(length, seconds per sequence-step) of `cells` at `params`: those of that parameter
+    budget if any, else all of them scaled linearly."""
+    params = params or PARAMS
+    same = [(n, s) for n, p, s in cells if p == params]
+    return same or [(n, s * params / p) for n, p, s in cells]
+
 
 class Prices:
     """Seconds per batch-step by family, length and batch size, from one store's runs."""
@@ -48,7 +63,7 @@ class Prices:
     def __init__(self, uri: str | None, experiment: str | None, default: float):
         self.default = default
         self.shapes: dict[str, list[tuple[int, float]]] = {}
-        self.cells: dict[str, list[tuple[int, float]]] = {}  # (length, seconds per sequence-step)
+        self.cells: dict[str, list[tuple[int, int, float]]] = {}  # (length, params, s per seq-step)
         if uri:
             self.read(Tracker(uri), experiment)
 
@@ -69,7 +84,11 @@ class Prices:
             length, batch = int(params["length"]), int(params["budget.batch_size"])
             budget = Budget(n_train=int(params["budget.n_train"]), batch_size=batch)
             work = plan.epoch_work(get_task(params["task"]), length, budget)
-            self.cells.setdefault(params["family"], []).append((length, seconds / work / batch))
+            weights = params.get("budget.params", "")
+            weights = int(weights) if weights.isdigit() else PARAMS
+            self.cells.setdefault(params["family"], []).append(
+                (length, weights, seconds / work / batch)
+            )
         if not self.shapes and not self.cells:
             raise SystemExit(f"no cost probe and no finished cell in '{experiment}'")
 
@@ -82,28 +101,29 @@ class Prices:
         (n0, s0), (n1, s1) = timed[at - 1], timed[at]
         return s0 + (s1 - s0) * (length - n0) / (n1 - n0)
 
-    def per_sequence(self, family: str, length: int) -> float | None:
-        """Seconds per sequence-step of `family` at `length`, or None if nothing timed it."""
+    def per_sequence(self, family: str, length: int, params: int | None) -> float | None:
+        """Seconds per sequence-step of `family` at `length` and `params`, or None if nothing
+        timed it."""
         cells, probed = self.cells.get(family), family in self.shapes
         if cells and not probed:
-            return statistics.median(s for _, s in cells)
-        return self.level(family) * self.shape(family, length) if probed else None
+            return statistics.median(s for _, s in at_size(cells, params))
+        return self.level(family, params) * self.shape(family, length) if probed else None
 
-    def level(self, family: str) -> float:
-        """The family's cells' seconds as a multiple of the probe's; for a family without
-        cells, that of every probed family's cells; 1 if none."""
+    def level(self, family: str, params: int | None) -> float:
+        """The family's cells' seconds at `params` as a multiple of the probe's; for a family
+        without cells, that of every probed family's cells; 1 if none."""
         mine = [family] if self.cells.get(family) else [f for f in self.cells if f in self.shapes]
-        ratios = [s / self.shape(f, n) for f in mine for n, s in self.cells[f]]
+        ratios = [s / self.shape(f, n) for f in mine for n, s in at_size(self.cells[f], params)]
         return statistics.median(ratios) if ratios else 1.0
 
-    def price(self, family: str, length: int, batch_size: int) -> float:
-        """Seconds per batch-step of `family` at `length` and `batch_size`."""
-        found = self.per_sequence(family, length)
+    def price(self, family: str, length: int, batch_size: int, params: int | None = None) -> float:
+        """Seconds per batch-step of `family` at `length`, `batch_size` and `params`."""
+        found = self.per_sequence(family, length, params)
         forward = family.removeprefix("bi")
         if found is None and forward != family:
-            found = self.per_sequence(forward, length)
+            found = self.per_sequence(forward, length, params)
             found = None if found is None else 2 * found
-        return self.default if found is None else found * batch_size
+        return self.default * (params or PARAMS) / PARAMS if found is None else found * batch_size
 
     def source(self) -> str:
         if not self.shapes and not self.cells:
@@ -145,7 +165,8 @@ def main() -> None:
     for unit, span, cells in rows:
         work = sum(cell_work(c) for c in cells)
         seconds = sum(
-            cell_work(c) * prices.price(c.family, c.length, c.budget.batch_size) for c in cells
+            cell_work(c) * prices.price(c.family, c.length, c.budget.batch_size, c.budget.params)
+            for c in cells
         )
         part = part_of.get(unit.key, "")
         parts[part] = parts.get(part, 0.0) + seconds

@@ -491,7 +491,9 @@ def test_suite_cost_prices_a_suite_from_the_cost_probe(store):
 def test_suite_cost_levels_the_probes_shape_by_the_measured_cells():
     """A family is priced at each length by the probe's shape (interpolated, flat outside),
     times its cells' measured multiple of it; a family without cells takes every probed
-    family's multiple; a bidirectional one twice its forward one; neither: the default."""
+    family's multiple; a bidirectional one twice its forward one; neither: the default.
+    A parameter budget takes the family's cells of that budget, else scales the others
+    linearly."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("suite_cost", REPO / "scripts" / "suite_cost.py")
@@ -499,12 +501,16 @@ def test_suite_cost_levels_the_probes_shape_by_the_measured_cells():
     spec.loader.exec_module(script)
     prices = script.Prices(None, None, default=1e-3)
     prices.shapes = {"gru": [(64, 1.0), (128, 3.0)], "lstm": [(64, 2.0)]}
-    prices.cells = {"gru": [(64, 0.5)]}  # measured: half the probe's price
+    prices.cells = {"gru": [(64, 10_000, 0.5)]}  # measured: half the probe's price
     assert prices.price("gru", 96, 10) == 0.5 * 2.0 * 10
     assert prices.price("gru", 1000, 1) == 0.5 * 3.0
     assert prices.price("lstm", 64, 1) == 0.5 * 2.0  # gru's multiple
     assert prices.price("bigru", 64, 1) == 2 * 0.5 * 1.0
     assert prices.price("lru", 64, 4) == 1e-3  # a batch-step
+    assert prices.price("gru", 64, 1, 70_000) == 7 * prices.price("gru", 64, 1, 10_000)
+    prices.cells["gru"].append((64, 70_000, 2.0))  # measured at 70,000 parameters
+    assert prices.price("gru", 64, 1, 70_000) == 2.0
+    assert prices.price("gru", 64, 1) == 0.5  # no budget: priced as 10,000
 
 
 def test_the_construction_is_never_ranked_as_a_family(store):
