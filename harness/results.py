@@ -262,11 +262,12 @@ def budget_label(budget: dict, seeds: int, seed: int = 0) -> str:
     needed = ("tuner", "max_trials", "epochs", "batch_size", "n_train", "n_val", "n_test")
     if any(name not in budget for name in needed):
         return f"budget not recorded ({seeds} seed{'s' * (seeds != 1)})"
-    trials = (
-        f"{planned_trials(budget['tuner'], budget['max_trials'], budget['epochs'])} trials"
+    count = (
+        planned_trials(budget["tuner"], budget["max_trials"], budget["epochs"])
         if budget["tuner"] == "hyperband"
-        else f"{budget['max_trials']} trials"
+        else budget["max_trials"]
     )
+    trials = f"{count} trial{'s' * (count != 1)}"
     parts = [
         f"{budget['tuner']} search, {trials} x up to {budget['epochs']} epochs",
         f"batch {budget['batch_size']}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
 from harness.errors import UserError
@@ -100,6 +102,13 @@ def test_a_fixed_hyperparameter_holds_in_every_trial_and_names_its_budget(tmp_pa
     (found,) = read_store(open_store(store_uri(tmp_path)), "s").cells
     assert found.budget_key == cell.budget_key
     assert "every family at depth 2" in budget_label(found.budget, 1)
+
+
+def test_a_budget_in_words_counts_trials_and_seeds_in_the_singular_and_plural():
+    one, two = asdict(Budget(max_trials=1)), asdict(Budget(max_trials=2))
+    assert budget_label(one, 1).startswith("random search, 1 trial x up to")
+    assert budget_label(one, 1).endswith(", 1 seed")
+    assert budget_label(two, 2).startswith("random search, 2 trials x up to")
 
 
 @pytest.mark.parametrize(
