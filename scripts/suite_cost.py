@@ -46,7 +46,7 @@ from harness.tracking import Tracker  # noqa: E402
 from tasks import get_task  # noqa: E402
 
 PARAMS = 10_000
-"""The parameter budget a price is quoted for (see `size`)."""
+"""The parameter budget a price is quoted for; a cell without one counts as this (`at_size`)."""
 
 
 def at_size(cells: list[tuple[int, int, float]], params: int | None) -> list[tuple[int, float]]:
