@@ -241,5 +241,6 @@ def frontier_states(tracker: Tracker, experiment: str) -> list[str]:
             lines.append(f"frontier {found.task} {found.family}: {found.bracket.text()} (done)")
         else:
             probed = len(found.bracket.steps)
-            lines.append(f"frontier {found.task} {found.family}: {probed} cells so far (partial)")
+            cells = f"{probed} cell{'s' * (probed != 1)}"
+            lines.append(f"frontier {found.task} {found.family}: {cells} so far (partial)")
     return lines
