@@ -19,7 +19,8 @@ part of any cell's key. Workers share the device: JAX workers get
 XLA_PYTHON_CLIENT_PREALLOCATE=false (by default each JAX process takes 75% of the GPU
 memory) and torch workers a per-process memory fraction of 1/N, unless the user set
 their own; so does the coordinator (it asks the device's name for its runs' tags).
-A worker that dies is replaced; its trial goes back to the queue. Once a stop is asked
+A worker that dies (or whose connection breaks) is replaced; its trial goes back to the
+queue, its evaluation or retrain runs once more on another worker. Once a stop is asked
 for (Ctrl-C, `--stop-after`), no job starts, and each job waiting or on a worker that
 died (a worker ends on its stop) ends interrupted: the runner stops as it would alone.
 """
@@ -48,6 +49,7 @@ TRIAL_GIB = 4.0
 $HARNESS_TRIAL_GIB overrides it."""
 TRIAL_GIB_VARIABLE = "HARNESS_TRIAL_GIB"
 COOLDOWN_S = 2.0
+MAX_TRIES = 2  # an evaluation or retrain whose worker died runs once more, then fails
 KEY = "HARNESS_POOL_KEY"
 
 
@@ -239,9 +241,18 @@ class Pool:
                         job = self._next_job(time.monotonic())
                         if job is None:
                             break
-                        worker.busy = job
-                        worker.connection.send(send_job(job))
+                        self._send(worker, job)
                 self.lock.wait(timeout=0.5)
+
+    def _send(self, worker: Worker, job: dict) -> None:
+        """Give `job` to `worker`; a worker whose connection has broken is ended, and
+        `_replace_dead` replaces it and hands its job on."""
+        worker.busy = job
+        try:
+            worker.connection.send(send_job(job))
+        except OSError:
+            worker.process.kill()
+            worker.process.wait()
 
     def _next_job(self, now: float) -> dict | None:
         if self.jobs:
@@ -259,6 +270,10 @@ class Pool:
             if worker.process.poll() is None or self.closed:
                 continue
             self.workers.remove(worker)
+            job = worker.busy
+            if job is not None and job["kind"] != "search" and job.get("tries", 1) < MAX_TRIES:
+                worker.busy = None  # an evaluation or retrain runs again on another worker
+                self.jobs.insert(0, {**job, "tries": job.get("tries", 1) + 1})
             self._finish(worker, RuntimeError(f"worker local{worker.index} died"))
             self._spawn(worker.index)
 

@@ -210,6 +210,38 @@ def test_after_a_stop_a_job_whose_worker_died_ends_interrupted_and_none_starts(
     assert pool.workers == []  # none replaced after the stop
 
 
+def test_a_worker_whose_connection_broke_is_replaced_and_its_job_runs_on_the_new_one(
+    workdir, monkeypatch
+):
+    """A job sent to a worker whose connection has broken (it died as the job left) is not
+    lost: the worker is replaced and the job runs there, and the pool keeps scheduling."""
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.setenv(name, "")  # the pool makes this process a chief: undone after
+    pool = Pool(1, workdir, store_uri(workdir), Events())
+    pool.start()
+    first = pool.workers[0].process
+    with pool.lock:
+        pool.workers[0].connection.close()
+    failed = []
+
+    def ask() -> None:
+        try:
+            pool.run("retrain", cell=None, folder=str(workdir))
+        except RuntimeError as error:  # a job of no cell fails where it runs
+            failed.append(str(error))
+
+    try:
+        for _ in range(2):  # the first job, and the pool going on after it
+            asking = threading.Thread(target=ask, daemon=True)
+            asking.start()
+            asking.join(timeout=120)
+    finally:
+        pool.close()
+    assert len(failed) == 2, "the pool stopped handing out jobs"
+    assert "died" not in failed[0] and failed[0] == failed[1]
+    assert first.poll() is not None and pool.workers[0].process.pid != first.pid
+
+
 @pytest.mark.slow
 def test_two_workers_run_a_suite_with_the_sequential_tree_and_verify_clean(workdir):
     suite = write_suite(
