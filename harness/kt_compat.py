@@ -47,6 +47,12 @@ def synchronized(func):
     return oracle_lock(func)
 
 
+def has_work(oracle, planned: int) -> bool:
+    """Whether a search can still use a worker: a trial of the `planned` not created yet,
+    one queued to run again, or one running (whose worker may be lost)."""
+    return len(oracle.trials) < planned or bool(oracle._retry_queue or oracle.ongoing_trials)
+
+
 def requeue(oracle, tuner_id: str, trial_id: str) -> None:
     """Take a lost worker's trial from it and queue it to run again: the oracle's retry
     queue, which it fills itself only when it reloads, has no public door."""

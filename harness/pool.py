@@ -49,6 +49,7 @@ TRIAL_GIB = 4.0
 $HARNESS_TRIAL_GIB overrides it."""
 TRIAL_GIB_VARIABLE = "HARNESS_TRIAL_GIB"
 COOLDOWN_S = 2.0
+STRANDED_S = 30.0  # a worker still on a search this long after it ended is replaced
 MAX_TRIES = 2  # an evaluation or retrain whose worker died runs once more, then fails
 KEY = "HARNESS_POOL_KEY"
 
@@ -114,12 +115,15 @@ class Demand:
     assigned: int = 0
     done: bool = False
     resting_until: float = 0.0  # after a worker found nothing to run now
+    ended_at: float = 0.0  # when its search ended (done)
 
     def wants(self, now: float) -> bool:
         if self.done or now < self.resting_until:
             return False
-        if self.assigned == 0:
-            return True  # a trial re-queued from a lost worker, or the last one to end
+        if self.assigned == 0:  # a trial re-queued from a lost worker, or the last one to end
+            from harness import kt_compat  # loaded with Keras: the oracle exists, so it is
+
+            return kt_compat.has_work(self.oracle, self.planned)
         return self.assigned < self.planned - len(self.oracle.trials)
 
 
@@ -218,7 +222,7 @@ class Pool:
 
     def searched(self, demand: Demand) -> None:
         with self.lock:
-            demand.done = True
+            demand.done, demand.ended_at = True, time.monotonic()
             self.demands.remove(demand)
             self.lock.notify_all()
 
@@ -235,6 +239,7 @@ class Pool:
                     self._stop_jobs()
                     self.lock.wait(timeout=0.5)
                     continue
+                self._end_stranded(time.monotonic())
                 self._replace_dead()
                 for worker in self.workers:
                     if worker.busy is None:
@@ -264,6 +269,17 @@ class Pool:
         demand.assigned += 1
         self.counter += 1
         return {"id": self.counter, "kind": "search", "demand": demand, **demand.job}
+
+    def _end_stranded(self, now: float) -> None:
+        """End each worker still on a search STRANDED_S after it ended: it joined as the
+        search ended, and its calls to the stopped oracle server would wait an hour."""
+        for worker in self.workers:
+            job = worker.busy
+            if job is None or job["kind"] != "search" or not job["demand"].done:
+                continue
+            if now - job["demand"].ended_at > STRANDED_S:
+                worker.process.kill()
+                worker.process.wait()
 
     def _replace_dead(self) -> None:
         for worker in list(self.workers):

@@ -9,12 +9,20 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from harness import backend, interrupts
 from harness.events import Events
-from harness.pool import Pool, auto_workers, parse_workers, worker_environment
+from harness.pool import (
+    STRANDED_S,
+    Demand,
+    Pool,
+    auto_workers,
+    parse_workers,
+    worker_environment,
+)
 from tests.conftest import (
     OWN_COMPILE_CACHE,
     REPO,
@@ -208,6 +216,51 @@ def test_after_a_stop_a_job_whose_worker_died_ends_interrupted_and_none_starts(
         "waiting": KeyboardInterrupt,
     }
     assert pool.workers == []  # none replaced after the stop
+
+
+def test_a_search_whose_trials_have_all_ended_takes_no_worker(tmp_path):
+    """The race of a search's end: its last worker is back, the oracle has stopped it, and
+    the cell has not yet left the pool; a worker sent there would wait on a stopped server."""
+    import keras_tuner
+
+    space = keras_tuner.HyperParameters()
+    space.Choice("units", [1, 2, 3, 4])
+    oracle = keras_tuner.oracles.RandomSearchOracle(
+        objective="val_loss", max_trials=2, hyperparameters=space, seed=0
+    )
+    oracle._set_project_dir(str(tmp_path), "cell")
+    demand = Demand("cell", {}, oracle, planned=2)
+    assert demand.wants(0.0)  # no trial yet
+    for _ in range(2):
+        trial = oracle.create_trial("local1")
+        assert demand.wants(0.0)  # running, on no worker of the pool: it may be lost
+        oracle.update_trial(trial.trial_id, {"val_loss": 0.1})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert not demand.wants(0.0)
+
+
+def test_a_worker_left_on_a_search_that_ended_is_replaced(workdir, monkeypatch):
+    """A worker still on a search STRANDED_S after the search ended is ended and replaced,
+    and the search's count of workers is put right."""
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        monkeypatch.setenv(name, "")  # the pool makes this process a chief: undone after
+    pool = Pool(1, workdir, store_uri(workdir), Events())
+    pool.start()
+    first = pool.workers[0].process
+    demand = Demand("cell", {}, None, planned=2, assigned=1)
+    try:
+        with pool.lock:  # the worker joined the search as it ended, 31 s ago
+            pool.workers[0].busy = {"id": 0, "kind": "search", "demand": demand}
+            demand.done, demand.ended_at = True, time.monotonic() - STRANDED_S - 1
+        first.wait(timeout=30)
+        for _ in range(600):
+            if pool.workers and pool.workers[0].process is not first:
+                break
+            time.sleep(0.05)
+    finally:
+        pool.close()
+    assert pool.workers[0].process is not first and demand.assigned == 0
 
 
 def test_a_worker_whose_connection_broke_is_replaced_and_its_job_runs_on_the_new_one(
