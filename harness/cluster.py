@@ -45,6 +45,7 @@ def serve_cell(tuner, job: CellSearch, cluster: Cluster, local: bool = False, on
     tracker.log(job.run_id, tags={PHASE: "search"})
     distributed.serve(tuner.oracle, cluster, lost, local, on_end)
     tuner.save()  # the trials' end, for an evaluation that reloads the tuner elsewhere
+    interrupts.check()  # a stop ended the serving: the search goes on in the rerun
     tracker.log(job.run_id, tags={PHASE: "evaluation"})
 
 

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 
+from harness import interrupts
 from harness.errors import UserError
 from harness.results import PHASE
 
@@ -245,8 +246,11 @@ def serve(
     silent, drop = kt_compat.synchronized(_silent), kt_compat.synchronized(_drop)
     losses: dict[str, int] = {}
     finished = kt_compat.synchronized(lambda o: not o.ongoing_trials and not o.tuner_ids)
+    running = kt_compat.synchronized(lambda o: bool(o.ongoing_trials))
     try:
         while not (servicer.stop_triggered and finished(oracle)):
+            if interrupts.requested() and not running(oracle):
+                break  # a stop with no trial running (perhaps before any worker joined)
             time.sleep(0.5)
             for tuner_id, trial_id in silent(oracle, servicer.heard, cluster.worker_timeout):
                 reason = f"worker {tuner_id} silent for over {cluster.worker_timeout:g} s"
