@@ -347,7 +347,8 @@ def test_step_memory_of_a_training_step_holds_its_gradient():
     with backend.step_memory() as memory:
         backend.train_step(model, x, y)
     assert memory.method.startswith("CPU: peak resident set size")
-    assert weights_mb <= memory.mb < 4 * weights_mb
+    # resident pages the allocator kept from the compiled step count before it: 1% slack
+    assert 0.99 * weights_mb <= memory.mb < 4 * weights_mb
 
 
 # -- the commands and the report on a real store -------------------------------------------------
