@@ -256,8 +256,7 @@ class Pool:
         try:
             worker.connection.send(send_job(job))
         except OSError:
-            worker.process.kill()
-            worker.process.wait()
+            _end(worker)
 
     def _next_job(self, now: float) -> dict | None:
         if self.jobs:
@@ -278,8 +277,7 @@ class Pool:
             if job is None or job["kind"] != "search" or not job["demand"].done:
                 continue
             if now - job["demand"].ended_at > STRANDED_S:
-                worker.process.kill()
-                worker.process.wait()
+                _end(worker)
 
     def _replace_dead(self) -> None:
         for worker in list(self.workers):
@@ -395,6 +393,12 @@ class LocalPool:
             for seed, retrain in retrains.items():
                 evaluation.add_seed(found, seed, *retrain.result())
         return found
+
+
+def _end(worker: Worker) -> None:
+    """End a worker's process; the scheduler's `_replace_dead` replaces it."""
+    worker.process.kill()
+    worker.process.wait()
 
 
 def send_job(job: dict) -> dict:
