@@ -76,14 +76,18 @@ def test_scores(
 ) -> dict[str, float]:
     """The task's primary and extra scores of a Keras `model` on (x, y); with `memory_gb`, in
     batches that fit it (OutOfMemory where none does, or where the device runs out)."""
+    return task.scores(y, predictions(model, x, batch_size, memory_gb))
+
+
+def predictions(model, x, batch_size: int, memory_gb: float | None = None) -> np.ndarray:
+    """The `model`'s outputs on x (values or class probabilities), in batches as test_scores."""
     if memory_gb is not None:
         batch_size = fitting_batch(model, x, batch_size, memory_gb)
         if batch_size < 1:
             raise OutOfMemory(f"one sequence of length {x.shape[1]} needs over {memory_gb:g} GB")
     try:
-        predicted = model.predict(x, batch_size=batch_size, verbose=0)
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     except Exception as error:
         if backend.is_out_of_memory(error):
             raise OutOfMemory(first_line(error)) from None
         raise
-    return task.scores(y, np.asarray(predicted))

@@ -294,3 +294,41 @@ def test_verify_against_a_tracking_server(tmp_path, mlflow_server):
     result = verify(mlflow_server)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all agree" in result.stdout
+
+
+def test_a_class_score_agrees_anywhere_its_near_ties_reach_and_nowhere_else():
+    """Another machine rounds differently: a prediction whose top two probabilities are within
+    verify's relative tolerance may fall either way there, and nothing else may."""
+    from harness.verify import RELATIVE, Check, score_ranges
+    from tasks import get_task
+
+    near = 1 - RELATIVE / 2
+    probs = np.array(
+        [
+            [[0.5, 0.5 * near, 0.0], [0.4, 0.6, 0.0]],  # a near-tie hit, a clear miss
+            [[0.4 * near, 0.2, 0.4], [0.2, 0.2, 0.6]],  # a near-tie miss, a step not scored
+            [[0.9, 0.1, 0.0], [0.1, 0.3, 0.6]],  # a clear hit, a clear miss
+        ]
+    )
+    y = np.array([[0, 0], [0, -1], [0, 0]])  # -1: IGNORE
+    counting = get_task("counting")
+    ranges = score_ranges(counting, y, probs)
+    assert ranges["accuracy"] == (2 / 5, 1 / 5, 3 / 5)
+    assert ranges["sequence_accuracy"] == (0.0, 0.0, 1 / 3)  # row 1 is right if its tie is
+
+    run = ("r", "cell", "accuracy")
+    value, low, high = ranges["accuracy"]
+    for stored in (low, high, 0.4):
+        assert Check(*run, stored, value, low=low, high=high).ok
+    assert not Check(*run, high + 0.01, value, low=low, high=high).ok
+    assert not Check(*run, 0.6, 0.4).ok  # no near-ties: the tolerance alone
+    assert Check(*run, 0.6, 0.4, low=low, high=high).by_near_ties
+
+    far = probs.copy()
+    far[0, 0, 1] = far[1, 0, 0] = 0.3  # neither near any more
+    assert score_ranges(counting, y, far)["accuracy"] == (2 / 5, 2 / 5, 2 / 5)
+    adding = get_task("adding")
+    _, y_values = adding.generate(4, 8, 0, "test")
+    values = np.asarray(y_values, dtype=float).reshape(-1, 1) + 0.1
+    (low_high,) = {v[1:] for v in score_ranges(adding, y_values, values).values()}
+    assert low_high == (adding.scores(y_values, values)["mse"],) * 2  # values: no ties

@@ -186,7 +186,7 @@ def verify(
             check.metric,
             f"{check.stored:.6g}",
             f"{check.recomputed:.6g}" if not check.note else check.note,
-            "yes" if check.ok else "NO",
+            ("yes (near-ties)" if check.by_near_ties else "yes") if check.ok else "NO",
         )
     if found.checks:
         out.print(table)
@@ -215,8 +215,11 @@ def verify(
         return
     cells = len({c.run_id for c in found.checks})
     unscored = f"; {len(found.unscored)} diverged or failed" if found.unscored else ""
+    ties = sum(check.by_near_ties for check in found.checks)
+    ties = f"; {ties} within the range of their near-ties" if ties else ""
     out.print(
         f"verified {len(found.checks)} numbers of {cells} cells in experiment '{name}': all "
-        f"agree (within {checking.ABSOLUTE:g} + {checking.RELATIVE:g} x |stored|){unscored}",
+        f"agree (within {checking.ABSOLUTE:g} + {checking.RELATIVE:g} x |stored|{ties})"
+        f"{unscored}",
         highlight=False,
     )
