@@ -23,7 +23,7 @@ SCRIPT = ROOT / "benchmarks" / "gpu_backends.py"
 FAMILIES = ["lstm", "gru", "bilstm", "transformer"]
 RECURRENT = ["lstm", "gru", "bilstm"]
 BACKENDS = ["torch", "jax"]
-LENGTHS = [16, 32]
+LENGTHS = [16]
 VARIANTS = ["fp32", "fp32-nofused", "bf16", "bf16-nofused"]
 
 

@@ -33,7 +33,7 @@ from search_spaces.scan_layers import (  # noqa: E402
     doubling_scan,
 )
 from tasks import get_task  # noqa: E402
-from tests.conftest import all_runs, harness, store_uri, write_suite  # noqa: E402
+from tests.conftest import harness  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SCAN_FAMILIES = ["mingru", "minlstm", "lru", "mingru_signed", "rotscan"]
@@ -314,22 +314,3 @@ def test_families_are_listed_without_keras(tmp_path):
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert imported.stdout.strip() == "False"
-
-
-@pytest.mark.slow
-def test_a_real_search_of_each_scan_family(workdir):
-    """Two trials of each family on adding at L=8 through `harness run`, tested at L=16 too."""
-    block = {"tasks": ["adding"], "lengths": [8], "families": SCAN_FAMILIES, "eval_lengths": [16]}
-    suite = write_suite(workdir / "scan.toml", "scan", [block])
-    result = harness("run", "--suite", str(suite), cwd=workdir)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    runs = all_runs(store_uri(workdir), "scan")
-    parents = runs[runs["tags.harness.kind"] == "cell"]
-    assert sorted(parents["params.family"]) == sorted(SCAN_FAMILIES)
-    assert set(parents["status"]) == {"FINISHED"}
-    for _, parent in parents.iterrows():
-        assert math.isfinite(parent["metrics.test_score"]), parent["params.family"]
-        assert parent["metrics.trials_completed"] == 2
-        children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
-        assert len(children) == 2 and set(children["status"]) == {"FINISHED"}
