@@ -17,8 +17,8 @@ back to float rounding. Another machine rounds differently, and a class predicti
 top two probabilities are within that relative tolerance of each other (a near-tie) may
 fall either way there: so a score of class predictions agrees anywhere in the range its
 near-ties span, decided all for the target or all against it (`score_ranges`), widened by
-the tolerance. The same model on Keras's torch backend moves probabilities by up to
-5e-5 relative (docs/results.md). Any other difference is a mismatch, named.
+the tolerance (docs/results.md measures how far rounding moves them). Any other
+difference is a mismatch, named.
 """
 
 from __future__ import annotations
@@ -79,14 +79,16 @@ class Check:
             return True
         low = self.recomputed if self.low is None else self.low
         high = self.recomputed if self.high is None else self.high
-        slack = ABSOLUTE + RELATIVE * abs(self.stored)
-        return low - slack <= self.stored <= high + slack
+        return low - self.slack <= self.stored <= high + self.slack
+
+    @property
+    def slack(self) -> float:
+        return ABSOLUTE + RELATIVE * abs(self.stored)
 
     @property
     def by_near_ties(self) -> bool:
         """Agreed only because near-ties may fall the other way on the machine that stored it."""
-        slack = ABSOLUTE + RELATIVE * abs(self.stored)
-        return self.ok and abs(self.stored - self.recomputed) > slack
+        return self.ok and abs(self.stored - self.recomputed) > self.slack
 
 
 def decided(y_true: np.ndarray, probs: np.ndarray, for_target: bool) -> np.ndarray:
