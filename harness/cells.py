@@ -30,6 +30,7 @@ from harness.results import (
 from harness.suites import (
     check_frontier_seeds,
     check_seed,
+    check_seed_count,
     load_suite,
     parse_budget,
     parse_suite,
@@ -90,6 +91,8 @@ def select_cells(
         check_seed(seed, "command-line flags", "--seed")
     for value in extra_seeds or []:
         check_seed(value, "command-line flags", "--extra-seed")
+    if extra_seeds:
+        check_seed_count(1 + len(extra_seeds), "command-line flags: --extra-seed")
     cells = [
         replace(
             c,
@@ -120,10 +123,10 @@ def check_budgets(items) -> None:
     from search_spaces import get_space
     from tasks import get_task
 
-    wanted = ((i.task, i.family, i.budget.params, i.budget.fixed) for i in items)
-    for task, family, params, fixed in dict.fromkeys(wanted):
+    wanted = ((i.task, i.family, i.budget) for i in items)
+    for task, family, budget in dict.fromkeys(wanted):
         try:
-            get_space(family, get_task(task), params, dict(fixed) if fixed else None)
+            get_space(family, get_task(task), **budget.space_settings())
         except USER_ERRORS as err:
             raise UserError(f"command-line flags: {err}") from None
 

@@ -1,5 +1,9 @@
 """Honest scores for a search's winner: held-out test split, longer lengths, extra seeds.
 
+Each seed's test score carries its 95% interval (harness/intervals.py). When the seeds'
+vote is split (some solve, some do not: harness/results.py's `judge`), two more seeds are
+trained, once, and the majority of all decides (`tie_seeds`).
+
 Every seed's model is the one of its best validation epoch: Keras Tuner keeps the
 search's at its best epoch (its SaveBestEpoch checkpoint), and a retrain restores
 its own the same way (harness/callbacks.py's `BestEpoch`). Every scored model is kept,
@@ -9,7 +13,7 @@ so `harness verify` can recompute every stored score from the artifacts alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -29,10 +33,12 @@ from harness.results import (
     STATUS,
     Outcome,
     at_length,
+    interval_name,
+    judge,
     score_name,
     task_score_name,
 )
-from harness.stored import EVALUATION_MEMORY_GB, OutOfMemory, model_file, test_scores
+from harness.stored import EVALUATION_MEMORY_GB, OutOfMemory, model_file, scored, test_scores
 from tasks.base import Task
 
 
@@ -79,6 +85,8 @@ class Evaluation:
     fused_kernel: str
     best_trial: str = ""
     best_val_score: float = math.nan
+    intervals: dict[int, tuple[float, float]] = field(default_factory=dict)
+    added_seeds: list[int] = field(default_factory=list)  # a split vote's two more seeds
 
 
 def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Evaluation:
@@ -86,9 +94,10 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     cell, task = resolved.cell, resolved.task
     batch, primary = cell.budget.batch_size, task.metric.name
     x, y = resolved.split("test")
-    scores = test_scores(task, model, x, y, batch)
+    scores, interval = scored(task, model, x, y, batch)
     metrics = {task_score_name(name): value for name, value in scores.items()}
     metrics[score_name()] = scores[primary]
+    metrics.update(zip(interval_name(), interval, strict=True))
     metrics[PARAMETERS] = model.count_params()
     if cell.eval_lengths:
         metrics[EVALUATION_MEMORY] = EVALUATION_MEMORY_GB
@@ -101,9 +110,11 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
         metrics[at_length(SOLVED_BAR, length)] = task.solved_bar(length)
     model.save(folder / model_file())
     fused = backend.observe_fused_rnn(model, x[:batch], y[:batch])
-    return Evaluation(
+    found = Evaluation(
         values, metrics, {cell.seed: scores[primary]}, [], [folder / model_file()], fused
     )
+    found.intervals[cell.seed] = interval
+    return found
 
 
 def longer_score(resolved, model: keras.Model, length: int) -> float | None:
@@ -118,8 +129,8 @@ def longer_score(resolved, model: keras.Model, length: int) -> float | None:
 
 
 def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None, runs=None):
-    """Retrain `values` with `seed`: (its test score, its saved model, {longer length: score}),
-    (nan, None, {}) if it diverged. Its epochs go to `on_trial` (harness/events.py's
+    """Retrain `values` with `seed`: (its test score, its saved model, {longer length: score},
+    its score's interval), (nan, None, {}, None) if it diverged. Its epochs go to `on_trial` (harness/events.py's
     `trial`) and, with `runs` (tracker, experiment id, the cell's run id), to a retrain run
     of the cell, as a trial's do."""
     cell, task = resolved.cell, resolved.task
@@ -148,13 +159,13 @@ def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None,
         tracker.log(run_id, tags={STATUS: outcome.value})
         tracker.finish(run_id, outcome.run_status)
     if model is None:
-        return math.nan, None, {}
+        return math.nan, None, {}, None
     x, y = resolved.split("test")
-    score = test_scores(task, model, x, y, cell.budget.batch_size)[task.metric.name]
+    scores, interval = scored(task, model, x, y, cell.budget.batch_size)
     longer = {length: longer_score(resolved, model, length) for length in cell.eval_lengths}
     longer = {length: math.nan if value is None else value for length, value in longer.items()}
     model.save(folder / model_file(seed))
-    return score, folder / model_file(seed), longer
+    return scores[task.metric.name], folder / model_file(seed), longer, interval
 
 
 def open_retrain_run(tracker, experiment_id: str, parent: str, seed: int) -> str:
@@ -168,24 +179,56 @@ def open_retrain_run(tracker, experiment_id: str, parent: str, seed: int) -> str
     return tracker.start_run(experiment_id, f"retrain seed {seed}", tags)
 
 
-def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, longer) -> None:
+def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, longer, interval):
     """Fold one retrain into a cell's evaluation (a diverged one scores nan, saves nothing)."""
     found.seed_scores[seed] = score
     if file is None:
         found.diverged_seeds.append(seed)
         return
     found.metrics[score_name(seed)] = score
+    found.metrics.update(zip(interval_name(seed), interval, strict=True))
+    found.intervals[seed] = interval
     for length, value in longer.items():
         found.metrics[score_name(seed, length)] = value
     found.files.append(file)
 
 
+def tie_seeds(resolved, found: Evaluation) -> tuple[int, ...]:
+    """The two seeds a split vote adds (the next after the cell's last), once; () when the
+    vote is unanimous or seeds were added already."""
+    cell, task = resolved.cell, resolved.task
+    seeds = [cell.seed, *cell.extra_seeds]
+    verdict = judge(
+        [found.seed_scores[s] for s in seeds],
+        task.solved_bar(cell.length),
+        task.baseline(cell.length),
+        task.metric.direction,
+    )
+    if found.added_seeds or not verdict.split:
+        return ()
+    return (max(seeds) + 1, max(seeds) + 2)
+
+
+def settle(resolved, found: Evaluation, retrain_all) -> Evaluation:
+    """Retrain each extra seed, then the two seeds a split vote adds: `retrain_all(seeds)`
+    returns {seed: what `retrain_seed` returns} (one after another, or side by side)."""
+    for seed, result in retrain_all(resolved.cell.extra_seeds).items():
+        add_seed(found, seed, *result)
+    added = tie_seeds(resolved, found)
+    for seed, result in retrain_all(added).items():
+        add_seed(found, seed, *result)
+    found.added_seeds = list(added)
+    return found
+
+
 def evaluate(
     resolved, model: keras.Model, values: dict, folder: Path, on_trial=None, runs=None
 ) -> Evaluation:
-    """Score the search's best `model` and retrain `values` with each extra seed, in turn
-    (`on_trial` and `runs` as `retrain_seed` takes them)."""
+    """Score the search's best `model` and retrain `values` with each extra seed (and the
+    split vote's), in turn (`on_trial` and `runs` as `retrain_seed` takes them)."""
     found = score_best(resolved, model, values, folder)
-    for seed in resolved.cell.extra_seeds:
-        add_seed(found, seed, *retrain_seed(resolved, values, seed, folder, on_trial, runs))
-    return found
+
+    def retrain_all(seeds):
+        return {s: retrain_seed(resolved, values, s, folder, on_trial, runs) for s in seeds}
+
+    return settle(resolved, found, retrain_all)

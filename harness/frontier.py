@@ -6,7 +6,9 @@ solved; at the first failure it bisects (geometric middles) between the longest
 solved and the shortest failed length until their ratio is at most 1 + resolution,
 using only lengths the task accepts. Then it confirms the shortest failure with
 another search seed (a failure by bad luck would end a frontier too early): if the
-confirming cell solves, the search goes on above it. Last, it checks that the failure
+confirming cell solves, the search goes on above it. Under a grid search no other
+search seed is tried: the cell's own seeds (a majority, with two more on a split vote)
+are the confirmation. Last, it checks that the failure
 persists at twice that length (or the maximum), unless that length already failed: a
 cell that solves there flags the frontier non-monotone and the search goes on from it.
 The result is a bracket: longest solved and shortest failed length, "at least" the
@@ -90,9 +92,11 @@ class Bracket:
 
 
 def search(
-    minimum: int, maximum: int, resolution: float, accepted: Accepted
+    minimum: int, maximum: int, resolution: float, accepted: Accepted, confirm: bool = True
 ) -> Generator[Ask, bool, Bracket]:
-    """The frontier's probes, one at a time; returns the bracket (see the module's text)."""
+    """The frontier's probes, one at a time; returns the bracket (see the module's text).
+    Without `confirm` a failure is not probed again with another search seed (a grid
+    search's seeds confirm it within the cell)."""
     steps: list[Step] = []
     longest: int | None = None
     failures: set[int] = set()
@@ -132,7 +136,7 @@ def search(
                 else:
                     failures.add(between)
                 continue
-            if (yield from probe(shortest, "confirm", attempt=1)):  # bad luck: go on above it
+            if confirm and (yield from probe(shortest, "confirm", attempt=1)):  # bad luck
                 failures.discard(shortest)
                 longest = shortest
                 if any(f > longest for f in failures):

@@ -26,13 +26,19 @@ def cell_epochs(budget: Budget, retrains: int) -> int:
     return (trials * budget.executions_per_trial + retrains) * budget.epochs
 
 
+def most_retrains(cell: Cell) -> int:
+    """The retrains a cell may train: its extra seeds, and the two that a split vote adds
+    (harness/evaluation.py's `tie_seeds`), which only several seeds can cast."""
+    return len(cell.extra_seeds) + (2 if cell.extra_seeds else 0)
+
+
 def cell_work(cell: Cell) -> int:
-    """The most batch-steps a cell trains."""
+    """The most batch-steps a cell trains (its grid's points, or trials, and its seeds)."""
     from tasks import get_task
 
     task = get_task(cell.task)
     return epoch_work(task, cell.length, cell.budget) * cell_epochs(
-        cell.budget, len(cell.extra_seeds)
+        cell.budget, most_retrains(cell)
     )
 
 
@@ -48,7 +54,7 @@ def frontier_outcomes(spec: FrontierSpec) -> list[list[Cell]]:
     while pending:
         answers = pending.pop()
         probes = frontier.search(
-            spec.min_length, spec.max_length, spec.resolution, task.accepted_length
+            spec.min_length, spec.max_length, spec.resolution, task.accepted_length, spec.confirms
         )
         cells, solved, failed = {}, 0, math.inf
         step, ask = 0, next(probes)

@@ -369,30 +369,33 @@ class LocalPool:
             self.pool.searched(demand)
 
     def evaluate(self, resolved, tuner, folder: Path):
-        """The best model scored by one job, each extra seed's retrain by another, side by side."""
+        """The best model scored by one job, each extra seed's retrain by another, side by side
+        (and then the split vote's two, `evaluation.settle`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         from harness import evaluation
 
         cell = resolved.cell
         found = self.pool.run("evaluate", cell=cell, folder=str(folder))
-        with ThreadPoolExecutor(max(1, len(cell.extra_seeds))) as seeds:
-            retrains = {
-                seed: seeds.submit(
-                    self.pool.run,
-                    "retrain",
-                    cell=cell,
-                    values=found.values,
-                    seed=seed,
-                    folder=str(folder),
-                    experiment_id=tuner.experiment_id,
-                    run_id=tuner.parent_run_id,
-                )
-                for seed in cell.extra_seeds
-            }
-            for seed, retrain in retrains.items():
-                evaluation.add_seed(found, seed, *retrain.result())
-        return found
+
+        def retrain_all(seeds) -> dict:
+            with ThreadPoolExecutor(max(1, len(seeds))) as side_by_side:
+                retrains = {
+                    seed: side_by_side.submit(
+                        self.pool.run,
+                        "retrain",
+                        cell=cell,
+                        values=found.values,
+                        seed=seed,
+                        folder=str(folder),
+                        experiment_id=tuner.experiment_id,
+                        run_id=tuner.parent_run_id,
+                    )
+                    for seed in seeds
+                }
+                return {seed: retrain.result() for seed, retrain in retrains.items()}
+
+        return evaluation.settle(resolved, found, retrain_all)
 
 
 def _end(worker: Worker) -> None:

@@ -27,8 +27,10 @@ from harness.results import (
     KERAS,
     KERAS_TUNER,
     KIND,
+    MAJORITY,
     SCHEMA,
     SCHEMA_VERSION,
+    VERDICT_RULE,
     VERSION,
     CellResult,
 )
@@ -109,6 +111,7 @@ def cell_tags(cell) -> dict[str, str]:
         CELL_KEY: cell.key,
         BUDGET_KEY: cell.budget_key,
         SCHEMA: SCHEMA_VERSION,
+        VERDICT_RULE: MAJORITY,
         **environment_tags(),
     }
 

@@ -11,9 +11,14 @@ through it. The rules, each defined once here:
 - a cell's state: not started, partial (its run is not finished), done (a best model
   was evaluated), diverged (no trial finished, some diverged) or failed (every trial
   failed).
-- solved: the mean test score over all seeds of a cell (the search's best model and
-  each retrain of its hyperparameters) meets the task's bar. A seed that diverged
-  counts as failed: it scores the trivial baseline, never dropped.
+- solved (`judge`): a seed solves when its own test score meets the task's bar
+  (tasks.base.meets, the one definition, early stopping's too); a seed that diverged
+  fails (it scores the trivial baseline in the mean, never dropped). A cell is solved
+  when more than half of its seeds solve (an odd number: the search's best model and
+  the retrains of its configuration; a split vote added two seeds, ADDED_SEEDS). A
+  seed whose 95% interval (harness/intervals.py) holds the bar is near it; a verdict
+  that flips when one such seed flips is marked near the bar. Cells written before
+  this rule (no VERDICT_RULE tag) are judged as they were: by the mean over seeds.
 - budget: every setting that changes results (tuner and its settings, trials,
   epochs, batch size, data sizes, the parameter budget, seeds); how work was spread
   (workers, shards) is not part of it. A table compares cells of one budget.
@@ -40,6 +45,8 @@ import re
 import statistics
 from dataclasses import dataclass, field
 
+from tasks.base import meets
+
 # -- kinds of run (tag KIND) --------------------------------------------------------------
 CELL, TRIAL, FRONTIER, PROBE = "cell", "trial", "frontier", "probe"
 RETRAIN = "retrain"  # a child of a cell: one extra seed's retrain, its epochs as a trial's
@@ -61,6 +68,9 @@ PHASE = "harness.phase"
 PROBE_NAME = "harness.probe"
 BEST_TRIAL = "harness.best_trial"
 DIVERGED_SEEDS = "harness.diverged_seeds"
+ADDED_SEEDS = "harness.added_seeds"  # seeds a split vote added ("3,4"), beyond extra_seeds
+VERDICT_RULE = "harness.verdict_rule"  # how the cell is judged: MAJORITY (none: MEAN)
+MAJORITY, MEAN = "majority", "mean"
 DERIVED = "harness.derived"  # hyperparameters a trial did not search (the budget's width)
 FUSED_OBSERVED = "harness.fused_rnn_kernel_observed"  # done cells of schema 1 on
 FRONTIER_CELLS = "harness.frontier_cells"
@@ -81,6 +91,7 @@ TEST_SCORE = "test_score"  # the task's metric of the search's best model on the
 BASELINE, SOLVED_BAR = "baseline", "solved_bar"
 SEED_MEAN, SEED_STD, SEED_COUNT = "seed_mean", "seed_std", "seed_count"
 SEEDS_SOLVED, SOLVED = "seeds_solved", "solved"
+NEAR_BAR = "near_bar"  # 1.0 when the verdict flips with one seed whose interval holds the bar
 COMPILE_SECONDS = "compile_seconds"
 SEARCH_SECONDS, SECONDS_PER_EPOCH = "search_seconds", "seconds_per_epoch"
 EPOCHS_TO_SOLVE, BEST_VAL_SCORE = "epochs_to_solve", "best_val_score"
@@ -115,6 +126,11 @@ def score_of(name: str) -> tuple[int | None, int | None] | None:
         return None
     seed, length = found.groups()
     return (None if seed is None else int(seed)), (None if length is None else int(length))
+
+
+def interval_name(seed: int | None = None) -> tuple[str, str]:
+    """The metrics of the 95% interval of a test score at the cell's length (`score_name`)."""
+    return f"{score_name(seed)}_low", f"{score_name(seed)}_high"
 
 
 def task_score_name(name: str) -> str:
@@ -209,7 +225,7 @@ def planned_trials(tuner: str, max_trials: int, epochs: int) -> int:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a cell is solved, from its seeds' test scores (the one definition)."""
+    """Whether a cell is solved, from its seeds' test scores (the one definition: `judge`)."""
 
     mean: float
     std: float
@@ -217,32 +233,68 @@ class Verdict:
     seeds_solved: int
     seeds_diverged: int
     solved: bool
+    near_bar: bool = False
+    """The verdict flips when one seed whose interval holds the bar flips."""
+    rule: str = MAJORITY
 
     def text(self, digits: int = 4) -> str:
-        """The number a table prints: the mean (± std over seeds), ✓ when solved."""
+        """The number a table prints: the mean (± std over seeds), the seeds that solve of
+        all (k/n), ✓ when solved, ≈ when near the bar."""
         if self.seeds == 0:
             return "—"
         number = f"{self.mean:.{digits}g}"
         if self.seeds > 1:
             number += f" ± {self.std:.2g}"
-        return number + (" ✓" if self.solved else "")
+        number += f" ({self.seeds_solved}/{self.seeds})"
+        return number + (" ✓" if self.solved else "") + (" ≈" if self.near_bar else "")
 
     def seeds_text(self) -> str:
         text = f"{self.seeds_solved} of {self.seeds} seeds"
-        return text + (f", {self.seeds_diverged} diverged" if self.seeds_diverged else "")
+        text += f", {self.seeds_diverged} diverged" if self.seeds_diverged else ""
+        text += ", near the bar" if self.near_bar else ""
+        return text + (
+            ", judged by the mean (stored before majority verdicts)" * (self.rule == MEAN)
+        )
+
+    @property
+    def split(self) -> bool:
+        """Neither every seed nor none solves: the vote that earns two more seeds."""
+        return 0 < self.seeds_solved < self.seeds
 
 
-def judge(scores: list[float], bar: float, baseline: float, direction: str) -> Verdict:
-    """The verdict on a cell's seed scores (nan = a seed that diverged)."""
-    meets = (lambda s, b: s <= b) if direction == "min" else (lambda s, b: s >= b)
+def judge(
+    scores: list[float],
+    bar: float,
+    baseline: float,
+    direction: str,
+    intervals: list[tuple[float, float] | None] | None = None,
+    rule: str = MAJORITY,
+) -> Verdict:
+    """The verdict on a cell's seed scores (nan = a seed that diverged), each with its 95%
+    interval where known: solved when more than half of the seeds meet the bar (`rule`
+    MEAN, for cells stored before: when their mean does)."""
     counted = [s if math.isfinite(s) else baseline for s in scores]
     if not counted:
-        return Verdict(math.nan, math.nan, 0, 0, 0, False)
+        return Verdict(math.nan, math.nan, 0, 0, 0, False, False, rule)
     mean = statistics.fmean(counted)
     std = statistics.stdev(counted) if len(counted) > 1 else 0.0
-    solved_seeds = sum(1 for s in scores if math.isfinite(s) and meets(s, bar))
+    solves = [meets(s, bar, direction) for s in scores]
     diverged = sum(1 for s in scores if not math.isfinite(s))
-    return Verdict(mean, std, len(counted), solved_seeds, diverged, meets(mean, bar))
+    k, n = sum(solves), len(scores)
+    if rule == MEAN:
+        return Verdict(mean, std, n, k, diverged, meets(mean, bar, direction), False, rule)
+    near = [
+        interval is not None and math.isfinite(score) and interval[0] <= bar <= interval[1]
+        for score, interval in zip(scores, intervals or [None] * n, strict=True)
+    ]
+    solved = 2 * k > n
+    flips = (
+        any(near[i] and solves[i] for i in range(n))
+        if solved
+        else any(near[i] and not solves[i] for i in range(n))
+    )
+    near_bar = flips and (2 * (k - 1) <= n if solved else 2 * (k + 1) > n)
+    return Verdict(mean, std, n, k, diverged, solved, near_bar, rule)
 
 
 def budget_key(budget: dict, seed: int, extra_seeds: list[int]) -> str:
@@ -257,19 +309,27 @@ def cell_label(task: str, length: int, family: str) -> str:
     return f"{task} L={length} {family}"
 
 
+def updates(budget: dict) -> int:
+    """The optimizer updates a budget's model trains for: epochs x batches per epoch."""
+    return budget["epochs"] * math.ceil(budget["n_train"] / budget["batch_size"])
+
+
 def budget_label(budget: dict, seeds: int, seed: int = 0) -> str:
     """The budget in words, for a table's header (the search seed named unless it is 0)."""
     needed = ("tuner", "max_trials", "epochs", "batch_size", "n_train", "n_val", "n_test")
     if any(name not in budget for name in needed):
         return f"budget not recorded ({seeds} seed{'s' * (seeds != 1)})"
-    count = (
-        planned_trials(budget["tuner"], budget["max_trials"], budget["epochs"])
-        if budget["tuner"] == "hyperband"
-        else budget["max_trials"]
-    )
+    count = planned_trials(budget["tuner"], budget["max_trials"], budget["epochs"])
     trials = f"{count} trial{'s' * (count != 1)}"
+    search = f"{budget['tuner']} search, {trials}"
+    if budget["tuner"] == "grid" and budget.get("grid"):
+        axes = "; ".join(
+            f"{name} {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
+            for name, values in budget["grid"]
+        )
+        search = f"grid search over {axes} ({trials}, every other hyperparameter at its default)"
     parts = [
-        f"{budget['tuner']} search, {trials} x up to {budget['epochs']} epochs",
+        f"{search} x up to {budget['epochs']} epochs ({updates(budget):,} updates)",
         f"batch {budget['batch_size']}",
         f"{budget['n_train']:,} / {budget['n_val']:,} / {budget['n_test']:,} "
         "train / validation / test sequences",
@@ -281,8 +341,9 @@ def budget_label(budget: dict, seeds: int, seed: int = 0) -> str:
     if budget.get("fixed"):
         fixed = ", ".join(f"{name} {value}" for name, value in budget["fixed"])
         parts.insert(1 if budget.get("params") else 0, f"every family at {fixed}")
+    split = " (two more on a split vote)" if seeds > 1 else ""
     parts.append(
-        f"{seeds} seed{'s' * (seeds != 1)}" + (f" from search seed {seed}" if seed else "")
+        f"{seeds} seed{'s' * (seeds != 1)}{split}" + (f" from search seed {seed}" if seed else "")
     )
     return ", ".join(parts)
 
@@ -322,11 +383,38 @@ class CellResult:
         return cell_label(self.task, self.length, self.family)
 
     @property
+    def added_seeds(self) -> list[int]:
+        """The seeds a split vote added (ADDED_SEEDS)."""
+        return [int(s) for s in self.tags.get(ADDED_SEEDS, "").split(",") if s]
+
+    @property
+    def seeds(self) -> list[int]:
+        """Every seed of the cell: the search's, its extra seeds, those a split vote added."""
+        return [self.seed, *self.extra_seeds, *self.added_seeds]
+
+    @property
+    def rule(self) -> str:
+        """How the cell is judged: MAJORITY, or MEAN for a cell stored before that rule."""
+        return self.tags.get(VERDICT_RULE, MEAN)
+
+    def interval(self, seed: int) -> tuple[float, float] | None:
+        """A seed's 95% interval at the cell's length, where stored."""
+        low, high = interval_name(None if seed == self.seed else seed)
+        if low not in self.metrics or high not in self.metrics:
+            return None
+        return self.metrics[low], self.metrics[high]
+
+    @property
     def verdict(self) -> Verdict:
-        scores = [
-            self.seed_scores[s] for s in [self.seed, *self.extra_seeds] if s in self.seed_scores
-        ]
-        return judge(scores, self.solved_bar, self.baseline, self.direction)
+        seeds = [s for s in self.seeds if s in self.seed_scores]
+        return judge(
+            [self.seed_scores[s] for s in seeds],
+            self.solved_bar,
+            self.baseline,
+            self.direction,
+            [self.interval(s) for s in seeds],
+            self.rule,
+        )
 
     @property
     def test_score(self) -> float:
@@ -393,16 +481,17 @@ class CellResult:
         if result.direction not in ("min", "max"):
             return None
         diverged = {int(s) for s in tags.get(DIVERGED_SEEDS, "").split(",") if s}
+        retrained = [*extra, *result.added_seeds]
         for name, value in metrics.items():
             found = score_of(name)
-            if found is None or found[0] not in (None, *extra):
+            if found is None or found[0] not in (None, *retrained):
                 continue
             which, length = seed if found[0] is None else found[0], found[1]
             if length is None:
                 result.seed_scores[which] = value
             else:
                 result.longer_by_seed.setdefault(which, {})[length] = value
-        for s in diverged & set(extra):
+        for s in diverged & set(retrained):
             result.seed_scores.setdefault(s, math.nan)
         result.longer = dict(result.longer_by_seed.get(seed, {}))
         for s in diverged:
@@ -415,15 +504,14 @@ class CellResult:
 
     def verdict_at(self, length: int) -> Verdict:
         """The verdict over the seeds at a longer length than trained (its own bar)."""
-        seeds = [self.seed, *self.extra_seeds]
         scores = [
             self.longer_by_seed[s][length]
-            for s in seeds
+            for s in self.seeds
             if length in self.longer_by_seed.get(s, {})
         ]
         bar = self.metrics.get(at_length(SOLVED_BAR, length), self.solved_bar)
         baseline = self.metrics.get(at_length(BASELINE, length), self.baseline)
-        return judge(scores, bar, baseline, self.direction)
+        return judge(scores, bar, baseline, self.direction, rule=self.rule)
 
 
 def run_order(run) -> tuple[int, str]:

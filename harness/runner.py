@@ -30,6 +30,7 @@ from harness import evaluation, faults, interrupts, liveness, plan, steps
 from harness.events import Events
 from harness.provenance import cell_params, cell_tags, environment_tags
 from harness.results import (
+    ADDED_SEEDS,
     BASELINE,
     BEST_TRIAL,
     BEST_VAL_SCORE,
@@ -38,6 +39,7 @@ from harness.results import (
     EPOCHS_TO_SOLVE,
     FRONTIER_KEY,
     FUSED_OBSERVED,
+    NEAR_BAR,
     REASON,
     SEARCH_SECONDS,
     SECONDS_PER_EPOCH,
@@ -237,9 +239,14 @@ class Runner:
                 if name in best_run.data.metrics:
                     metrics[name] = best_run.data.metrics[name]
             metrics.update(found.metrics)
-            seeds = [cell.seed, *cell.extra_seeds]
-            scores = [found.seed_scores[s] for s in seeds]
-            verdict = judge(scores, metrics[SOLVED_BAR], metrics[BASELINE], task.metric.direction)
+            seeds = [cell.seed, *cell.extra_seeds, *found.added_seeds]
+            verdict = judge(
+                [found.seed_scores[s] for s in seeds],
+                metrics[SOLVED_BAR],
+                metrics[BASELINE],
+                task.metric.direction,
+                [found.intervals.get(s) for s in seeds],
+            )
             metrics.update(
                 {
                     SEED_MEAN: verdict.mean,
@@ -247,10 +254,13 @@ class Runner:
                     SEED_COUNT: verdict.seeds,
                     SEEDS_SOLVED: verdict.seeds_solved,
                     SOLVED: int(verdict.solved),
+                    NEAR_BAR: int(verdict.near_bar),
                 }
             )
             metrics[BEST_VAL_SCORE] = found.best_val_score
             tags.update({BEST_TRIAL: found.best_trial, FUSED_OBSERVED: found.fused_kernel})
+            if found.added_seeds:
+                tags[ADDED_SEEDS] = ",".join(map(str, found.added_seeds))
             if found.diverged_seeds:
                 tags[DIVERGED_SEEDS] = ",".join(map(str, found.diverged_seeds))
         else:
@@ -279,7 +289,7 @@ class Runner:
             run_id = self.tracker.start_run(experiment_id, spec.label, tags)
             self.tracker.log(run_id, params=spec.params())
         probes = frontier.search(
-            spec.min_length, spec.max_length, spec.resolution, task.accepted_length
+            spec.min_length, spec.max_length, spec.resolution, task.accepted_length, spec.confirms
         )
         steps_so_far, ask = [], next(probes)
         try:

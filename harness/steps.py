@@ -48,7 +48,7 @@ def resolve(cell: Cell, workdir: Path) -> Resolved:
     from tasks import get_task
 
     task = get_task(cell.task)
-    space = get_space(cell.family, task, cell.budget.params, cell.budget.fixed_values)
+    space = get_space(cell.family, task, **cell.budget.space_settings())
     return Resolved(cell, task, space, workdir / "tuners" / cell.key, workdir / "cache")
 
 
@@ -75,7 +75,7 @@ def build_tuner(
         budget.max_trials,
         budget.epochs,
         budget.executions_per_trial,
-        cell.seed,
+        cell.oracle_seed,
         str(resolved.tuner_dir.parent),
         cell.key,
         tracker=tracker,

@@ -50,7 +50,7 @@ from harness.provenance import cell_code
 from harness.results import BUDGET_KEY, FRONTIER, FRONTIER_KEY, KIND, budget_key, cell_label
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
-TUNERS = ("random", "bayesian", "hyperband")
+TUNERS = ("random", "bayesian", "hyperband", "grid")
 MAX_SEED = 2**31 - 1
 
 
@@ -71,10 +71,22 @@ class Budget:
     fixed: tuple[tuple[str, object], ...] | None = None
     """Hyperparameters every family takes at one value, not searched ((name, value) pairs,
     sorted; `fixed = { depth = 2 }` in a suite), e.g. the depth a task needs."""
+    grid: tuple[tuple[str, tuple], ...] | None = None
+    """A grid search's axes ((name, values) pairs, sorted; `grid = { learning_rate = [...] }`),
+    set whenever the tuner is "grid" (search_spaces.base.DEFAULT_GRID unless a suite names
+    its own); every other hyperparameter is held at its family's default."""
 
     @property
     def fixed_values(self) -> dict | None:
         return dict(self.fixed) if self.fixed else None
+
+    @property
+    def grid_axes(self) -> dict | None:
+        return {name: list(values) for name, values in self.grid} if self.grid else None
+
+    def space_settings(self) -> dict:
+        """What a family's space takes from the budget (search_spaces.get_space's keywords)."""
+        return {"params": self.params, "fixed": self.fixed_values, "grid": self.grid_axes}
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,19 @@ class Cell:
     def budget_key(self) -> str:
         """The budget's name: cells of one budget key share a table."""
         return budget_key(self.as_dict()["budget"], self.seed, list(self.extra_seeds))
+
+    @property
+    def oracle_seed(self) -> int:
+        """The seed of the cell's Keras Tuner oracle: a stable hash of the search seed and the
+        cell (task, length, family, budget), in 1..MAX_SEED, so two cells draw different
+        configurations and a search seed of 0 is a seed like any other (Keras Tuner takes a
+        seed of 0 for none). The data and the models' initialisation keep the search seed."""
+        found = self.as_dict()
+        text = json.dumps(
+            {name: found[name] for name in ("seed", "task", "length", "family", "budget")},
+            sort_keys=True,
+        )
+        return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) % MAX_SEED + 1
 
     @property
     def label(self) -> str:
@@ -156,6 +181,12 @@ class FrontierSpec:
     @property
     def label(self) -> str:
         return f"frontier {self.task} {self.family}"
+
+    @property
+    def confirms(self) -> bool:
+        """Whether a failure is confirmed by another search seed (harness/frontier.py): not
+        under a grid, whose seeds (with a split vote's two more) confirm it."""
+        return self.budget.tuner != "grid"
 
     def cell(self, ask: Ask) -> Cell:
         """The cell a probe runs: attempt a uses search seed seed + a*k and its k-1 retrains."""
@@ -253,6 +284,7 @@ def parse_suite(data: dict, source: str) -> Suite:
     if not isinstance(extra, list):
         raise UserError(f"{where}: key 'seeds.extra' must be a list of integers")
     extra_seeds = tuple(check_seed(s, where, "seeds.extra") for s in extra)
+    check_seed_count(1 + len(extra_seeds), f"{where}: key 'seeds.extra'")
     blocks, frontier_blocks = data.get("cells", []), data.get("frontier", [])
     if not isinstance(blocks, list) or not isinstance(frontier_blocks, list):
         raise UserError(f"{where}: [[cells]] and [[frontier]] must be arrays of tables")
@@ -302,6 +334,9 @@ def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
         if name == "fixed":
             changes[name] = _fixed(value, where, f"{key}.fixed")
             continue
+        if name == "grid":
+            changes[name] = _grid(value, where, f"{key}.grid")
+            continue
         if name == "tuner":
             if value not in TUNERS:
                 raise UserError(f"{where}: key '{key}.tuner': {unknown('tuner', value, TUNERS)}")
@@ -310,7 +345,57 @@ def parse_budget(table: object, base: Budget, where: str, key: str) -> Budget:
                 f"{where}: key '{key}.{name}' must be a positive integer, got {value!r}"
             )
         changes[name] = value
-    return replace(base, **changes)
+    return _grid_budget(base, replace(base, **changes), table, where, key)
+
+
+def _grid_budget(base: Budget, budget: Budget, table: dict, where: str, key: str) -> Budget:
+    """`budget` as a grid search runs it: its axes set (the default grid unless named) and its
+    trials the grid's points; a grid named for another tuner, or a trial count or repeated
+    executions given with a grid, is an error. Another tuner keeps no grid."""
+    from search_spaces.base import DEFAULT_GRID
+
+    if budget.tuner != "grid":
+        if "grid" in table:
+            raise UserError(
+                f"{where}: key '{key}.grid' needs tuner = \"grid\" (tuner is {budget.tuner!r})"
+            )
+        if base.tuner == "grid" and "max_trials" not in table:
+            return replace(budget, grid=None, max_trials=Budget.max_trials)
+        return replace(budget, grid=None)
+    given_trials = "max_trials" in table or (
+        base.tuner != "grid" and base.max_trials != Budget.max_trials
+    )
+    if given_trials:
+        raise UserError(
+            f"{where}: key '{key}': a grid search trains every point of its grid: give no "
+            'max_trials with tuner = "grid" (its points are its trials)'
+        )
+    if budget.executions_per_trial != 1:
+        raise UserError(
+            f"{where}: key '{key}': a grid search trains each point once: give no "
+            'executions_per_trial with tuner = "grid" (its seeds repeat the chosen point)'
+        )
+    grid = budget.grid or DEFAULT_GRID
+    return replace(budget, grid=grid, max_trials=math.prod(len(values) for _, values in grid))
+
+
+def _grid(table: object, where: str, key: str) -> tuple[tuple[str, tuple], ...]:
+    """A `grid` table as sorted (name, values) pairs, each a non-empty list of distinct
+    numbers, booleans or strings."""
+    if not isinstance(table, dict) or not table:
+        raise UserError(f"{where}: key '{key}' must be a table of hyperparameter = [values]")
+    for name, values in table.items():
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, int | float | bool | str) for v in values)
+            or len(set(map(repr, values))) != len(values)
+        ):
+            raise UserError(
+                f"{where}: key '{key}.{name}' must be a list of distinct numbers, booleans or "
+                f"strings, got {values!r}"
+            )
+    return tuple(sorted((name, tuple(values)) for name, values in table.items()))
 
 
 def _fixed(table: object, where: str, key: str) -> tuple[tuple[str, object], ...]:
@@ -350,7 +435,7 @@ def _parse_block(block, budget, seed, extra_seeds, where, key) -> list[Cell]:
             raise UserError(f"{where}: key '{key}': {err}") from None
         for family in block["families"]:
             try:  # an unknown family, your own that breaks the contract, a budget out of reach
-                get_space(family, task, block_budget.params, block_budget.fixed_values)
+                get_space(family, task, **block_budget.space_settings())
             except USER_ERRORS as err:
                 raise UserError(f"{where}: key '{key}.families': {err}") from None
             code = cell_code(task_name, family)
@@ -409,8 +494,7 @@ def frontier_specs(
         or not 0 < resolution < math.inf
     ):
         raise UserError(f"resolution {resolution!r} must be a finite number above 0 (e.g. 0.25)")
-    if seeds < 1:
-        raise UserError(f"seeds {seeds} must be at least 1")
+    check_seed_count(seeds, "seeds")
     check_frontier_seeds(seed, seeds)
     if minimum > maximum:
         raise UserError(f"min_length {minimum} is above max_length {maximum}")
@@ -420,7 +504,7 @@ def frontier_specs(
         for length in (minimum, maximum):
             task.check_length(length)
         for family in families:
-            get_space(family, task, budget.params, budget.fixed_values)  # all checked here
+            get_space(family, task, **budget.space_settings())  # all checked here
             code = cell_code(task_name, family)
             specs.append(
                 FrontierSpec(
@@ -436,6 +520,15 @@ def frontier_specs(
                 )  # fmt: skip
             )
     return specs
+
+
+def check_seed_count(count: int, where: str) -> None:
+    """A cell's seeds are an odd number, so that their majority decides (results.judge)."""
+    if count < 1 or count % 2 == 0:
+        raise UserError(
+            f"{where}: {count} seeds per cell; accepted an odd number (1, 3, 5, ...), so that "
+            "a majority of the seeds decides a cell"
+        )
 
 
 def check_frontier_seeds(seed: int, seeds: int) -> None:

@@ -41,6 +41,7 @@ TUNER_CLASSES = {
     "random": kt.RandomSearch,
     "bayesian": kt.BayesianOptimization,
     "hyperband": kt.Hyperband,
+    "grid": kt.GridSearch,
 }
 
 
@@ -197,7 +198,8 @@ def make_tuner(
     project_name: str,
     **options,
 ) -> kt.Tuner:
-    """A tracked tuner of `kind` whose objective is the task's validation metric.
+    """A tracked tuner of `kind` whose objective is the task's validation metric; `seed` is
+    its oracle's (the cell's `oracle_seed`).
 
     `options` go to TrackedTuner (tracker, experiment_id, parent_run_id, on_trial)
     or on to Keras Tuner (e.g. hyperparameters, tune_new_entries).

@@ -4,8 +4,9 @@ For each done cell the report shows (harness/results.py's `standing_cells`), ver
 downloads its model artifacts (the search's best model and each extra seed's retrain), rebuilds
 the test split from the task's generator with the recorded seed and sizes (never
 from the data cache or tuner folders), recomputes the test scores, the longer-length
-scores and the per-seed scores, then the verdict over the seeds against the task's own
-solved bar and baseline, and compares each with the stored metric (the stored bar and
+scores and the per-seed scores with their 95% intervals, then the verdict over the seeds
+(those a split vote added included, judged by the rule recorded with the cell) against
+the task's own solved bar and baseline, and compares each with the stored metric (the stored bar and
 baseline too). A cell whose task's or family's code changed since its run (its `code`
 param) is named, not checked. It never trains. A model that cannot be listed, downloaded,
 loaded or scored is a mismatch naming its run and what failed. A diverged or failed
@@ -38,6 +39,7 @@ from harness.results import (
     CODE,
     EVALUATION_MEMORY,
     FRONTIER_KEY,
+    NEAR_BAR,
     OUT_OF_MEMORY,
     SEED_MEAN,
     SEEDS_SOLVED,
@@ -47,6 +49,7 @@ from harness.results import (
     CellResult,
     CellState,
     at_length,
+    interval_name,
     judge,
     score_name,
     task_score_name,
@@ -127,6 +130,17 @@ def score_ranges(task, y_true: np.ndarray, probs: np.ndarray) -> dict[str, tuple
     }
 
 
+def interval_ranges(task, y_true: np.ndarray, probs: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    """The primary score's 95% interval (harness/intervals.py) of `probs`: for its low and its
+    high bound, (as computed, lowest, highest over the near-ties decided as `score_ranges`)."""
+    from harness.intervals import score_interval
+
+    variants = (probs, decided(y_true, probs, True), decided(y_true, probs, False))
+    primary = task.metric.name
+    found = [score_interval(task, y_true, p, task.scores(y_true, p)[primary]) for p in variants]
+    return tuple((found[0][i], min(f[i] for f in found), max(f[i] for f in found)) for i in (0, 1))
+
+
 def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
     """Every stored score of one done cell against its recomputation from the stored models:
     the best model's (seed None) and each extra seed's retrain's, at its length and longer."""
@@ -173,6 +187,10 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
         x, y = split(length)
         return score_ranges(task, y, predictions(model, x, batch, memory_gb))
 
+    def intervals(model) -> tuple[tuple[float, ...], ...]:
+        x, y = split(cell.length)
+        return interval_ranges(task, y, predictions(model, x, batch))
+
     def longer_score(model, length: int) -> tuple[tuple[float, ...], bool]:
         """(the primary score's range, whether it was out of memory) at a longer length, as
         the run tested it: in batches that fit the memory it recorded."""
@@ -182,8 +200,9 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
             return (math.nan,) * 3, True
 
     recomputed_seeds: dict[int, tuple[float, ...]] = {}
+    recomputed_intervals: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in [None, *cell.extra_seeds]:
+        for seed in [None, *cell.seeds[1:]]:
             which = cell.seed if seed is None else seed
             lengths = sorted(cell.longer_by_seed.get(which, {}))
             try:
@@ -195,6 +214,8 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                 if model is None:
                     raise ModelUnavailable(f"artifact {model_file(seed)} is missing")
                 found = scores(model, cell.length)
+                stored_interval = cell.interval(which) is not None
+                interval = intervals(model) if stored_interval else None
                 longer = {length: longer_score(model, length) for length in lengths}
             except ModelUnavailable as error:
                 compare(score_name(seed), math.nan, str(error))
@@ -204,6 +225,10 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                 compare(score_name(seed), math.nan, why)
                 continue
             compare_range(score_name(seed), found[primary])
+            if interval is not None:
+                for name, bound in zip(interval_name(seed), interval, strict=True):
+                    compare_range(name, bound)
+                recomputed_intervals[which] = (interval[0][0], interval[1][0])
             if seed is None:
                 for name, value in sorted(found.items()):
                     compare_range(task_score_name(name), value)
@@ -212,15 +237,25 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                 if seed is None and (out_of_memory or cell.out_of_memory_at(length)):
                     compare(at_length(OUT_OF_MEMORY, length), float(out_of_memory))
             recomputed_seeds[which] = found[primary]
-    if len(recomputed_seeds) == 1 + len(cell.extra_seeds):
-        seeds = [recomputed_seeds[s] for s in [cell.seed, *cell.extra_seeds]]
+    if len(recomputed_seeds) == len(cell.seeds):
+        seeds = [recomputed_seeds[s] for s in cell.seeds]
+        bounds = [recomputed_intervals.get(s) for s in cell.seeds]
         verdict, lowest, highest = (
-            judge([found[i] for found in seeds], bar, baseline, task.metric.direction)
+            judge(
+                [found[i] for found in seeds],
+                bar,
+                baseline,
+                task.metric.direction,
+                bounds,
+                cell.rule,
+            )
             for i in range(3)
         )
         compare(SEED_MEAN, verdict.mean, low=lowest.mean, high=highest.mean)
         compare(SEEDS_SOLVED, verdict.seeds_solved)
         compare(SOLVED, float(verdict.solved))
+        if NEAR_BAR in cell.metrics:
+            compare(NEAR_BAR, float(verdict.near_bar))
     return checks
 
 

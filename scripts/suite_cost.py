@@ -1,7 +1,8 @@
 """An upper bound on a suite's training time, one trial at a time, from measured step costs.
 
 The work is harness/plan.py's, in batch-steps (one training batch through one sequence
-step): every epoch of every trial and retrain of every cell and of every frontier probe,
+step): every epoch of every trial (a grid's every point) and retrain (the two seeds a
+split vote may add included) of every cell and of every frontier probe,
 each frontier at its costliest outcome (its confirming cell and the check above
 included), validation batches at a third of a training batch, and each model's tests at
 the cell's longer lengths (forward only, a third). A batch-step's price comes from a
@@ -135,8 +136,8 @@ def cell_work(cell) -> float:
     """A cell's training, validation (a third of a training batch-step) and tests at its
     longer lengths."""
     task, budget = get_task(cell.task), cell.budget
-    seeds = 1 + len(cell.extra_seeds)
-    epochs = plan.cell_epochs(budget, len(cell.extra_seeds))
+    seeds = 1 + plan.most_retrains(cell)
+    epochs = plan.cell_epochs(budget, plan.most_retrains(cell))
     validation = math.ceil(budget.n_val / budget.batch_size) * task.sequence_steps(cell.length)
     tests = math.ceil(budget.n_test / budget.batch_size) * sum(
         task.sequence_steps(length) for length in cell.eval_lengths

@@ -75,11 +75,18 @@ def check_family(cls: type[FamilySpace], task: Task) -> None:
 
 
 def get_space(
-    family: str, task: Task, params: int | None = None, fixed: dict | None = None
+    family: str,
+    task: Task,
+    params: int | None = None,
+    fixed: dict | None = None,
+    grid: dict | None = None,
 ) -> FamilySpace:
     """The search space of `family` built for `task`, its width set by `params` when given,
-    the hyperparameters `fixed` names held at their values."""
+    the hyperparameters `fixed` names held at their values; with a `grid` (name -> values),
+    every other hyperparameter held at its default."""
     space_class = family_class(family)
+    if grid is not None:
+        return space_class(task, params, fixed, grid)
     return space_class(task, params, fixed) if fixed else space_class(task, params)
 
 
@@ -97,6 +104,7 @@ def describe_space(family: str) -> dict:
                 "range": h.describe()
                 + (" (or set by --params)" if h.name == space.width_name else ""),
                 "default": h.default,
+                "source": h.source,
             }
             for h in space.hyperparameters()
         ],

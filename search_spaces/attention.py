@@ -10,9 +10,16 @@ class TransformerSpace(FamilySpace):
     description = "Transformer encoder (MultiHeadAttention, sinusoidal positions, mean pooling)"
     width_name = "width"
     hyperparameters_own = (
-        choice("heads", [2, 4], default=4),
-        integer("depth", 1, 2, default=2),
-        real("dropout", 0.0, 0.3, default=0.0, step=0.1),
+        choice("heads", [2, 4], default=4, source="four heads, each a quarter of the width"),
+        integer(
+            "depth",
+            1,
+            2,
+            default=2,
+            source="two layers: one attention layer cannot find a key and read the token "
+            "after it (Olsson et al. 2022, induction heads)",
+        ),
+        real("dropout", 0.0, 0.3, default=0.0, step=0.1, source="none, Keras's default"),
     )
     structural = ("depth", "heads")
 

@@ -43,7 +43,10 @@ def contract_error(family: str, problem: object) -> SpaceError:
 
 @dataclass(frozen=True)
 class Hyper:
-    """One searched hyperparameter: a choice, an integer or float range, or a boolean."""
+    """One searched hyperparameter: a choice, an integer or float range, or a boolean.
+
+    Its default is the value a grid search trains at (unless the grid varies it) and
+    `source` says where that value comes from (`harness spaces` shows both)."""
 
     name: str
     kind: str  # "choice", "int", "float", "boolean"
@@ -53,6 +56,7 @@ class Hyper:
     high: float = 0
     step: float | None = None
     log: bool = False
+    source: str = ""
 
     def declare(self, hp) -> Any:
         """Declare it on a keras_tuner.HyperParameters and return the trial's value."""
@@ -88,28 +92,49 @@ class Hyper:
             text += f" (step {self.step:g})"
         return text + (" (log)" if self.log else "")
 
-
-def choice(name: str, values, default) -> Hyper:
-    return Hyper(name, "choice", default, values=tuple(values))
-
-
-def integer(name: str, low: int, high: int, default: int) -> Hyper:
-    return Hyper(name, "int", default, low=low, high=high)
-
-
-def real(name: str, low: float, high: float, default: float, step=None, log=False) -> Hyper:
-    return Hyper(name, "float", default, low=low, high=high, step=step, log=log)
+    def allows(self, value) -> bool:
+        """Whether `value` lies in its range (of its type: a boolean only for a boolean)."""
+        if isinstance(value, bool) != (self.kind == "boolean"):
+            return False
+        if self.kind == "float":
+            return isinstance(value, int | float) and self.low <= value <= self.high
+        return value in self.options()
 
 
-def boolean(name: str, default: bool) -> Hyper:
-    return Hyper(name, "boolean", default)
+def choice(name: str, values, default, source: str = "") -> Hyper:
+    return Hyper(name, "choice", default, values=tuple(values), source=source)
+
+
+def integer(name: str, low: int, high: int, default: int, source: str = "") -> Hyper:
+    return Hyper(name, "int", default, low=low, high=high, source=source)
+
+
+def real(
+    name: str, low: float, high: float, default: float, step=None, log=False, source: str = ""
+) -> Hyper:
+    return Hyper(name, "float", default, low=low, high=high, step=step, log=log, source=source)
+
+
+def boolean(name: str, default: bool, source: str = "") -> Hyper:
+    return Hyper(name, "boolean", default, source=source)
 
 
 OPTIMIZER = (
-    real("learning_rate", 3e-4, 1e-2, default=3e-3, log=True),
-    boolean("clip_gradients", default=True),
-)
+    real(
+        "learning_rate", 3e-4, 1e-2, default=3e-3, log=True,
+        source="the middle of the grid's default learning rates {1e-3, 3e-3, 1e-2}",
+    ),
+    boolean(
+        "clip_gradients", default=True,
+        source="gradient norm clipped at 1.0, the remedy for exploding gradients in "
+        "recurrences (Pascanu et al. 2013)",
+    ),
+)  # fmt: skip
 """Adam with a log-scaled learning rate and optional gradient-norm clipping: every family."""
+
+DEFAULT_GRID = (("learning_rate", (1e-3, 3e-3, 1e-2)),)
+"""A grid search's axes unless a suite names its own: the learning rate, as MAD and Zoology
+sweep it (Keras's Adam default 1e-3, and 3x and 10x it)."""
 
 
 def dense_parameters(inputs: int, outputs: int, bias: bool = True) -> int:
@@ -135,17 +160,38 @@ class FamilySpace:
     structural: ClassVar[tuple[str, ...]] = ("depth",)
     """The hyperparameters besides width that change the parameter count."""
 
-    def __init__(self, task: Task, params: int | None = None, fixed: dict | None = None):
+    def __init__(
+        self,
+        task: Task,
+        params: int | None = None,
+        fixed: dict | None = None,
+        grid: dict | None = None,
+    ):
+        """`fixed`: hyperparameters held at one value each. `grid`: a grid search's axes
+        (name -> values); every other hyperparameter is then held at its default."""
         self.task, self.params = task, params
-        if fixed:  # searched no more: each a one-value choice, for this space alone
-            self.hyperparameters_own = self._fixed(self.hyperparameters_own, fixed)
-            self._optimizer = self._fixed(OPTIMIZER, fixed)
-            unknown = set(fixed) - {h.name for h in (*self.hyperparameters_own, *OPTIMIZER)}
+        self._width = choice(
+            self.width_name, self.widths, default=self.width_default,
+            source="the middle of the widths searched without a parameter budget",
+        )  # fmt: skip
+        allowed = {name: (value,) for name, value in (fixed or {}).items()}
+        if grid is not None:
+            defaults = {h.name: (h.default,) for h in (*self.hyperparameters_own, *OPTIMIZER)}
+            allowed = {**defaults, **allowed, **{k: tuple(v) for k, v in grid.items()}}
+        if grid is not None and params is None:
+            allowed = {self.width_name: (self.width_default,), **allowed}
+        if allowed:  # searched no more, or over the grid's values: for this space alone
+            self.hyperparameters_own = self._restricted(self.hyperparameters_own, allowed)
+            self._optimizer = self._restricted(OPTIMIZER, allowed)
+            self._width = self._restricted((self._width,), allowed)[0]
+            searched = (*self.hyperparameters_own, *OPTIMIZER)
+            width = {self.width_name} if params is None else set()
+            unknown = set(allowed) - {h.name for h in searched} - width
             if unknown:
                 names = ", ".join(h.name for h in (*self.hyperparameters_own, *OPTIMIZER))
                 raise SpaceError(
                     f"family '{self.family}' has no hyperparameter '{sorted(unknown)[0]}' to "
-                    f"fix: it searches {names}"
+                    f"fix or grid: it searches {names}"
                 )
         self._own = self.hyperparameters_own
         if params is not None:
@@ -153,36 +199,30 @@ class FamilySpace:
 
     _optimizer: tuple[Hyper, ...] = OPTIMIZER
 
-    def _fixed(self, hypers: tuple[Hyper, ...], fixed: dict) -> tuple[Hyper, ...]:
-        """`hypers` with each one `fixed` names narrowed to its value, checked in range."""
+    def _restricted(self, hypers: tuple[Hyper, ...], allowed: dict) -> tuple[Hyper, ...]:
+        """`hypers` with each one `allowed` names narrowed to a choice of its values, each
+        checked in range; its default the first (a one-value choice is a fixed value)."""
         narrowed = []
         for h in hypers:
-            if h.name not in fixed:
+            if h.name not in allowed:
                 narrowed.append(h)
                 continue
-            value = fixed[h.name]
-            inside = (
-                h.low <= value <= h.high
-                if h.kind == "float" and isinstance(value, int | float)
-                else h.kind != "float" and value in h.options()
-            )
-            if not inside or isinstance(value, bool) != (h.kind == "boolean"):
-                raise SpaceError(
-                    f"family '{self.family}': {h.name} = {value!r} is outside its range "
-                    f"{h.describe()}"
-                )
-            narrowed.append(choice(h.name, (value,), value))
+            for value in allowed[h.name]:
+                if not h.allows(value):
+                    raise SpaceError(
+                        f"family '{self.family}': {h.name} = {value!r} is outside its range "
+                        f"{h.describe()}"
+                    )
+            values = allowed[h.name]
+            narrowed.append(choice(h.name, values, values[0], h.source))
         return tuple(narrowed)
 
     # -- the space -----------------------------------------------------------------
     def hyperparameters(self) -> tuple[Hyper, ...]:
         """What Keras Tuner searches: the width (unless a budget sets it), the family's own,
         the optimizer's."""
-        width = () if self.params is not None else (self._width_hyper(),)
+        width = () if self.params is not None else (self._width,)
         return (*width, *self._own, *self._optimizer)
-
-    def _width_hyper(self) -> Hyper:
-        return choice(self.width_name, self.widths, default=self.width_default)
 
     def declare(self, hp) -> dict[str, Any]:
         """Declare the hyperparameters on `hp`; the trial's values, the derived width added."""

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from search_spaces.base import FamilySpace, choice, integer, real
 
-DEPTH = integer("depth", 1, 2, default=1)
-DROPOUT = real("dropout", 0.0, 0.3, default=0.0, step=0.1)
+DEPTH = integer(
+    "depth",
+    1,
+    2,
+    default=1,
+    source="one layer: the single recurrent layer of the adding and copy papers "
+    "(Hochreiter and Schmidhuber 1997; Arjovsky et al. 2016)",
+)
+DROPOUT = real(
+    "dropout", 0.0, 0.3, default=0.0, step=0.1,
+    source="none, Keras's default: the synthetic tasks draw fresh data, not a small set to overfit",
+)  # fmt: skip
 
 
 class RecurrentSpace(FamilySpace):
@@ -62,7 +72,14 @@ class LSTMSpace(RecurrentSpace):
     family = "lstm"
     description = "stacked LSTM; forget-gate bias initialisation is a hyperparameter"
     gates = 4
-    hyperparameters_own = (DEPTH, DROPOUT, choice("forget_bias", [1.0, 3.0], default=1.0))
+    hyperparameters_own = (
+        DEPTH,
+        DROPOUT,
+        choice(
+            "forget_bias", [1.0, 3.0], default=1.0,
+            source="Keras's unit_forget_bias, 1.0 (Jozefowicz et al. 2015)",
+        ),
+    )  # fmt: skip
 
     def cell(self, values, units, return_sequences, name):
         from keras import layers

@@ -184,8 +184,13 @@ class LRUSpace(GLUBlockSpace):
     hyperparameters_own = (
         DEPTH,
         DROPOUT,
-        choice("r_min", [0.0, 0.5, 0.9], default=0.9),
-        choice("r_max", [0.99, 0.999], default=0.999),
+        choice(
+            "r_min",
+            [0.0, 0.5, 0.9],
+            default=0.9,
+            source="the ring Orvieto et al. (2023) initialise long-range tasks with",
+        ),
+        choice("r_max", [0.99, 0.999], default=0.999, source="as r_min"),
     )
 
     def recurrence(self, values, width, name):
@@ -207,7 +212,14 @@ class RotScanSpace(GLUBlockSpace):
         "RotScan: complex diagonal recurrence whose rotation r(x_t) exp(i theta(x_t)) depends "
         "on the input, parallel scan; residual blocks with a GLU, last-step output"
     )
-    hyperparameters_own = (DEPTH, DROPOUT, boolean("unit_modulus", default=False))
+    hyperparameters_own = (
+        DEPTH,
+        DROPOUT,
+        boolean(
+            "unit_modulus", default=False,
+            source="the modulus learned, as LRU's eigenvalues are",
+        ),
+    )  # fmt: skip
     structural = ("depth", "unit_modulus")
 
     def recurrence(self, values, width, name):

@@ -114,8 +114,22 @@ def test_generate_digits_holds_each_pixel_length_over_64_steps(workdir):
             "'budget.max_trials' must be a positive integer, got 0",
         ),
         (
-            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--tuner", "grid"],
-            "unknown tuner 'grid'",
+            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--tuner", "gird"],
+            "unknown tuner 'gird'",
+        ),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--tuner", "grid",
+             "--max-trials", "4"],
+            "give no max_trials with tuner = \"grid\"",
+        ),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--tuner", "grid",
+             "--grid", "learning_rate=0.5"],
+            "learning_rate = 0.5 is outside its range",
+        ),
+        (
+            ["run", "--task", "adding", "--length", "10", "--family", "gru", "--extra-seed", "1"],
+            "2 seeds per cell; accepted an odd number",
         ),
         (
             ["generate", "adding", "--length", "10", "--n", "5", "--out", "/proc/x.npz"],

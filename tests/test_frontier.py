@@ -125,7 +125,7 @@ def test_a_suite_frontier_block_becomes_one_frontier_per_task_and_family(tmp_pat
     path.write_text(
         'name = "f"\n[budget]\nmax_trials = 1\n[seeds]\nsearch = 3\n'
         '[[frontier]]\ntasks = ["adding", "first_token"]\nfamilies = ["gru", "lstm"]\n'
-        "min_length = 10\nmax_length = 80\nresolution = 0.5\nseeds = 2\n"
+        "min_length = 10\nmax_length = 80\nresolution = 0.5\nseeds = 3\n"
         "budget = { params = 5000 }\n"
     )
     suite = load_suite(str(path))
@@ -153,10 +153,11 @@ def test_a_suite_frontier_block_becomes_one_frontier_per_task_and_family(tmp_pat
         (["adding", "--families", "gru", "--resolution", "nan"], "resolution nan must be a finite"),
         (["adding", "--families", "gru", "--seed", "-1"], "seed -1 is out of range"),
         (
-            ["adding", "--families", "gru", "--seed", "2147483647", "--seeds", "2"],
-            "uses seeds 2147483647 to 2147483650",
+            ["adding", "--families", "gru", "--seed", "2147483646", "--seeds", "3"],
+            "uses seeds 2147483646 to 2147483651",
         ),
-        (["adding", "--families", "gru", "--seeds", "0"], "seeds 0 must be at least 1"),
+        (["adding", "--families", "gru", "--seeds", "0"], "0 seeds per cell; accepted an odd"),
+        (["adding", "--families", "gru", "--seeds", "2"], "2 seeds per cell; accepted an odd"),
         (["adding", "--families", "lstm", "--params", "5"], "the smallest it can meet is"),
         (["adding", "--families", "gru", "--min-length", "1"], "length 1 is out of range"),
         (["digits", "--families", "gru"], "in steps of 64"),

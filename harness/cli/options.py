@@ -44,7 +44,7 @@ LengthsOption = Annotated[
 OutDir = Annotated[Path, typer.Option("--out", help="Output folder.")]
 
 BUDGET_FLAGS: dict[str, tuple[str, type, str]] = {
-    "tuner": ("--tuner", str, "random, bayesian or hyperband."),
+    "tuner": ("--tuner", str, "random, bayesian, hyperband or grid."),
     "max_trials": ("--max-trials", int, "Trials per cell."),
     "epochs": ("--epochs", int, "Epochs per trial."),
     "executions_per_trial": ("--executions", int, "Executions per trial."),
@@ -63,6 +63,12 @@ BUDGET_FLAGS: dict[str, tuple[str, type, str]] = {
         str,
         "Hyperparameters every family takes at one value, not searched: NAME=VALUE[,...] "
         "(e.g. depth=2).",
+    ),
+    "grid": (
+        "--grid",
+        str,
+        "With --tuner grid, its axes: NAME=V1:V2[,NAME=...] (default "
+        "learning_rate=0.001:0.003:0.01); every other hyperparameter at its default.",
     ),
 }
 """Each field of `harness.suites.Budget`: its flag, type and help. A flag left out keeps the suite's value
@@ -91,6 +97,8 @@ def budget_options(command):
         given = {name: values.pop(name) for name in BUDGET_FLAGS}
         if given["fixed"] is not None:
             given["fixed"] = parse_fixed(given["fixed"])
+        if given["grid"] is not None:
+            given["grid"] = parse_grid(given["grid"])
         return command(budget={k: v for k, v in given.items() if v is not None}, **values)
 
     with_budget.__signature__ = signature.replace(parameters=parameters)
@@ -99,24 +107,42 @@ def budget_options(command):
 
 def parse_fixed(text: str) -> dict:
     """--fixed depth=2,unit_modulus=true as {"depth": 2, "unit_modulus": True}."""
-    found = {}
+    return {
+        name: _value(value)
+        for name, value in _pairs(text, "--fixed", "NAME=VALUE[,NAME=VALUE] (e.g. depth=2)")
+    }
+
+
+def parse_grid(text: str) -> dict:
+    """--grid learning_rate=0.001:0.01,depth=1:2 as {"learning_rate": [0.001, 0.01], ...}."""
+    form = "NAME=V1:V2[,NAME=V1:V2] (e.g. learning_rate=0.001:0.003:0.01)"
+    return {
+        name: [_value(v) for v in values.split(":")]
+        for name, values in _pairs(text, "--grid", form)
+    }
+
+
+def _pairs(text: str, flag: str, form: str) -> list[tuple[str, str]]:
+    """NAME=VALUE pairs of a comma-separated flag, each part stripped and non-empty."""
+    found = []
     for pair in text.split(","):
         name, sign, value = pair.strip().partition("=")
         if not sign or not name.strip() or not value.strip():
-            raise UserError(f"--fixed '{text}' is not NAME=VALUE[,NAME=VALUE] (e.g. depth=2)")
-        value = value.strip()
-        lowered = value.lower()
-        if lowered in ("true", "false"):
-            found[name.strip()] = lowered == "true"
-            continue
-        try:
-            found[name.strip()] = int(value)
-        except ValueError:
-            try:
-                found[name.strip()] = float(value)
-            except ValueError:
-                found[name.strip()] = value
+            raise UserError(f"{flag} '{text}' is not {form}")
+        found.append((name.strip(), value.strip()))
     return found
+
+
+def _value(text: str):
+    """A flag's value as TOML would read it: a boolean, an integer, a float, else the text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def parse_names(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
