@@ -2,7 +2,12 @@
 
 The cache is keyed by task (its name and the hash of its code: `Task.data_name`), length,
 n, seed and split, so every family of a suite trains and is tested on exactly the same
-arrays, and an edited generator never serves the arrays of the code before.
+arrays, and an edited generator never serves the arrays of the code before (the hash
+covers tasks/base.py, where `Task.generate` keeps the splits apart).
+
+Val and test rows are distinct and never train rows (tasks/base.py's module docstring);
+where a split owns fewer distinct sequences than n (digits' 269 test images, short lengths
+of counting, parity and first_token), it holds all of them: fewer rows than n.
 """
 
 from __future__ import annotations

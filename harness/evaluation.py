@@ -31,6 +31,7 @@ from harness.results import (
     RETRAIN_SEED,
     SOLVED_BAR,
     STATUS,
+    TEST_EXAMPLES,
     Outcome,
     at_length,
     interval_name,
@@ -97,6 +98,7 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     scores, interval = scored(task, model, x, y, batch)
     metrics = {task_score_name(name): value for name, value in scores.items()}
     metrics[score_name()] = scores[primary]
+    metrics[TEST_EXAMPLES] = len(y)
     metrics.update(zip(interval_name(), interval, strict=True))
     metrics[PARAMETERS] = model.count_params()
     if cell.eval_lengths:

@@ -88,6 +88,7 @@ CODE_ROOTS = "code_roots"  # where your own task's or family's modules are impor
 
 # -- metrics of a cell run ----------------------------------------------------------------
 TEST_SCORE = "test_score"  # the task's metric of the search's best model on the test split
+TEST_EXAMPLES = "test_examples"  # the distinct test sequences scored (n_test, or all a task has)
 BASELINE, SOLVED_BAR = "baseline", "solved_bar"
 SEED_MEAN, SEED_STD, SEED_COUNT = "seed_mean", "seed_std", "seed_count"
 SEEDS_SOLVED, SOLVED = "seeds_solved", "solved"

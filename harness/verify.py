@@ -45,6 +45,7 @@ from harness.results import (
     SEEDS_SOLVED,
     SOLVED,
     SOLVED_BAR,
+    TEST_EXAMPLES,
     TEST_SCORE,
     CellResult,
     CellState,
@@ -225,6 +226,8 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                 compare(score_name(seed), math.nan, why)
                 continue
             compare_range(score_name(seed), found[primary])
+            if seed is None and TEST_EXAMPLES in cell.metrics:
+                compare(TEST_EXAMPLES, float(len(split(cell.length)[1])))
             if interval is not None:
                 for name, bound in zip(interval_name(seed), interval, strict=True):
                     compare_range(name, bound)

@@ -5,10 +5,21 @@ direction, its trivial baseline, its "solved" bar, and a vectorised,
 deterministic `generate(n, length, seed, split)`. Scoring helpers shared by all
 tasks live here so no task re-implements a metric. Tasks import nothing from the
 harness: bad input raises `TaskError`, which the harness reports as a user error.
+
+Splits hold distinct examples. A task's space of input sequences at a length is shared
+out once among train, val and test, 70/15/15, by a hash of each sequence's bytes
+(`row_hashes`, `split_of`), the same for every seed: `generate` keeps only the rows its
+split owns, so no val or test row is ever a train row (of any seed, whatever n_train),
+and val and test hold each sequence at most once, in the order drawn. Train may repeat
+rows. Where a split owns fewer distinct sequences than the n asked for (short lengths of
+small vocabularies, see `Task.generate`), val and test hold all of them, fewer than n;
+one that owns none raises `TaskError`. A task on a fixed set of examples (digits) keeps
+its splits apart itself (`Task.own_splits`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from abc import ABC, abstractmethod
@@ -29,13 +40,79 @@ IGNORE = -1
 MAX_LENGTH = 100_000
 MAX_EXAMPLES = 10_000_000
 SPLITS = ("train", "val", "test")
-"""The splits a task generates; each gets its own generator, and real-data tasks keep
-their examples apart (no example is in two splits)."""
+"""The splits a task generates; each gets its own generator and its own part of the space
+of sequences (no example is in two splits)."""
+SPLIT_SHARES = (70, 15, 15)
+"""Percent of the space of input sequences each split owns (`split_of`), as SPLITS: the
+70/15/15 of digits' split by image."""
+EXHAUSTED = 20
+"""Val and test stop drawing, holding every sequence their split owns, after this many times
+(rows held + 1) draws of their split in a row that were all repeats: were one left unseen,
+a uniform draw would have missed it with probability below e^-20 (2e-9)."""
+ROUND_ELEMENTS = 1 << 24
+"""Most input elements drawn in one round of `Task.generate` (64 MB of float32): rows past
+what a split keeps are drawn and dropped a round at a time, never all at once."""
 
 
 def split_seed(seed: int, split: str) -> int:
     """The generator seed of one split of a search seed: distinct and stable."""
     return seed * len(SPLITS) + SPLITS.index(split)
+
+
+# -- which split owns a sequence: a stable hash of its bytes --------------------------
+
+_HASH_SEED = np.uint64(0x5EED_0F_5B11_75)
+_GOLDEN = np.uint64(0x9E37_79B9_7F4A_7C15)
+_MIX = (np.uint64(0xBF58_476D_1CE4_E5B9), np.uint64(0x94D0_49BB_1331_11EB))
+_BOUNDS = np.array(
+    [(1 << 64) * sum(SPLIT_SHARES[: i + 1]) // 100 for i in range(len(SPLITS) - 1)],
+    dtype=np.uint64,
+)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, in place on a uint64 array: every output bit depends on every
+    input bit."""
+    z ^= z >> np.uint64(30)
+    z *= _MIX[0]
+    z ^= z >> np.uint64(27)
+    z *= _MIX[1]
+    z ^= z >> np.uint64(31)
+    return z
+
+
+@functools.lru_cache(maxsize=8)
+def _hash_keys(words: int) -> np.ndarray:
+    """One fixed odd 64-bit key per word position of a row (splitmix64 of the position)."""
+    keys = _mix(np.arange(1, words + 1, dtype=np.uint64) * _GOLDEN ^ _HASH_SEED) | np.uint64(1)
+    keys.flags.writeable = False
+    return keys
+
+
+def row_hashes(x: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's bytes (`x[i]` whole, little-endian), vectorised: equal rows
+    hash equal. A multilinear hash (the row's 8-, 4- or 1-byte words times fixed odd keys,
+    summed modulo 2^64), then mixed; the same on every machine and numpy version."""
+    rows = np.ascontiguousarray(x)
+    rows = rows.reshape(len(rows), -1)
+    rows = rows.astype(rows.dtype.newbyteorder("<"), copy=False).view(np.uint8)
+    size = rows.shape[1]
+    words = rows.view(np.uint64 if size % 8 == 0 else np.uint32 if size % 4 == 0 else np.uint8)
+    return _mix(words @ _hash_keys(words.shape[1]))
+
+
+def _row_pair(found) -> bool:
+    """Whether `_generate` returned (x, y), arrays of as many rows."""
+    if not (isinstance(found, tuple) and len(found) == 2):
+        return False
+    x, y = found
+    return isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and len(x) == len(y) > 0
+
+
+def split_of(hashes: np.ndarray) -> np.ndarray:
+    """The index in SPLITS of the split that owns each hashed row: the hash's place in
+    [0, 2^64), cut SPLIT_SHARES percent apart."""
+    return np.searchsorted(_BOUNDS, hashes, side="right")
 
 
 @dataclass(frozen=True)
@@ -70,6 +147,13 @@ class OutputSpec:
         return f"{short} class ({self.classes})"
 
 
+def meets(score: float, bar: float, direction: Direction) -> bool:
+    """The one definition of solved, for a seed's score, early stopping and every verdict: a
+    finite score at or past the bar in the metric's good direction."""
+    score = float(score)
+    return math.isfinite(score) and (score <= bar if direction == "min" else score >= bar)
+
+
 @dataclass(frozen=True)
 class Metric:
     """A named score with the direction in which it improves."""
@@ -83,8 +167,8 @@ class Metric:
         return a < b if self.direction == "min" else a > b
 
     def meets(self, score: float, bar: float) -> bool:
-        """True when `score` reaches `bar` (at or past it in the good direction)."""
-        return score <= bar if self.direction == "min" else score >= bar
+        """True when `score` reaches `bar` (`meets`)."""
+        return meets(score, bar, self.direction)
 
     @property
     def worst(self) -> float:
@@ -137,6 +221,11 @@ class Task(ABC):
     hindsight: ClassVar[str] = ""
     """Why a bidirectional model has it easier on this task; a task that says so gets the
     report's hindsight section (forward versus bidirectional families by length)."""
+    own_splits: ClassVar[bool] = False
+    """True for a task on a fixed set of examples that keeps its splits apart itself
+    (digits): `generate` hands `n` to `_generate` as it is, which must draw each split from
+    its own examples, val and test each example at most once. False (generated tasks):
+    `generate` keeps the splits apart by hash (see the module's docstring)."""
 
     @property
     def data_name(self) -> str:
@@ -154,19 +243,96 @@ class Task(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sample `n` examples of `length` for `split` with `rng` (validated arguments).
 
-        Synthetic tasks draw every split alike (each split's `rng` differs); a task on a
-        fixed set of examples draws each split from its own part of the set.
+        Synthetic tasks draw every split alike, from the task's distribution (`generate`
+        keeps the rows each split owns); a task on a fixed set of examples (`own_splits`)
+        draws each split from its own part of the set.
         """
 
     def generate(self, n: int, length: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """`n` examples of `split` at `length`, deterministic for (`seed`, `split`):
-        (x, y) as float32/int32 arrays."""
+        """`n` examples of `split` at `length`, deterministic for (`n`, `length`, `seed`,
+        `split`): (x, y) as float32/int32 arrays.
+
+        The rows are the task's distribution restricted to the sequences `split` owns
+        (`split_of`, 70/15/15 of the space): drawn in rounds, the other splits' rows
+        dropped; val and test drop repeats too. Where the space at `length` is small, val
+        and test may own fewer than `n` distinct sequences: they then hold all of them, once
+        each, in the order drawn (fewer rows than `n`, as digits' 269 test images), and a
+        split that owns none raises TaskError. Distinct sequences at a length: counting and
+        parity 2^L, first_token 8^L, assoc_recall 921,600 at L=8 (more beyond), copy 8^10
+        whatever the delay, listops and adding too many to matter. So val and test hold
+        fewer than 1,024 rows only for counting and parity up to L=12 and first_token up to
+        L=4 (a few lengths more for larger n), and counting and parity at L=2 have no val
+        sequence: tests/test_splits.py checks the counts.
+        """
         self.check_length(length)
         if not 1 <= n <= MAX_EXAMPLES:
             raise TaskError(f"n={n} is out of range: accepted 1..{MAX_EXAMPLES}")
         if split not in SPLITS:
             raise TaskError(f"unknown split '{split}': accepted {', '.join(SPLITS)}")
+        rng = np.random.default_rng(split_seed(seed, split))
+        if self.own_splits:
+            return self._generate(n, length, rng, split)
+        return self._draw_split(n, length, rng, split)
+
+    def sample(self, n: int, length: int, seed: int, split: str = "test"):
+        """`n` draws from the task's distribution at `length`, splits not kept apart (rows may
+        repeat, and be any split's): for what depends on the distribution alone, such as a
+        measured baseline; train and score on `generate`'s."""
+        self.check_length(length)
         return self._generate(n, length, np.random.default_rng(split_seed(seed, split)), split)
+
+    def _draw_split(self, n: int, length: int, rng: np.random.Generator, split: str):
+        """`generate` of a task whose splits are kept apart by hash: rounds of `_generate`,
+        each sized for what is still missing, keeping the rows `split` owns (val and test:
+        only rows not kept before), until `n` rows or, for val and test, every row the split
+        owns (EXHAUSTED); a split that owns no row drawn at all raises TaskError."""
+        share, wanted = SPLIT_SHARES[SPLITS.index(split)] / 100, SPLITS.index(split)
+        distinct = split != "train"
+        most = max(1, ROUND_ELEMENTS // (self.sequence_steps(length) * max(1, self.input.width)))
+        x_out = y_out = None
+        have = repeats = stale = 0
+        kept = drawn = np.empty(0, dtype=np.uint64)  # hashes: rows kept; rows drawn while none
+        while have < n:
+            need = n - have
+            rows = min(most, math.ceil(need / share + 4 * math.sqrt(need / share)) + 8)
+            found = self._generate(rows, length, rng, split)
+            if not _row_pair(found):  # left to the contract's check (tasks.check_task) to name
+                return found
+            x, y = found
+            hashes = row_hashes(x)
+            mine = split_of(hashes) == wanted
+            new = mine.copy()
+            if distinct:
+                first = np.zeros(len(x), dtype=bool)
+                first[np.unique(hashes, return_index=True)[1]] = True
+                new &= first & ~np.isin(hashes, kept)
+            taken = np.flatnonzero(new)[:need]
+            if taken.size:
+                if x_out is None:
+                    x_out = np.empty((n, *x.shape[1:]), dtype=x.dtype)
+                    y_out = np.empty((n, *y.shape[1:]), dtype=y.dtype)
+                x_out[have : have + taken.size] = x[taken]
+                y_out[have : have + taken.size] = y[taken]
+                have += taken.size
+                if distinct:
+                    kept = np.union1d(kept, hashes[taken])
+                    repeats = int(np.count_nonzero(mine[taken[-1] + 1 :]))
+            else:
+                repeats += int(np.count_nonzero(mine))
+            if distinct and have and repeats >= EXHAUSTED * (have + 1):
+                return x_out[:have].copy(), y_out[:have].copy()  # all the split owns
+            if not have:  # none of the split's yet: does it own any?
+                unique, first = np.unique(hashes, return_index=True)
+                fresh = ~np.isin(unique, drawn)
+                stale = len(x) - 1 - int(first[fresh].max()) if fresh.any() else stale + len(x)
+                drawn = np.union1d(drawn, unique)
+                if stale >= EXHAUSTED * (drawn.size + 1):
+                    raise TaskError(
+                        f"task '{self.name}' has no {split} sequence at length {length}: the "
+                        f"{drawn.size} distinct sequences it draws there all belong to other "
+                        f"splits (70/15/15 of the space by hash); accepted: a longer length"
+                    )
+        return x_out, y_out
 
     def sequence_steps(self, length: int) -> int:
         """Number of input time steps for a task length (differs from it for `copy`)."""
@@ -205,7 +371,8 @@ class Task(ABC):
         """Primary and extra scores of predictions (regression values or class probabilities)."""
 
     def is_solved(self, score: float, length: int) -> bool:
-        return bool(np.isfinite(score)) and self.metric.meets(score, self.solved_bar(length))
+        """Whether `score` at `length` meets the task's bar (`meets`)."""
+        return self.metric.meets(score, self.solved_bar(length))
 
     def info(self, length: int | None = None) -> TaskInfo:
         length = length or self.default_lengths[0]

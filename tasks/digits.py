@@ -88,11 +88,12 @@ def majority_class() -> tuple[int, float]:
     return int(np.argmax(counts)), float(counts.max() / counts.sum())
 
 
-def draw(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` positions in 0..size-1: without replacement when n <= size; beyond, one fresh
-    shuffle of all `size` after another, so each image appears n // size or n // size + 1
-    times (every draw is uniform over the split)."""
-    rounds = -(-n // size)
+def draw(n: int, size: int, rng: np.random.Generator, repeat: bool = True) -> np.ndarray:
+    """`n` positions in 0..size-1: without replacement when n <= size; beyond, with `repeat`,
+    one fresh shuffle of all `size` after another, so each image appears n // size or
+    n // size + 1 times (every draw is uniform over the split); without it, all `size` once
+    each, in an order drawn from `rng` (fewer than `n`)."""
+    rounds = -(-n // size) if repeat else 1
     return np.concatenate([rng.permutation(size) for _ in range(rounds)])[:n]
 
 
@@ -105,8 +106,10 @@ class Digits(Task):
     x = 0 0 1 1 .5 .5 .25 .25 -> the image's digit.
     Splits are by image, fixed once (see `split_indices`): of each class, 15% test, 15%
     val, the rest train; 1,259 / 269 / 269 images. A split's n examples are its images
-    drawn with `rng` without replacement when n <= its size; for larger n the images of
-    that split (and only those) repeat, each n // size or n // size + 1 times.
+    drawn with `rng` without replacement when n <= its size. Val and test hold each of
+    their images at most once: a larger n gives all 269, in an order drawn from `rng`
+    (so the test score counts every test image once). Train repeats its images (and
+    only those) past 1,259, each n // size or n // size + 1 times.
     Baseline: the majority class of the test split's 269 images, exact: class 0, 27/269 ~
     0.1004 (nine classes tie at 27 there, the lowest id wins; class 8 has 26). The trivial
     predictor outputs it, one-hot.
@@ -121,7 +124,7 @@ class Digits(Task):
     name = "digits"
     description = (
         "sklearn 8x8 digits, one pixel per L/64 steps; fixed split by image 1259/269/269, "
-        "images repeat within a split past its size (sequence class)"
+        "val and test each image once, train repeats past 1259 (sequence class)"
     )
     length_meaning = "time steps: 64 pixels, each held L/64 steps"
     input = InputSpec("real", width=1)
@@ -134,10 +137,12 @@ class Digits(Task):
     length_step = PIXELS
     order: ClassVar[tuple[int, ...] | None] = None
     """Pixel order of the steps; None reads row by row."""
+    own_splits = True
 
     def _generate(self, n, length, rng, split):
         pixels, labels = images()
-        chosen = split_indices()[split][draw(n, len(split_indices()[split]), rng)]
+        members = split_indices()[split]
+        chosen = members[draw(n, len(members), rng, repeat=split == "train")]
         x = pixels[chosen]
         if self.order is not None:
             x = x[:, np.asarray(self.order)]

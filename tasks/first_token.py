@@ -16,6 +16,8 @@ class FirstToken(Task):
     step before the end, so the gap between the two directions measures memory alone.
     Baseline: chance, 1/8 (the trivial predictor outputs uniform probabilities, whose
     argmax is class 0). Solved: accuracy >= 0.95.
+    Short lengths have few sequences (8^L) to share out among the splits (tasks.base):
+    val / test hold 10 / 9 at L=2, 618 / 580 at L=4, 4,892 / 4,901 at L=5.
     """
 
     name = "first_token"

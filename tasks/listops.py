@@ -146,8 +146,9 @@ MEASURED_MAJORITY = Path(__file__).with_name("listops_majority.json")
 
 
 def measure_majority_class(length: int) -> tuple[int, float]:
-    """The most frequent label at `length` and its frequency, on a fixed-seed sample."""
-    _, y = ListOps().generate(BASELINE_SAMPLES, length, BASELINE_SEED, "test")
+    """The most frequent label at `length` and its frequency, on a fixed-seed sample of the
+    task's distribution (`Task.sample`)."""
+    _, y = ListOps().sample(BASELINE_SAMPLES, length, BASELINE_SEED, "test")
     counts = np.bincount(y, minlength=10)
     return int(np.argmax(counts)), float(counts.max() / len(y))
 

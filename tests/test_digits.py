@@ -105,14 +105,18 @@ def test_split_sizes_are_about_70_15_15_and_stratified():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_more_examples_than_a_split_repeat_only_that_splits_images(name):
-    size = SIZES["val"]
-    x, y = get_task(name).generate(2 * size + 7, PIXELS, 3, "val")
-    ids = digits_identities(name, x)
-    assert set(ids) == set(split_indices()["val"])
-    times = np.bincount(ids, minlength=1797)[split_indices()["val"]]
+def test_more_examples_than_a_split_repeat_only_training_images(name):
+    """Validation and test score each of their images once, however many are asked for;
+    training repeats its images past its size."""
+    for split in ("val", "test"):
+        x, y = get_task(name).generate(2 * SIZES[split] + 7, PIXELS, 3, split)
+        ids = digits_identities(name, x)
+        assert sorted(ids) == sorted(split_indices()[split])
+        assert np.array_equal(y, images()[1][ids])
+    size = SIZES["train"]
+    ids = digits_identities(name, get_task(name).generate(2 * size + 7, PIXELS, 3, "train")[0])
+    times = np.bincount(ids, minlength=1797)[split_indices()["train"]]
     assert times.min() == 2 and times.max() == 3 and (times == 3).sum() == 7
-    assert np.array_equal(y, images()[1][ids])
 
 
 def test_the_permutation_is_fixed_and_a_real_permutation_of_the_64_pixels():
