@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from harness import figures
-from harness.frontier import FrontierResult, confirming_runs, latest_frontiers
+from harness.frontier import Bracket, FrontierResult, Step, confirming_runs, latest_frontiers
 from harness.report import Shown
 from harness.report.read import Results
 from harness.report.render import figure_file
@@ -37,9 +37,14 @@ def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
         [
             "The longest length each family solves at an equal parameter budget. [a, b): "
             "solved at length a, failed at length b, the failure confirmed with another "
-            "search seed; ≥ a: solved up to the largest length tried; < b: failed at the "
-            "smallest; (k/n): the seeds that solved the longest solved length alone. A cell "
-            "counts as solved when the mean over its seeds meets the bar. Each column is "
+            "search seed (under a grid search, by the cell's own seeds); ≥ a: solved up to "
+            "the largest length tried; < b: failed at the smallest. Beside each bracket, "
+            "(k/n, k/n): how many of their seeds solve at the longest solved length, then at "
+            "the shortest failed one (one k/n where the bracket has one end); ≈: either of "
+            "the two verdicts is near the bar (it flips if one seed whose 95% interval holds "
+            "the bar flips). A seed solves when its own test score meets the bar, a cell when "
+            "more than half of its seeds do (a cell stored before that rule: when the mean "
+            "over its seeds does, as then). Each column is "
             "one task under one training budget (its letter names it below the table): "
             "compare brackets within a column, never across columns of one task. A column "
             "of fixed-length cells (no frontier run) shows their mean test score instead. "
@@ -96,8 +101,8 @@ def training_order(budget: dict) -> tuple:
 
 def matrix(group: list[FrontierResult], fixed: list, cells: dict) -> tuple[Table, str, tuple]:
     """Rows families, columns (task, training budget) lettered (a), (b)... in the caption;
-    each entry the bracket of a frontier of `group` with the seeds that solved the longest
-    solved length. The `fixed` cells (of the same parameter budget, probed by no frontier)
+    each entry the bracket of a frontier of `group` with its deciding cells' seeds
+    (`frontier_entry`). The `fixed` cells (of the same parameter budget, probed by no frontier)
     are columns of their own (task, length), showing the mean test score. In HTML an entry
     links to the runs-table row of the cell it names: the longest solved (else the shortest
     failed). Returns the table, the caption and what `matrix_figure` draws."""
@@ -131,22 +136,31 @@ def matrix(group: list[FrontierResult], fixed: list, cells: dict) -> tuple[Table
 
 
 def frontier_entry(found: FrontierResult, cells: dict) -> tuple[str, str, float]:
-    """(the bracket with its seeds, the run it links to, the longest solved length)."""
+    """(the bracket with its deciding cells' seeds, the run it links to, the longest solved
+    length): "[40, 57) (3/3, 1/3) ≈", k/n of the longest solved then the shortest failed
+    cell (? where the report has no such cell), ≈ where either verdict is near the bar."""
     bracket = found.bracket
-    steps = [s for s in bracket.steps if s.attempt == 0]
     if not found.finished:
-        probed = len({s.length for s in steps})
+        probed = len({s.length for s in bracket.steps if s.attempt == 0})
         return f"unfinished ({probed} lengths probed)", "", math.nan
-    named = next((s for s in steps if s.solved and s.length == bracket.solved), None) or next(
-        (s for s in steps if not s.solved and s.length == bracket.failed), None
-    )
-    text = bracket.text()
-    cell = cells.get(named.run_id) if named is not None else None
-    if cell is not None and named.solved:
-        verdict = cell.verdict
-        text += f" ({verdict.seeds_solved}/{verdict.seeds})"
+    deciding = deciding_steps(bracket)
+    verdicts = [cells[s.run_id].verdict if s.run_id in cells else None for s in deciding]
+    seeds = ", ".join(f"{v.seeds_solved}/{v.seeds}" if v else "?" for v in verdicts)
+    near = any(v is not None and v.near_bar for v in verdicts)
+    text = bracket.text() + (f" ({seeds})" if seeds else "") + " ≈" * near
     solved = float(bracket.solved) if bracket.solved is not None else math.nan
-    return text, named.run_id if named is not None else "", solved
+    return text, deciding[0].run_id if deciding else "", solved
+
+
+def deciding_steps(bracket: Bracket) -> list[Step]:
+    """The probed cells that decide the bracket, those it has: the longest solved, then the
+    shortest failed (its first attempt, not the confirmation)."""
+    found = []
+    for length, solved in ((bracket.solved, True), (bracket.failed, False)):
+        steps = [s for s in bracket.steps if s.length == length and s.solved == solved]
+        if steps:
+            found.append(min(steps, key=lambda s: s.attempt))
+    return found
 
 
 def matrix_figure(families, headers, longest, rows):

@@ -132,13 +132,13 @@ def test_a_suite_frontier_block_becomes_one_frontier_per_task_and_family(tmp_pat
     assert suite.cells == () and len(suite.frontiers) == 4
     spec = suite.frontiers[0]
     assert (spec.task, spec.family, spec.min_length, spec.max_length) == ("adding", "gru", 10, 80)
-    assert spec.budget.params == 5000 and spec.seed == 3 and spec.seeds == 2
+    assert spec.budget.params == 5000 and spec.seed == 3 and spec.seeds == 3
     from harness.suites import Ask
 
     cell = spec.cell(Ask(20, 0, "double"))
-    assert (cell.length, cell.seed, cell.extra_seeds) == (20, 3, (4,))
+    assert (cell.length, cell.seed, cell.extra_seeds) == (20, 3, (4, 5))
     confirm = spec.cell(Ask(20, 1, "confirm"))
-    assert (confirm.seed, confirm.extra_seeds) == (5, (6,))  # seeds of their own
+    assert (confirm.seed, confirm.extra_seeds) == (6, (7, 8))  # seeds of their own
 
 
 @pytest.mark.parametrize(

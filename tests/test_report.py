@@ -5,6 +5,9 @@ and (slow) the page in headless Chromium."""
 from __future__ import annotations
 
 import base64
+import itertools
+import json
+import math
 import os
 import re
 import shutil
@@ -25,6 +28,7 @@ from harness.tracking import Tracker
 from tasks import get_task
 from tests.conftest import (
     REPO,
+    add_run,
     client,
     copy_store,
     harness,
@@ -32,6 +36,7 @@ from tests.conftest import (
     md_rows,
     section_text,
     store_uri,
+    tiny_cell,
 )
 
 EXPERIMENT = "report-test"
@@ -43,13 +48,15 @@ KINDS = ("score_vs_length", "length_generalisation", "anytime", "hyperparameters
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    """A store made by `harness run`: adding at two lengths, longer test length, an extra seed."""
+    """A store made by `harness run`: adding at two lengths, longer test length, two extra
+    seeds."""
     folder = tmp_path_factory.mktemp("store")
     lengths = [arg for L in LENGTHS for arg in ("--length", str(L))]
     result = harness(
         "run", "--task", "adding", *lengths, "--family", FAMILY, "--max-trials", "2",
         "--epochs", "2", "--n-train", "128", "--n-val", "64", "--n-test", "64",
-        "--eval-length", "40", "--extra-seed", "1", "--experiment", EXPERIMENT, cwd=folder,
+        "--eval-length", "40", "--extra-seed", "1", "--extra-seed", "2",
+        "--experiment", EXPERIMENT, cwd=folder,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     (folder / "run.log").write_text(result.stdout)
@@ -97,7 +104,8 @@ def test_report_has_the_tables_and_figures(store, report):
     assert text.startswith(f"# Leaderboard: {EXPERIMENT}\n")
     assert "## How to read it" in text and f"## Budget {key}" in text
     budget = section_text(text, f"Budget {key}")
-    assert "random search, 2 trials x up to 2 epochs, batch 64" in budget and "2 seeds" in budget
+    assert "random search, 2 trials x up to 2 epochs (4 updates), batch 64" in budget
+    assert "3 seeds (two more on a split vote)" in budget
     assert "### adding" in budget and "Metric: mse (lower is better)." in budget
     scores = md_rows(budget, "family")
     assert scores[0] == ["family", *(f"L={L}" for L in LENGTHS), "longest solved"]
@@ -121,19 +129,29 @@ def test_report_has_the_tables_and_figures(store, report):
         assert base64.b64decode(data) == (report / "figures" / name).read_bytes()
 
 
+def seed_names(run, length: int | None = None) -> list[str]:
+    """The test-score metrics of a cell run's seeds: the search's, its extra seeds', and those
+    a split vote added (harness.added_seeds)."""
+    added = [s for s in run.data.tags.get("harness.added_seeds", "").split(",") if s]
+    names = ["test_score", *(f"test_score_seed_{s}" for s in ("1", "2", *added))]
+    return [name if length is None else f"{name}_len_{length}" for name in names]
+
+
 def test_numbers_equal_the_seeds_in_the_store(store, report):
-    """Each score is the mean over the stored seed scores; ✓ comes from that same mean."""
+    """Each score is the mean over the stored seed scores with (k/n), the seeds that meet
+    the bar alone; ✓ when more than half of them do; ≈ as the run recorded it."""
     runs = parents(store)
     text = (report / "leaderboard.md").read_text()
     scores = {row[0]: row[1:] for row in md_rows(text, "family")[1:]}
     solved = []
     for i, run in enumerate(runs):
         m = run.data.metrics
-        seeds = [m["test_score"], m["test_score_seed_1"]]
+        seeds = [m[name] for name in seed_names(run)]
         mean, std = statistics.fmean(seeds), statistics.stdev(seeds)
-        tick = " ✓" if mean <= m["solved_bar"] else ""
         passing = sum(s <= m["solved_bar"] for s in seeds)
-        assert scores[FAMILY][i] == f"{mean:.4g} ± {std:.2g}{tick} ({passing} of 2)"
+        tick = " ✓" if 2 * passing > len(seeds) else ""
+        near = " ≈" if m["near_bar"] else ""
+        assert scores[FAMILY][i] == f"{mean:.4g} ± {std:.2g} ({passing}/{len(seeds)}){tick}{near}"
         assert m["seed_mean"] == pytest.approx(mean) and m["solved"] == bool(tick)
         assert scores["trivial baseline"][i] == f"{m['baseline']:.4g}"
         assert scores["solved bar"][i] == f"≤ {m['solved_bar']:.4g}"
@@ -154,9 +172,9 @@ def test_numbers_equal_the_seeds_in_the_store(store, report):
         assert row[6] == f"{m['trials_completed']:.4g} ({m['trials_diverged']:.4g}, 0)"
     longer = md_rows(text[text.index("Tested at longer lengths") :], "family (trained at)")
     assert longer[0] == ["family (trained at)", *(f"L={L}" for L in LENGTHS), "L=40"]
-    for row, run in zip(longer[1:], runs, strict=True):  # both seeds' models tested at L=40
+    for row, run in zip(longer[1:], runs, strict=True):  # every seed's model tested at L=40
         m = run.data.metrics
-        seeds = [m["test_score_len_40"], m["test_score_seed_1_len_40"]]
+        seeds = [m[name] for name in seed_names(run, 40)]
         mean, std = statistics.fmean(seeds), statistics.stdev(seeds)
         assert row[-1].startswith(f"{mean:.4g} ± {std:.2g}")
     runs_rows = md_rows(text[text.index("The run behind each score") :], "family")[1:]
@@ -222,7 +240,7 @@ def test_figures_drawn_in_forked_processes_are_the_bytes_drawn_in_one(store, rep
 
 
 def printed(cell: str) -> tuple[float, float]:
-    """The mean and std a table cell prints ("0.1234 ± 0.012 ✓ (2 of 2)"; one seed: std 0)."""
+    """The mean and std a table cell prints ("0.1234 ± 0.012 (2/3) ✓"; one seed: std 0)."""
     mean, _, rest = cell.partition(" ± ")
     return float(mean.split()[0]), float(rest.split()[0]) if rest else 0.0
 
@@ -359,7 +377,8 @@ BUDGET = {
 
 
 def add_cell(folder: Path, family: str, length: int, metrics: dict, **options) -> str:
-    """A finished (or `status`) cell run in the report's experiment (of adding, or `task`)."""
+    """A finished (or `status`) cell run in the report's experiment (of adding, or `task`),
+    judged by the mean over its seeds unless `rule` names the verdict rule it was stored with."""
     mlflow = client(folder)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
     task = get_task(options.get("task", "adding"))
@@ -372,11 +391,13 @@ def add_cell(folder: Path, family: str, length: int, metrics: dict, **options) -
         "harness.fused_rnn_kernel_observed": "no",
         "harness.device": options.get("device", "test machine"),
     }
+    if "rule" in options:
+        tags["harness.verdict_rule"] = options["rule"]
     run_id = mlflow.create_run(experiment, tags=tags).info.run_id
     params = {
         "task": task.name, "length": str(length), "family": family, "metric": task.metric.name,
         "direction": task.metric.direction, "seed": str(seed), "extra_seeds": str(extra),
-        **{f"budget.{k}": str(v) for k, v in budget.items()},
+        **{f"budget.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in budget.items()},
     }  # fmt: skip
     for key, value in params.items():
         mlflow.log_param(run_id, key, value)
@@ -390,10 +411,10 @@ def add_cell(folder: Path, family: str, length: int, metrics: dict, **options) -
 
 def add_frontier(
     folder: Path, task: str, family: str, solves, budget: dict, cells: int | None = None
-) -> None:
+) -> list[Step]:
     """A finished frontier run as the runner writes it: the real search (lengths 10 to 80,
     resolution 0.5) against solves(L), each probed cell a cell run of its own seeds; with
-    `cells`, a frontier interrupted after probing that many (its run KILLED)."""
+    `cells`, a frontier interrupted after probing that many (its run KILLED). Its steps."""
     spec = FrontierSpec(task, family, Budget(**{**BUDGET, **budget}), 0, 1, 10, 80, 0.5)
     tracker = Tracker(store_uri(folder))
     run_id = tracker.start_run(tracker.experiment_id(EXPERIMENT), spec.label, spec.tags())
@@ -416,9 +437,10 @@ def add_frontier(
     frontier.record_step(tracker, run_id, steps)
     if cells is not None:
         tracker.finish(run_id, "KILLED")
-        return
+        return steps
     tracker.log(run_id, metrics=frontier.bracket_metrics(bracket))
     tracker.finish(run_id, "FINISHED")
+    return steps
 
 
 @pytest.fixture
@@ -443,13 +465,37 @@ def build(folder: Path) -> str:
     return written.leaderboard.read_text()
 
 
-def test_the_tick_and_the_number_come_from_the_same_seeds(copy):
-    """The search seed alone solves, the retrain does not: the mean misses the bar, no ✓."""
+def test_a_cell_stored_before_majority_verdicts_is_judged_by_its_mean(copy):
+    """No harness.verdict_rule tag: the search seed alone solves, the retrain does not, the
+    mean misses the bar: no ✓, and the report says how such a cell is judged."""
     metrics = {"test_score": 0.005, "test_score_seed_1": 0.3, "trials_completed": 3}
     add_cell(copy, "gru", 50, metrics, extra_seeds=[1])
-    assert scores_of(build(copy), BUDGET, [1])["gru"] == ["0.1525 ± 0.21 (1 of 2)", "—"]
+    text = build(copy)
+    assert scores_of(text, BUDGET, [1])["gru"] == ["0.1525 ± 0.21 (1/2)", "—"]
+    assert "1 cell was stored before verdicts by a majority of seeds" in text
+    assert "1 of 2 seeds, judged by the mean (stored before majority verdicts)" in text
     add_cell(copy, "lstm", 50, {**metrics, "test_score_seed_1": 0.007}, extra_seeds=[1])
-    assert scores_of(build(copy), BUDGET, [1])["lstm"] == ["0.006 ± 0.0014 ✓ (2 of 2)", "L=50"]
+    assert scores_of(build(copy), BUDGET, [1])["lstm"] == ["0.006 ± 0.0014 (2/2) ✓", "L=50"]
+
+
+def test_a_majority_of_seeds_solves_a_cell_and_near_the_bar_is_marked(copy):
+    """Two of three seeds meet the bar (the mean does not): ✓ with (2/3); ≈ when a solving
+    seed's interval holds the bar (one flip would fail the cell), none when it does not."""
+    metrics = {
+        "test_score": 0.005, "test_score_seed_1": 0.007, "test_score_seed_2": 0.9,
+        "test_score_low": 0.004, "test_score_high": 0.006, "test_score_seed_2_low": 0.8,
+        "test_score_seed_2_high": 1.0, "trials_completed": 3,
+    }  # fmt: skip
+    near = {"test_score_seed_1_low": 0.004, "test_score_seed_1_high": 0.011}  # bar 0.01
+    clear = {"test_score_seed_1_low": 0.006, "test_score_seed_1_high": 0.008}
+    add_cell(copy, "gru", 50, {**metrics, **near}, extra_seeds=[1, 2], rule="majority")
+    add_cell(copy, "lstm", 50, {**metrics, **clear}, extra_seeds=[1, 2], rule="majority")
+    text = build(copy)
+    rows = scores_of(text, BUDGET, [1, 2])
+    assert rows["gru"] == ["0.304 ± 0.52 (2/3) ✓ ≈", "L=50"]
+    assert rows["lstm"] == ["0.304 ± 0.52 (2/3) ✓", "L=50"]
+    seeds = {row[0]: row[5] for row in md_rows(text[text.index("The run behind") :], "family")}
+    assert seeds["gru"] == "2 of 3 seeds, near the bar" and seeds["lstm"] == "2 of 3 seeds"
 
 
 def test_a_diverged_seed_counts_as_failed(copy):
@@ -459,7 +505,7 @@ def test_a_diverged_seed_counts_as_failed(copy):
     score = scores_of(build(copy), BUDGET, [1, 2])["gru"][0]
     baseline = get_task("adding").baseline(50)  # the score of the diverged seed
     mean = statistics.fmean([0.001, 0.002, baseline])
-    assert score.startswith(f"{mean:.4g} ± ") and "✓" not in score and score.endswith("(2 of 3)")
+    assert score.startswith(f"{mean:.4g} ± ") and "✓" not in score and score.endswith("(2/3)")
 
 
 def test_budgets_are_never_mixed_and_the_latest_run_stands(copy):
@@ -470,8 +516,8 @@ def test_budgets_are_never_mixed_and_the_latest_run_stands(copy):
     first, second = budget_key(BUDGET, 0, []), budget_key({**BUDGET, "epochs": 2}, 0, [])
     assert f"## Budget {first}" in text and f"## Budget {second}" in text
     assert "random search, 3 trials x up to 8 epochs" in section_text(text, f"Budget {first}")
-    assert scores_of(text, BUDGET, [])["gru"] == ["0.004 ✓", "L=50"]
-    assert scores_of(text, {**BUDGET, "epochs": 2}, [])["gru"] == ["0.001 ✓", "L=50"]
+    assert scores_of(text, BUDGET, [])["gru"] == ["0.004 (1/1) ✓", "L=50"]
+    assert scores_of(text, {**BUDGET, "epochs": 2}, [])["gru"] == ["0.001 (1/1) ✓", "L=50"]
     assert f"run {newer[:8]} supersedes 1 earlier finished run of the same budget" in text
     assert other[:8] in section_text(text, f"Budget {second}")
 
@@ -544,25 +590,25 @@ def test_the_frontier_matrix_comes_first_one_table_per_parameter_budget(copy):
         "Frontier matrix, 5,000 parameters", f"Confirmations, budget {confirming[0]}",
         f"Confirmations, budget {confirming[1]}",
     ]  # fmt: skip
-    training = "random search, 3 trials x up to {} epochs, batch 64, 512 / 64 / 64 train / " \
-        "validation / test sequences, 1 seed."  # fmt: skip
+    training = "random search, 3 trials x up to {} epochs ({} updates), batch 64, 512 / 64 / " \
+        "64 train / validation / test sequences, 1 seed."  # fmt: skip
     assert tables[0] == (
-        f"Frontier matrix, 5,000 parameters. (a): {training.format(8)} (b): {training.format(6)}",
+        f"Frontier matrix, 5,000 parameters. (a): {training.format(8, 64)} (b): {training.format(6, 48)}",
         [
             ["family", "adding (a)", "first_token (b)"],
             ["bigru", "", "≥ 80 (1/1)"],
-            ["gru", "[40, 57) (1/1)", "[20, 29) (1/1)"],
-            ["simple_rnn", "[10, 15) (1/1)", ""],
+            ["gru", "[40, 57) (1/1, 0/1)", "[20, 29) (1/1, 0/1)"],
+            ["simple_rnn", "[10, 15) (1/1, 0/1)", ""],
         ],
     )
     assert "the budget above with 1 seed from search seed 1" in tables[1][0]
     header = ["task", "family", "length", "score", "solved bar", "run"]
     assert [row[:5] for row in tables[1][1]] == [
-        header[:5], ["adding", "gru", "L=57", "0.2", "≤ 0.01"],
-        ["adding", "simple_rnn", "L=15", "0.2", "≤ 0.01"],
+        header[:5], ["adding", "gru", "L=57", "0.2 (0/1)", "≤ 0.01"],
+        ["adding", "simple_rnn", "L=15", "0.2 (0/1)", "≤ 0.01"],
     ]  # fmt: skip
     assert [row[:5] for row in tables[2][1]] == [
-        header[:5], ["first_token", "gru", "L=29", "0.1", "≥ 0.95"]
+        header[:5], ["first_token", "gru", "L=29", "0.1 (0/1)", "≥ 0.95"]
     ]  # fmt: skip
 
     files = [
@@ -577,10 +623,61 @@ def test_the_frontier_matrix_comes_first_one_table_per_parameter_budget(copy):
     assert frontier_html.count("<table>") == 3
     for name in files:
         assert (copy / "figures" / name).is_file()
-    links = re.findall(r'<a href="#(run-[0-9a-f]+)">\[40, 57\) \(1/1\)</a>', frontier_html)
+    links = re.findall(r'<a href="#(run-[0-9a-f]+)">\[40, 57\) \(1/1, 0/1\)</a>', frontier_html)
     assert len(links) == 1 and page.count(f'<tr id="{links[0]}">') == 1
     row = page[page.index(f'<tr id="{links[0]}">') :].split("</tr>")[0]
     assert "<td>gru</td><td>40</td>" in row  # the longest solved cell's row
+
+
+def near_the_bar(folder: Path, step: Step) -> None:
+    """Mark a probed cell as stored under majority verdicts, its one seed's 95% interval
+    holding the bar (≤ 0.01): its verdict is near the bar."""
+    mlflow = client(folder)
+    mlflow.set_tag(step.run_id, "harness.verdict_rule", "majority")
+    mlflow.log_metric(step.run_id, "test_score_low", 0.0005)
+    mlflow.log_metric(step.run_id, "test_score_high", 0.3)
+
+
+def test_a_bracket_shows_its_deciding_cells_seeds_and_near_the_bar(copy):
+    """Beside a bracket, k/n of its longest solved then its shortest failed cell; ≈ where
+    either one's verdict is near the bar (gru's failure, simple_rnn's success), none where
+    neither is (lstm), nor for a cell away from the bracket (lstm's first length)."""
+    gru = add_frontier(copy, "adding", "gru", lambda L: L <= 40, ADDING)
+    rnn = add_frontier(copy, "adding", "simple_rnn", lambda L: L <= 10, ADDING)
+    lstm = add_frontier(copy, "adding", "lstm", lambda L: L <= 20, ADDING)
+    near_the_bar(copy, next(s for s in gru if s.length == 57 and s.attempt == 0))
+    near_the_bar(copy, next(s for s in rnn if s.length == 10))
+    near_the_bar(copy, next(s for s in lstm if s.length == 10))
+    text = build(copy)
+    (_, rows), *_ = md_tables(section_text(text, "Frontier"))
+    assert rows == [
+        ["family", "adding (a)"],
+        ["gru", "[40, 57) (1/1, 0/1) ≈"],
+        ["lstm", "[20, 29) (1/1, 0/1)"],
+        ["simple_rnn", "[10, 15) (1/1, 0/1) ≈"],
+    ]
+    paragraph = section_text(text, "Frontier").split("\n\n")[1]
+    for words in ("(k/n, k/n)", "≈: either of the two verdicts is near the bar", "more than half"):
+        assert words in paragraph, words
+
+
+def test_how_to_read_it_explains_seeds_intervals_and_marks(copy):
+    add_cell(copy, "gru", 50, {"test_score": 0.004}, rule="majority")
+    how = section_text(build(copy), "How to read it")
+    for words in (
+        "(k/n): k of its n seeds solve",
+        "A seed solves when its own test score meets the task's solved bar",
+        "more than half of its seeds do",
+        "a split vote (some seeds solve, some do not) adds two more seeds, once",
+        "95% interval",
+        "Wilson interval where each sequence gives one prediction (digits, first_token, "
+        "listops, pdigits)",
+        "t-interval over per-sequence scores for per-step metrics and MSE",
+        "≈ marks a verdict near the bar",
+        "★ on the point the search chose, and ⇤ (⇥)",
+        "Cells stored before this rule are judged as they were then, by the mean over their seeds",
+    ):
+        assert words in how, words
 
 
 def test_a_matrix_column_holds_one_training_budget_and_fixed_cells_show_scores(copy):
@@ -592,8 +689,8 @@ def test_a_matrix_column_holds_one_training_budget_and_fixed_cells_show_scores(c
     caption, rows = md_tables(section_text(build(copy), "Frontier"))[0]
     assert rows == [
         ["family", "adding (a)", "adding (b)", "adding L=64 (a)"],
-        ["gru", "[40, 57) (1/1)", "≥ 80 (1/1)", ""],
-        ["lstm", "", "", "0.004 ✓"],
+        ["gru", "[40, 57) (1/1, 0/1)", "≥ 80 (1/1)", ""],
+        ["lstm", "", "", "0.004 (1/1) ✓"],
     ]
     assert "(a): random search, 3 trials x up to 8 epochs" in caption
     assert "(b): random search, 3 trials x up to 32 epochs" in caption
@@ -613,10 +710,10 @@ def test_two_parameter_budgets_are_two_matrices_and_an_unfinished_frontier_is_no
     ]  # fmt: skip
     assert tables[0][1] == [
         ["family", "adding (a)"],
-        ["gru", "[40, 57) (1/1)"],
+        ["gru", "[40, 57) (1/1, 0/1)"],
         ["lstm", "unfinished (2 lengths probed)"],
     ]
-    assert tables[1][1] == [["family", "adding (a)"], ["gru", "[20, 29) (1/1)"]]
+    assert tables[1][1] == [["family", "adding (a)"], ["gru", "[20, 29) (1/1, 0/1)"]]
     assert not [c for c, _ in tables if c.startswith("Confirmations") and "lstm" in c]
     assert section.count("](figures/frontier_adding_") == 2  # the finished budgets' only
 
@@ -634,8 +731,8 @@ def test_fixed_cells_of_a_parameter_budget_without_frontiers_are_a_matrix_of_the
     ]  # fmt: skip
     assert tables[1][1] == [
         ["family", "adding L=64 (a)", "adding L=64 (b)"],
-        ["gru", "", "0.004 ✓"],
-        ["lstm", "0.2", ""],
+        ["gru", "", "0.004 (1/1) ✓"],
+        ["lstm", "0.2 (0/1)", ""],
     ]
 
 
@@ -745,7 +842,7 @@ def test_the_readme_block_is_the_frontier_matrices_and_a_link(copy):
     tables = [line for line in matrix.splitlines() if line.startswith("|")]
     assert block.startswith("### Frontier\n\nThe longest length each family solves")
     assert [line for line in block.splitlines() if line.startswith("|")] == tables
-    assert "| gru | [40, 57) (1/1) |" in tables and "Confirmations, budget" in frontier
+    assert "| gru | [40, 57) (1/1, 0/1) |" in tables and "Confirmations, budget" in frontier
     assert "Confirmations" not in block
     assert "![" not in block and "Budget " + budget_key(BUDGET, 0, []) not in block
     assert "### Budget" not in block and "## Budget" in leaderboard
@@ -777,3 +874,100 @@ def test_page_renders_and_every_figure_loads_in_chromium(report, tmp_path):
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert f'data-images="{images}"' in body
     assert f'data-images-loaded="{images}"' in body, body
+
+
+# -- a grid search's points ---------------------------------------------------------------------
+
+RATES = [0.001, 0.003, 0.01]
+
+
+def grid_budget(grid: list) -> dict:
+    """A grid search's budget over the axes `grid` ([name, values] pairs): a trial a point."""
+    points = math.prod(len(values) for _, values in grid)
+    return {**BUDGET, "tuner": "grid", "grid": grid, "max_trials": points}
+
+
+def add_grid_cell(folder: Path, family: str, grid: list, objectives: list, best: int) -> str:
+    """A grid search's cell (adding at L=50, `grid_budget(grid)`) and a trial
+    run per point (its axes' values combined in order; its params the point's values, its
+    validation score `objectives[i]`, None: diverged), the search's choice point `best`."""
+    names = [name for name, _ in grid]
+    points = itertools.product(*(values for _, values in grid))
+    run_id = add_cell(
+        folder, family, 50, {"test_score": 0.004}, budget=grid_budget(grid), rule="majority"
+    )
+    for i, (point, objective) in enumerate(zip(points, objectives, strict=True)):
+        tags = {
+            "harness.kind": "trial", "mlflow.parentRunId": run_id, "harness.trial_id": f"{i:02d}",
+            "harness.status": "finished" if objective is not None else "diverged",
+        }  # fmt: skip
+        metrics = {} if objective is None else {"objective": objective}
+        add_run(folder, EXPERIMENT, tags, dict(zip(names, point, strict=True)), metrics)
+    client(folder).set_tag(run_id, "harness.best_trial", f"{best:02d}")
+    return run_id
+
+
+def grid_rows(text: str, grid: list) -> list[list[str]]:
+    """The grid points table of the adding cells of `grid_budget(grid)`."""
+    part = section_text(text, f"Budget {budget_key(grid_budget(grid), 0, [])}")
+    return md_rows(part[part.index("Grid points:") :], "family")
+
+
+def test_a_grid_table_marks_the_chosen_point_and_an_edge_of_its_axis(copy):
+    """A row per cell, a column per grid point with its trial's validation score; ★ on the
+    point the search chose; ⇥ when that is the largest learning rate, ⇤ the smallest, no
+    mark in the middle; a diverged trial says so."""
+    grid = [["learning_rate", RATES]]
+    add_grid_cell(copy, "gru", grid, [0.2, 0.1, 0.004], best=2)
+    add_grid_cell(copy, "lstm", grid, [None, 0.003, 0.05], best=1)
+    add_grid_cell(copy, "simple_rnn", grid, [0.02, 0.1, 0.3], best=0)
+    text = build(copy)
+    assert grid_rows(text, grid) == [
+        ["family", "length", *(f"learning_rate={r}" for r in RATES), "edge"],
+        ["gru", "50", "0.2", "0.1", "0.004 ★", "⇥ learning_rate"],
+        ["lstm", "50", "diverged", "0.003 ★", "0.05", ""],
+        ["simple_rnn", "50", "0.02 ★", "0.1", "0.3", "⇤ learning_rate"],
+    ]
+    label = "grid search over learning_rate 0.001, 0.003, 0.01 (3 trials"
+    assert label in section_text(text, f"Budget {budget_key(grid_budget(grid), 0, [])}")
+    assert text.count("Grid points:") == 1  # the random search's budget has none
+
+
+def test_a_grid_of_two_axes_marks_each_numeric_axis_at_an_edge(copy):
+    """Columns are the points in order (depth, then learning rate); the chosen point lies on
+    depth's largest value and learning rate's middle: depth alone is marked."""
+    grid = [["depth", [1, 2]], ["learning_rate", RATES]]
+    add_grid_cell(copy, "gru", grid, [0.2, 0.1, 0.3, 0.05, 0.004, 0.02], best=4)
+    rows = grid_rows(build(copy), grid)
+    assert rows[0][2:4] == ["depth=1, learning_rate=0.001", "depth=1, learning_rate=0.003"]
+    assert rows[1] == ["gru", "50", "0.2", "0.1", "0.3", "0.05", "0.004 ★", "0.02", "⇥ depth"]
+
+
+def test_a_real_grid_search_is_reported_point_by_point(tmp_path):
+    """`harness run --tuner grid` over two learning rates: both points' validation scores
+    as the trial runs hold them, ★ on the trial the cell names, and an edge mark (two
+    values: the chosen one is the smallest or the largest)."""
+    result = harness(
+        "run", *tiny_cell(epochs=1), "--tuner", "grid", "--grid", "learning_rate=0.001:0.01",
+        "--experiment", EXPERIMENT, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (cell,) = parents(tmp_path)
+    found = client(tmp_path).search_runs(
+        [cell.info.experiment_id], f"tags.`mlflow.parentRunId` = '{cell.info.run_id}'"
+    )
+    trials = {float(r.data.params["learning_rate"]): r for r in found}
+    best = cell.data.tags["harness.best_trial"]
+    chosen = next(rate for rate, r in trials.items() if r.data.tags["harness.trial_id"] == best)
+    text = build(tmp_path)
+    part = section_text(text, f"Budget {key_of(cell)}")
+    rows = md_rows(part[part.index("Grid points:") :], "family")
+    scores = [
+        f"{trials[rate].data.metrics['objective']:.4g}" + " ★" * (rate == chosen)
+        for rate in (0.001, 0.01)
+    ]
+    edge = "⇤ learning_rate" if chosen == 0.001 else "⇥ learning_rate"
+    assert rows == [
+        ["family", "length", "learning_rate=0.001", "learning_rate=0.01", "edge"],
+        ["gru", "8", *scores, edge],
+    ]

@@ -27,8 +27,8 @@ from tests.conftest import (
 )
 
 CELL = tiny_cell(max_trials=2)
-# One tiny cell under a parameter budget, tested at L=16 too and retrained with seed 1.
-TREE = ["run", *CELL, "--params", "2000", "--eval-length", "16", "--extra-seed", "1",
+# One tiny cell under a parameter budget, tested at L=16 too and retrained with seeds 1 and 2.
+TREE = ["run", *CELL, "--params", "2000", "--eval-length", "16", "--extra-seed", "1", "--extra-seed", "2",
         "--experiment", "tree"]  # fmt: skip
 
 
@@ -90,15 +90,15 @@ def test_run_tree_and_resume(tree):
             f"metrics.{metric}" in parent
             and parent[f"metrics.{metric}"] == parent[f"metrics.{metric}"]
         )
-    assert parent["metrics.seed_count"] == 2 and parent["metrics.trials_completed"] == 2
+    assert parent["metrics.seed_count"] == 3 and parent["metrics.trials_completed"] == 2
     client = MlflowClient(store_uri(workdir))
     for child_id in children["run_id"]:
         history = client.get_metric_history(child_id, "val_loss")
         assert sorted(m.step for m in history) == [0, 1]
-    # the retrain of seed 1: a child run of its own, its epochs logged as a trial's
+    # the retrains of seeds 1 and 2: child runs of their own, their epochs logged as a trial's
     retrains = runs[runs["tags.harness.kind"] == "retrain"]
-    assert len(retrains) == 1 and retrains.iloc[0]["status"] == "FINISHED"
-    retrain = retrains.iloc[0]
+    assert len(retrains) == 2 and set(retrains["status"]) == {"FINISHED"}
+    retrain = retrains[retrains["tags.harness.retrain_seed"] == "1"].iloc[0]
     assert retrain["tags.mlflow.parentRunId"] == parent["run_id"]
     assert (
         retrain["tags.harness.retrain_seed"] == "1" and retrain["tags.harness.status"] == "finished"
@@ -120,7 +120,7 @@ def test_run_tree_and_resume(tree):
     rerun = harness(*TREE, cwd=workdir, check=True)
     assert "skipped" in rerun.stdout
     runs = all_runs(store_uri(workdir), "tree")
-    assert len(runs) == 4  # the cell, its two trials and its retrain
+    assert len(runs) == 5  # the cell, its two trials and its two retrains
 
 
 def test_under_a_parameter_budget_each_trial_records_its_count_and_derived_width(tree):
@@ -184,7 +184,7 @@ def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(tree, wo
         }  # fmt: skip
 
     assert view(snapshot.runs(experiment)) == view(tracker.runs(experiment))
-    assert len(view(tracker.runs(experiment))) == 4  # a cell, 2 trials, a retrain
+    assert len(view(tracker.runs(experiment))) == 5  # a cell, 2 trials, 2 retrains
     trials = "tags.`harness.kind` = 'trial'"
     assert view(snapshot.runs(experiment, trials)) == view(tracker.runs(experiment, trials))
     result, loaded = harness_loading("status", cwd=workdir, modules=("mlflow",))

@@ -14,7 +14,16 @@ import pytest
 from tests.conftest import REPO, client, copy_store, harness, store_uri, tiny_cell, write_suite
 
 EXPERIMENT = "verify"
-RUN = ["run", *tiny_cell(max_trials=2, epochs=2), "--eval-length", "16", "--extra-seed", "1"]
+RUN = [
+    "run",
+    *tiny_cell(max_trials=2, epochs=2),
+    "--eval-length",
+    "16",
+    "--extra-seed",
+    "1",
+    "--extra-seed",
+    "2",
+]
 
 
 def make_store(folder: Path, uri: str | None = None) -> Path:
@@ -60,7 +69,7 @@ def test_an_archived_store_verifies_clean_where_it_is_unpacked(store, tmp_path):
         [*script, "unpack", str(archive), "--store", str(into)], capture_output=True, text=True
     )
     assert unpacked.returncode == 0, unpacked.stderr
-    assert "4 runs' artifacts repointed" in unpacked.stdout  # the cell's, 2 trials', a retrain's
+    assert "5 runs' artifacts repointed" in unpacked.stdout  # the cell's, 2 trials', 2 retrains'"
     runs = client(into).search_runs([client(into).get_experiment_by_name(EXPERIMENT).experiment_id])
     assert all(run.info.artifact_uri.startswith(into.resolve().as_uri()) for run in runs)
     result = verify(store_uri(into))
@@ -99,10 +108,13 @@ def test_a_real_store_verifies_clean(store):
     for metric in (
         "test_score", "test_mse", "test_score_len_16", "test_score_seed_1",
         "test_score_seed_1_len_16", "seed_mean", "solved_bar", "baseline_len_16",
+        "test_score_low", "test_score_seed_2_high", "test_examples", "near_bar",
     ):  # fmt: skip
         assert metric in result.stdout
     assert run.info.run_id[:8] in result.stdout
-    assert "verified 12 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
+    # 3 seeds x (score, interval's 2 bounds, at L=16); test_mse and test_examples; the verdict's
+    # mean, seeds solved, solved and near-bar mark; the bar and baseline, at L=8 and 16
+    assert "verified 22 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
 
 
 def test_the_stored_test_score_is_the_best_models_score_on_the_test_split(store):
@@ -247,7 +259,10 @@ def test_a_length_out_of_memory_is_recorded_verified_and_reported(tmp_path, monk
 
     client(tmp_path).log_metric(run.info.run_id, "evaluation_memory_gb", 8.0)  # it would fit
     found = {m.metric for m in mismatches(tmp_path)}
-    assert found == {"test_score_len_16", "test_score_seed_1_len_16", "out_of_memory_len_16"}
+    assert found == {
+        "test_score_len_16", "test_score_seed_1_len_16", "test_score_seed_2_len_16",
+        "out_of_memory_len_16",
+    }  # fmt: skip
 
 
 def test_an_evaluation_batch_shrinks_to_the_memory_it_may_take():

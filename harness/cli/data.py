@@ -51,7 +51,8 @@ def tasks(as_json: JsonOption = False):
 @app.command()
 @user_errors
 def spaces(as_json: JsonOption = False):
-    """List the model families and the hyperparameters each one searches."""
+    """List the model families, the hyperparameters each one searches and their defaults (what
+    a grid search trains at) with where each default comes from."""
     from search_spaces import REGISTRY, describe_space
 
     rows = [describe_space(family) for family in REGISTRY]
@@ -63,7 +64,11 @@ def spaces(as_json: JsonOption = False):
         table.add_row(
             row["family"],
             row["description"],
-            "\n".join(f"{hp['name']}: {hp['range']}" for hp in row["hyperparameters"]),
+            "\n".join(
+                f"{hp['name']}: {hp['range']}; default {hp['default']}"
+                + (f" ({hp['source']})" if hp["source"] else "")
+                for hp in row["hyperparameters"]
+            ),
         )
     out.print(table)
 

@@ -23,13 +23,15 @@ from harness.report.tables import (
     budgets,
     cost_table,
     generalisation_table,
+    grid_table,
     hindsight_table,
     is_bidirectional,
     machines,
     runs_table,
     score_table,
 )
-from tasks import TaskError, get_task
+from harness.results import MEAN
+from tasks import REGISTRY, TaskError, get_task
 
 CAPTIONS = {
     "score_vs_length": "Test score versus sequence length per family (log-scaled length): the "
@@ -53,15 +55,40 @@ CAPTIONS = {
     "solved, hollow where it failed (log-scaled length); the bar spans the bracket between the "
     "longest solved and the shortest failed length.",
 }
-HOW_TO_READ = (
-    "Each score is a cell's mean test score over its seeds (the search's best model and each "
-    "retrain of its hyperparameters, each at its best validation epoch; a seed that diverged "
-    "scores the trivial baseline) ± their standard deviation. ✓ marks a cell whose mean meets "
-    "the task's solved bar; (k of n) counts the seeds that meet it alone. A table compares "
-    "cells of one budget; each score names its MLflow run (the runs table, or hover in the "
-    "HTML report). `make leaderboard` writes a report only after `harness verify` has "
-    "recomputed every number from the stored models; `harness verify` checks any store."
-)
+
+
+def wilson_tasks() -> list[str]:
+    """The registry's tasks whose seeds' intervals are Wilson intervals (harness/intervals.py:
+    one prediction per sequence, scored by accuracy)."""
+    return sorted(
+        name
+        for name, task in REGISTRY.items()
+        if task.output.kind == "sequence_classification" and task.metric.name == "accuracy"
+    )
+
+
+def how_to_read() -> str:
+    """The report's "How to read it" paragraph."""
+    return (
+        "Each score is a cell's mean test score over its seeds (the search's best model and "
+        "each retrain of its hyperparameters, each at its best validation epoch; a seed that "
+        "diverged scores the trivial baseline) ± their standard deviation, then (k/n): k of "
+        "its n seeds solve. A seed solves when its own test score meets the task's solved "
+        "bar; a cell is solved (✓) when more than half of its seeds do: a cell has an odd "
+        "number of seeds, and a split vote (some seeds solve, some do not) adds two more "
+        "seeds, once. Each seed's test score has a 95% interval over its test sequences: a "
+        f"Wilson interval where each sequence gives one prediction ({', '.join(wilson_tasks())}), "
+        "a t-interval over per-sequence scores for per-step metrics and MSE. ≈ marks a verdict "
+        "near the bar: it flips if one seed whose interval holds the bar flips. Under a grid "
+        "search, the grid points table gives each point's validation score, ★ on the point "
+        "the search chose, and ⇤ (⇥) where that point is the smallest (largest) value of a "
+        "numeric axis: the grid may be too narrow there. Cells stored before this rule are "
+        "judged as they were then, by the mean over their seeds (the notes below count them; "
+        "their seeds column says so). A table compares cells of one budget; each score names "
+        "its MLflow run (the runs table, or hover in the HTML report). `make leaderboard` "
+        "writes a report only after `harness verify` has recomputed every number from the "
+        "stored models; `harness verify` checks any store."
+    )
 
 
 def task_section(results: Results, cells: list, task: str, key: str) -> Section:
@@ -80,6 +107,16 @@ def task_section(results: Results, cells: list, task: str, key: str) -> Section:
     longer = generalisation_table(cells)
     if longer is not None:
         tables.append(("Tested at longer lengths than trained (mean over seeds):", longer))
+    grid = grid_table(cells, results.trials)
+    if grid is not None:
+        tables.append(
+            (
+                f"Grid points: each point's validation {first.metric} ({better(first.direction)}),"
+                " ★ on the one the search chose; edge ⇤ (⇥): the chosen point is the smallest "
+                "(largest) value of a numeric axis, so the grid may be too narrow there.",
+                grid,
+            )
+        )
     tables += [
         ("Cost of each cell's best model:", cost_table(cells)),
         ("The run behind each score (`harness ui` opens the store):", runs_table(cells)),
@@ -148,6 +185,13 @@ def notes(results: Results) -> list[str]:
             "Cell runs without a task, length, family or direction, left out: "
             f"{results.unreadable}."
         )
+    by_mean = sum(cell.rule == MEAN for cell in results.cells)
+    if by_mean:
+        found.append(
+            f"{by_mean} cell{'s were' if by_mean != 1 else ' was'} stored before verdicts by a "
+            "majority of seeds: judged as then, by the mean over their seeds (their seeds "
+            "column says so)."
+        )
     legacy = sum(cell.legacy for cell in results.cells)
     if legacy:
         found.append(
@@ -197,7 +241,7 @@ def leaderboard(results: Results, features: Sequence[Feature] = ()) -> Document:
         captions=dict(CAPTIONS),
     )
     doc.sections += [found.section for found in shown]
-    doc.sections.append(Section("How to read it", [HOW_TO_READ, *notes(results)]))
+    doc.sections.append(Section("How to read it", [how_to_read(), *notes(results)]))
     for key, label, cells in groups:
         group = Section(f"Budget {key}", [f"{label}; {len(cells)} cells."])
         tasks = sorted({c.task for c in cells})

@@ -7,11 +7,13 @@ headed by it. Every number in a score table is a cell's verdict over its seeds
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from harness.results import (
+    BEST_TRIAL,
     COMPILE_SECONDS,
     DEVICE,
     EPOCHS_TO_SOLVE,
@@ -26,6 +28,8 @@ from harness.results import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from harness.figures import Drawing
 
 
@@ -81,11 +85,7 @@ def score_text(cell: CellResult) -> str:
     """A cell's score as tables print it: the verdict, or why there is none."""
     if cell.state in (CellState.DIVERGED, CellState.FAILED):
         return cell.state.value
-    verdict = cell.verdict
-    if verdict.seeds == 0:
-        return "—"
-    text = verdict.text()
-    return text + (f" ({verdict.seeds_solved} of {verdict.seeds})" if verdict.seeds > 1 else "")
+    return cell.verdict.text()
 
 
 def provenance(cell: CellResult) -> str:
@@ -252,13 +252,88 @@ def generalisation_table(cells: list[CellResult]) -> Table | None:
             elif cell.out_of_memory_at(length):
                 row.append("out of memory")
             elif length in cell.longer:
-                verdict = cell.verdict_at(length)
-                text = verdict.text()
-                row.append(
-                    text
-                    + (f" ({verdict.seeds_solved} of {verdict.seeds})" if verdict.seeds > 1 else "")
-                )
+                row.append(cell.verdict_at(length).text())
             else:
                 row.append("")
         table.rows.append(row)
+    return table
+
+
+# -- a grid search's points ---------------------------------------------------------------------
+
+CHOSEN, SMALLEST, LARGEST = "★", "⇤", "⇥"
+"""Marks of the grid table: the point the search chose, an edge of an axis it lies on."""
+
+
+def grid_value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def grid_points(grid: list) -> list[tuple]:
+    """A grid's points in order: every combination of its axes' values ([name, values] pairs)."""
+    return list(itertools.product(*(values for _, values in grid)))
+
+
+def edge_marks(grid: list, point: tuple) -> str:
+    """⇤ name (⇥ name) for each numeric axis of two values or more on whose smallest
+    (largest) value `point` lies: the grid may be too narrow there."""
+    marks = []
+    for (name, values), value in zip(grid, point, strict=True):
+        if len(values) < 2 or not all(_finite(v) and not isinstance(v, bool) for v in values):
+            continue
+        if value == min(values):
+            marks.append(f"{SMALLEST} {name}")
+        elif value == max(values):
+            marks.append(f"{LARGEST} {name}")
+    return ", ".join(marks)
+
+
+def point_trials(cell: CellResult, grid: list, trials: pd.DataFrame) -> dict[tuple, pd.Series]:
+    """The cell's trials by the grid point their params hold (compared as logged: text)."""
+    columns = [f"hp:{name}" for name, _ in grid]
+    if not set(columns) <= set(trials.columns):
+        return {}
+    points = {tuple(map(str, point)): point for point in grid_points(grid)}
+    found = {}
+    for _, trial in trials[trials["parent_id"] == cell.run_id].iterrows():
+        point = points.get(tuple(str(trial[c]) for c in columns))
+        if point is not None:
+            found[point] = trial
+    return found
+
+
+def point_text(trial: pd.Series | None, chosen: bool) -> str:
+    """A grid point's validation score (else how its trial ended; — untried), ★ if chosen."""
+    if trial is None:
+        return "—"
+    text = number(trial["objective"]) if _finite(trial["objective"]) else trial["status"] or "—"
+    return text + f" {CHOSEN}" * chosen
+
+
+def grid_table(cells: list[CellResult], trials: pd.DataFrame) -> Table | None:
+    """A grid search's cells (None under another tuner): a row per cell, a column per grid
+    point with its trial's validation score, ★ on the one the search chose (BEST_TRIAL),
+    and the chosen point's edge marks (`edge_marks`)."""
+    budget = cells[0].budget
+    grid = budget.get("grid")
+    if budget.get("tuner") != "grid" or not grid:
+        return None
+    points = grid_points(grid)
+    names = [name for name, _ in grid]
+    headers = [
+        ", ".join(f"{n}={grid_value(v)}" for n, v in zip(names, p, strict=True)) for p in points
+    ]
+    table = Table(["family", "length", *headers, "edge"], [])
+    for cell in sorted(cells, key=lambda c: (c.family, c.length)):
+        found = point_trials(cell, grid, trials)
+        best = cell.tags.get(BEST_TRIAL)
+        chosen = next((p for p, trial in found.items() if trial["trial_id"] == best), None)
+        table.rows.append(
+            [
+                cell.family,
+                str(cell.length),
+                *(point_text(found.get(p), p == chosen) for p in points),
+                edge_marks(grid, chosen) if chosen is not None else "",
+            ]
+        )
     return table
