@@ -111,7 +111,8 @@ class ConsoleProgress(Events):
         if outcome.result is not None and outcome.result.seed_scores:
             verdict = outcome.result.verdict
             solved = "solved" if verdict.solved else "not solved"
-            text += f", test {verdict.text()} ({solved}, {verdict.seeds_text()})"
+            diverged = f", {verdict.seeds_diverged} diverged" if verdict.seeds_diverged else ""
+            text += f", test {verdict.text()} ({solved}{diverged})"
         self._print(text + f", {outcome.trials} trials")
 
     def frontier_step(self, spec, step) -> None:

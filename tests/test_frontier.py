@@ -10,7 +10,8 @@ import signal
 import pytest
 
 from harness.frontier import search
-from harness.suites import load_suite
+from harness.suites import Budget, FrontierSpec, load_suite
+from search_spaces.base import DEFAULT_GRID
 from tasks import get_task
 from tests.conftest import (
     all_runs,
@@ -21,9 +22,9 @@ from tests.conftest import (
 )
 
 
-def probe(solves, minimum=25, maximum=3200, resolution=0.25, task="adding"):
+def probe(solves, minimum=25, maximum=3200, resolution=0.25, task="adding", confirm=True):
     """Run the search against `solves(length, attempt)`: (bracket, [(length, role, attempt)])."""
-    steps = search(minimum, maximum, resolution, get_task(task).accepted_length)
+    steps = search(minimum, maximum, resolution, get_task(task).accepted_length, confirm)
     asked = []
     ask = next(steps)
     try:
@@ -103,6 +104,17 @@ def test_a_failure_by_bad_luck_does_not_end_the_search():
     bracket, asked = probe(lambda L, a: L <= 300 or (L <= 600 and a == 1))
     assert bracket.solved <= 600 < bracket.failed and not bracket.non_monotone
     assert any(role == "confirm" and L <= 600 for L, role, _ in asked)
+
+
+def test_under_a_grid_a_failure_is_not_searched_again_with_another_seed():
+    """A grid cell's seeds (and a split vote's two more) confirm its failure: the frontier
+    asks no confirming cell, and the bracket still holds the threshold."""
+    bracket, asked = probe(lambda L, a: L <= 300, confirm=False)
+    assert bracket.solved <= 300 < bracket.failed and not bracket.non_monotone
+    assert {role for _, role, _ in asked} <= {"double", "bisect", "check"}
+    assert {attempt for _, _, attempt in asked} == {0}
+    grid = FrontierSpec("adding", "gru", Budget(tuner="grid", grid=DEFAULT_GRID, max_trials=3))
+    assert not grid.confirms and FrontierSpec("adding", "gru", Budget()).confirms
 
 
 def test_a_non_monotone_function_is_flagged():
