@@ -32,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.budget import Budget  # noqa: E402
 from harness.report import build  # noqa: E402
 from harness.report.read import read_store  # noqa: E402
-from harness.results import budget_key  # noqa: E402
 from harness.tracking import open_for_reading, open_store  # noqa: E402
 
 EXPERIMENT = "bench"
@@ -77,7 +77,7 @@ def make_cell(client, experiment, rng, task, family, length, clock) -> None:
     tags = {
         "harness.kind": "cell",
         "harness.cell_key": f"{task}-L{length}-{family}",
-        "harness.budget_key": budget_key(budget, 0, [1]),
+        "harness.budget_key": Budget(**budget).key(0, [1]),
         "harness.fused_rnn_kernel_observed": "n/a",
         **MACHINE,
     }

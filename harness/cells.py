@@ -22,7 +22,6 @@ from harness.results import (
     CellResult,
     CellState,
     Outcome,
-    planned_trials,
     run_order,
     standing_run,
     trial_counts,
@@ -207,10 +206,10 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
         found = [CellResult.from_run(run) for run in parents.values()]
         wanted = [(r.key, r.label, r.budget) for r in found if r]
     else:
-        wanted = [(c.key, c.label, c.as_dict()["budget"]) for c in cells]
+        wanted = [(c.key, c.label, c.budget) for c in cells]
     states = []
     for key, label, budget in wanted:
-        planned = planned_trials(budget["tuner"], budget["max_trials"], budget["epochs"])
+        planned = budget.trials
         run = parents.get(key)
         if run is None:
             states.append(CellStatus(label, CellState.NOT_STARTED, 0, planned))
@@ -220,10 +219,10 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
         done = trial_counts(outcomes)[TRIALS_COMPLETED]
         state = CellState.of(run.info.status, outcomes)
         running = tuple(
-            trial_progress(t, budget["epochs"])
+            trial_progress(t, budget.epochs)
             for t, outcome in zip(trials, outcomes, strict=True)
             if outcome is None and t.info.status == "RUNNING"
-        ) + tuple(trial_progress(r, budget["epochs"]) for r in retraining.get(run.info.run_id, []))
+        ) + tuple(trial_progress(r, budget.epochs) for r in retraining.get(run.info.run_id, []))
         result = CellResult.from_run(run)
         states.append(CellStatus(label, state, done, planned, result, running))
     return states

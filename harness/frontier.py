@@ -34,13 +34,13 @@ import math
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 
+from harness.budget import Budget
 from harness.results import (
     BUDGET_KEY,
     FRONTIER,
     FRONTIER_CELLS,
     KIND,
     normalise,
-    param_value,
 )
 from harness.suites import Ask
 
@@ -183,7 +183,7 @@ class FrontierResult:
     task: str
     family: str
     budget_key: str
-    budget: dict
+    budget: Budget
     seed: int
     seeds: int
     bracket: Bracket
@@ -205,11 +205,7 @@ class FrontierResult:
                 steps,
                 bool(metrics.get(NON_MONOTONE, 0)),
             )
-            budget = {
-                k.removeprefix("budget."): param_value(v)
-                for k, v in params.items()
-                if k.startswith("budget.")
-            }
+            budget = Budget.from_params(params)
             return cls(
                 run.info.run_id,
                 params["task"],

@@ -8,14 +8,15 @@ A feature's section lives beside the feature and reaches the report as a
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from harness import figures
+from harness.budget import Budget
 from harness.frontier import Bracket, FrontierResult, Step, confirming_runs, latest_frontiers
 from harness.report import Shown
 from harness.report.read import Results
 from harness.report.render import figure_file
 from harness.report.tables import Section, Table, number, run_anchor, score_text, short
-from harness.results import budget_label
 
 
 def section(results: Results) -> Shown | None:
@@ -80,23 +81,23 @@ def by_parameters(frontiers: list[FrontierResult], cells: dict) -> list[tuple]:
     probed = {s.run_id for f in frontiers for s in f.bracket.steps}
     groups: dict = {}
     for found in frontiers:
-        groups.setdefault(found.budget.get("params"), ([], []))[0].append(found)
+        groups.setdefault(found.budget.params, ([], []))[0].append(found)
     for cell in cells.values():
-        params = cell.budget.get("params")
+        params = cell.budget.params
         if cell.run_id not in probed and (params is not None or params in groups):
             groups.setdefault(params, ([], []))[1].append(cell)
     ordered = sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or 0))
     return [(params, group, fixed) for params, (group, fixed) in ordered]
 
 
-def training_label(budget: dict, seeds: int, seed: int) -> str:
+def training_label(budget: Budget, seeds: int, seed: int) -> str:
     """A training budget in words: the budget less its parameter count."""
-    return budget_label({k: v for k, v in budget.items() if k != "params"}, seeds, seed)
+    return replace(budget, params=None).label(seeds, seed)
 
 
-def training_order(budget: dict) -> tuple:
+def training_order(budget: Budget) -> tuple:
     """Smaller training budgets first: by epochs, data, trials."""
-    return tuple(budget.get(k) or 0 for k in ("epochs", "n_train", "max_trials", "batch_size"))
+    return (budget.epochs, budget.n_train, budget.max_trials, budget.batch_size)
 
 
 def matrix(group: list[FrontierResult], fixed: list, cells: dict) -> tuple[Table, str, tuple]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 from harness import frontier
-from harness.results import planned_trials
-from harness.suites import Budget, Cell, FrontierSpec
+from harness.budget import Budget
+from harness.suites import Cell, FrontierSpec
 
 
 def epoch_work(task, length: int, budget: Budget) -> int:
@@ -22,8 +22,7 @@ def epoch_work(task, length: int, budget: Budget) -> int:
 
 def cell_epochs(budget: Budget, retrains: int) -> int:
     """The most epochs a cell trains: every trial's executions and every retrain, in full."""
-    trials = planned_trials(budget.tuner, budget.max_trials, budget.epochs)
-    return (trials * budget.executions_per_trial + retrains) * budget.epochs
+    return (budget.trials * budget.executions_per_trial + retrains) * budget.epochs
 
 
 def most_retrains(cell: Cell) -> int:

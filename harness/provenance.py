@@ -133,7 +133,7 @@ def cell_params(cell, task) -> dict[str, str]:
     roots = plugin_roots(cell.task, cell.family)
     if roots:  # your own task or family: where verify imports it from
         params[CODE_ROOTS] = roots
-    params.update({f"budget.{k}": v for k, v in cell.as_dict()["budget"].items() if v is not None})
+    params.update(cell.budget.as_params())
     return {k: json.dumps(v) if isinstance(v, list | tuple) else v for k, v in params.items()}
 
 

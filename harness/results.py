@@ -19,9 +19,10 @@ through it. The rules, each defined once here:
   seed whose 95% interval (harness/intervals.py) holds the bar is near it; a verdict
   that flips when one such seed flips is marked near the bar. Cells written before
   this rule (no VERDICT_RULE tag) are judged as they were: by the mean over seeds.
-- budget: every setting that changes results (tuner and its settings, trials,
-  epochs, batch size, data sizes, the parameter budget, seeds); how work was spread
-  (workers, shards) is not part of it. A table compares cells of one budget.
+- budget (harness/budget.py, one typed definition written and read): every setting
+  that changes results (tuner and its grid, trials, epochs, batch size, data sizes, the
+  parameter budget) and the seeds name it; how work was spread (workers, shards) is not
+  part of it. A table compares cells of one budget.
 - which run stands for a cell (`standing_run`): of its runs, the latest FINISHED one,
   else the latest (unfinished: a rerun resumes it). Running a cell (`harness run`,
   `status`) knows it by its key; reading one (the report, verify, the probes) by its
@@ -38,13 +39,13 @@ rule it needs here, and nothing else.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import math
 import re
 import statistics
 from dataclasses import dataclass, field
 
+from harness.budget import Budget
 from tasks.base import meets
 
 # -- kinds of run (tag KIND) --------------------------------------------------------------
@@ -205,25 +206,6 @@ class CellState(enum.StrEnum):
         return cls.DIVERGED if Outcome.DIVERGED in outcomes else cls.FAILED
 
 
-def planned_trials(tuner: str, max_trials: int, epochs: int) -> int:
-    """How many trials a search runs: `max_trials`, or for hyperband what its brackets hold.
-
-    Hyperband (one iteration, factor 3, min 1 epoch, as harness/tuning.py builds it) runs
-    brackets b = B-1 .. 0 of b+1 rounds each, round r holding
-    ceil(ceil(1 + log3(epochs)) / (b + 1) * 3^(b - r)) trials (keras_tuner's HyperbandOracle).
-    """
-    if tuner != "hyperband":
-        return max_trials
-    factor, brackets, reach = 3, 0, float(epochs)
-    while reach >= 1:
-        reach /= factor
-        brackets += 1
-    end = math.ceil(1 + math.log(epochs, factor))
-    return sum(
-        math.ceil(end / (b + 1) * factor ** (b - r)) for b in range(brackets) for r in range(b + 1)
-    )
-
-
 @dataclass(frozen=True)
 class Verdict:
     """Whether a cell is solved, from its seeds' test scores (the one definition: `judge`)."""
@@ -298,55 +280,9 @@ def judge(
     return Verdict(mean, std, n, k, diverged, solved, near_bar, rule)
 
 
-def budget_key(budget: dict, seed: int, extra_seeds: list[int]) -> str:
-    """A short, stable name for a budget: every setting that changes results."""
-    settings = {k: v for k, v in budget.items() if v is not None}
-    text = json.dumps({"budget": settings, "seed": seed, "extra": extra_seeds}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
 def cell_label(task: str, length: int, family: str) -> str:
     """How a cell is named to people: `adding L=100 gru` (its runs, progress, tables)."""
     return f"{task} L={length} {family}"
-
-
-def updates(budget: dict) -> int:
-    """The optimizer updates a budget's model trains for: epochs x batches per epoch."""
-    return budget["epochs"] * math.ceil(budget["n_train"] / budget["batch_size"])
-
-
-def budget_label(budget: dict, seeds: int, seed: int = 0) -> str:
-    """The budget in words, for a table's header (the search seed named unless it is 0)."""
-    needed = ("tuner", "max_trials", "epochs", "batch_size", "n_train", "n_val", "n_test")
-    if any(name not in budget for name in needed):
-        return f"budget not recorded ({seeds} seed{'s' * (seeds != 1)})"
-    count = planned_trials(budget["tuner"], budget["max_trials"], budget["epochs"])
-    trials = f"{count} trial{'s' * (count != 1)}"
-    search = f"{budget['tuner']} search, {trials}"
-    if budget["tuner"] == "grid" and budget.get("grid"):
-        axes = "; ".join(
-            f"{name} {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)}"
-            for name, values in budget["grid"]
-        )
-        search = f"grid search over {axes} ({trials}, every other hyperparameter at its default)"
-    parts = [
-        f"{search} x up to {budget['epochs']} epochs ({updates(budget):,} updates)",
-        f"batch {budget['batch_size']}",
-        f"{budget['n_train']:,} / {budget['n_val']:,} / {budget['n_test']:,} "
-        "train / validation / test sequences",
-    ]
-    if budget.get("executions_per_trial", 1) != 1:
-        parts.append(f"{budget['executions_per_trial']} executions per trial")
-    if budget.get("params"):
-        parts.insert(0, f"{budget['params']:,} parameters")
-    if budget.get("fixed"):
-        fixed = ", ".join(f"{name} {value}" for name, value in budget["fixed"])
-        parts.insert(1 if budget.get("params") else 0, f"every family at {fixed}")
-    split = " (two more on a split vote)" if seeds > 1 else ""
-    parts.append(
-        f"{seeds} seed{'s' * (seeds != 1)}{split}" + (f" from search seed {seed}" if seed else "")
-    )
-    return ", ".join(parts)
 
 
 @dataclass
@@ -364,7 +300,7 @@ class CellResult:
     direction: str
     seed: int
     extra_seeds: list[int]
-    budget: dict
+    budget: Budget
     state: CellState
     baseline: float
     solved_bar: float
@@ -377,7 +313,7 @@ class CellResult:
 
     @property
     def budget_key(self) -> str:
-        return budget_key(self.budget, self.seed, self.extra_seeds)
+        return self.budget.key(self.seed, self.extra_seeds)
 
     @property
     def label(self) -> str:
@@ -448,11 +384,7 @@ class CellResult:
         try:
             seed = int(params["seed"])
             extra = [int(s) for s in json.loads(params["extra_seeds"])]
-            budget = {
-                k.removeprefix("budget."): param_value(v)
-                for k, v in params.items()
-                if k.startswith("budget.")
-            }
+            budget = Budget.from_params(params)
             result = cls(
                 run_id=run.info.run_id,
                 status=run.info.status,
@@ -546,14 +478,6 @@ def standing_cells(runs: list) -> tuple[list[tuple[CellResult, int]], int]:
         groups.setdefault(cell.slot, []).append(run)
     chosen = [(cells[standing_run(group).info.run_id], len(group) - 1) for group in groups.values()]
     return sorted(chosen, key=lambda pair: (pair[0].start_time, pair[0].run_id)), unreadable
-
-
-def param_value(text: str):
-    """A param as it was logged: JSON (numbers, lists) where it parses, else the text."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 # -- what older versions wrote ----------------------------------------------------------

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import data, evaluation
-from harness.results import planned_trials
 from harness.suites import Cell
 
 
@@ -32,8 +31,7 @@ class Resolved:
     @property
     def planned(self) -> int:
         """The trials its search runs."""
-        budget = self.cell.budget
-        return planned_trials(budget.tuner, budget.max_trials, budget.epochs)
+        return self.cell.budget.trials
 
     def split(self, name: str, length: int | None = None):
         n = {"train": self.cell.budget.n_train, "val": self.cell.budget.n_val}.get(

@@ -42,51 +42,17 @@ import hashlib
 import json
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from harness.budget import Budget
 from harness.errors import USER_ERRORS, UserError, unknown
 from harness.provenance import cell_code
-from harness.results import BUDGET_KEY, FRONTIER, FRONTIER_KEY, KIND, budget_key, cell_label
+from harness.results import BUDGET_KEY, FRONTIER, FRONTIER_KEY, KIND, cell_label
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 MAX_SEED = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What every cell of a suite gets to spend, identical across families."""
-
-    tuner: str = "random"
-    max_trials: int = 3
-    epochs: int = 5
-    executions_per_trial: int = 1
-    batch_size: int = 64
-    n_train: int = 4096
-    n_val: int = 1024
-    n_test: int = 1024
-    params: int | None = None
-    """A parameter budget: each family's width is set so its model has this many."""
-    fixed: tuple[tuple[str, object], ...] | None = None
-    """Hyperparameters every family takes at one value, not searched ((name, value) pairs,
-    sorted; `fixed = { depth = 2 }` in a suite), e.g. the depth a task needs."""
-    grid: tuple[tuple[str, tuple], ...] | None = None
-    """A grid search's axes ((name, values) pairs, sorted; `grid = { learning_rate = [...] }`),
-    set whenever the tuner is "grid" (search_spaces.base.DEFAULT_GRID unless a suite names
-    its own); every other hyperparameter is held at its family's default."""
-
-    @property
-    def fixed_values(self) -> dict | None:
-        return dict(self.fixed) if self.fixed else None
-
-    @property
-    def grid_axes(self) -> dict | None:
-        return {name: list(values) for name, values in self.grid} if self.grid else None
-
-    def space_settings(self) -> dict:
-        """What a family's space takes from the budget (search_spaces.get_space's keywords)."""
-        return {"params": self.params, "fixed": self.fixed_values, "grid": self.grid_axes}
 
 
 @dataclass(frozen=True)
@@ -106,18 +72,22 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """Stable identity: names the tuner folder and tags the MLflow parent run.
-
-        Settings left unset (None) are not part of it, so a setting added later keeps
-        the keys of the cells that do not use it (old stores keep resuming).
-        """
-        digest = hashlib.sha1(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
-        return f"{self.task}-L{self.length}-{self.family}-{digest[:10]}"
+        """Stable identity: names the tuner folder and tags the MLflow parent run."""
+        return f"{self.task}-L{self.length}-{self.family}-{digest(self.as_dict())}"
 
     @property
     def budget_key(self) -> str:
         """The budget's name: cells of one budget key share a table."""
-        return budget_key(self.as_dict()["budget"], self.seed, list(self.extra_seeds))
+        return self.budget.key(self.seed, self.extra_seeds)
+
+    @property
+    def label(self) -> str:
+        return cell_label(self.task, self.length, self.family)
+
+    def as_dict(self) -> dict:
+        """What the cell is, by the one rule of keys (`digest`): every setting that is set."""
+        found = {f.name: getattr(self, f.name) for f in fields(self)}
+        return settings({**found, "budget": self.budget.settings()})
 
     @property
     def oracle_seed(self) -> int:
@@ -132,14 +102,17 @@ class Cell:
         )
         return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) % MAX_SEED + 1
 
-    @property
-    def label(self) -> str:
-        return cell_label(self.task, self.length, self.family)
 
-    def as_dict(self) -> dict:
-        found = asdict(self)
-        found["budget"] = {k: v for k, v in found["budget"].items() if v is not None}
-        return {k: v for k, v in found.items() if v is not None}
+def settings(values: dict) -> dict:
+    """The settings that are set (not None): the one rule of a cell's and a frontier's key, so
+    a setting added later keeps the keys of those that do not use it (old stores resume)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def digest(values: dict) -> str:
+    """The short stable hash of a cell's or frontier's settings (lists and tuples alike)."""
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -167,16 +140,10 @@ class FrontierSpec:
 
     @property
     def key(self) -> str:
-        """Stable identity: tags the frontier's run. A setting added after `code` and
-        `params` (which the key always held, None or not) is left out while unset (None),
-        so old stores keep their frontier keys, as cells keep theirs (`Cell.key`)."""
-        found = asdict(self)
-        found["budget"] = {
-            k: v for k, v in found["budget"].items() if v is not None or k == "params"
-        }
-        found = {k: v for k, v in found.items() if v is not None or k == "code"}
-        text = json.dumps(found, sort_keys=True, default=str)
-        return f"{self.task}-{self.family}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+        """Stable identity: tags the frontier's run (the rule of `Cell.key`)."""
+        found = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = settings({**found, "budget": self.budget.settings()})
+        return f"{self.task}-{self.family}-{digest(values)}"
 
     @property
     def label(self) -> str:
@@ -197,8 +164,7 @@ class FrontierSpec:
     @property
     def budget_key(self) -> str:
         """The budget of its cells (attempt 0): frontiers of one budget share a table."""
-        cell = self.cell(Ask(self.min_length, 0, "double"))
-        return budget_key(cell.as_dict()["budget"], cell.seed, list(cell.extra_seeds))
+        return self.cell(Ask(self.min_length, 0, "double")).budget_key
 
     def params(self) -> dict[str, str]:
         params = {
@@ -211,7 +177,7 @@ class FrontierSpec:
             "max_length": self.max_length,
             "resolution": self.resolution,
         }
-        params.update({f"budget.{k}": v for k, v in asdict(self.budget).items() if v is not None})
+        params.update(self.budget.as_params())
         return {
             k: json.dumps(v) if isinstance(v, list | tuple) else v
             for k, v in params.items()

@@ -179,7 +179,7 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
         for name, value in ((SOLVED_BAR, task.solved_bar), (BASELINE, task.baseline)):
             if at_length(name, length) in cell.metrics:
                 compare(at_length(name, length), value(length))
-    batch, n_test = int(cell.budget["batch_size"]), int(cell.budget["n_test"])
+    batch, n_test = cell.budget.batch_size, cell.budget.n_test
     split = functools.cache(lambda length: task.generate(n_test, length, cell.seed, "test"))
 
     memory = cell.metrics.get(EVALUATION_MEMORY)  # none in a store made before it was recorded

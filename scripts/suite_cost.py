@@ -39,10 +39,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import plan  # noqa: E402
+from harness.budget import Budget  # noqa: E402
 from harness.probes import latest_probes  # noqa: E402
 from harness.probes.cost import BATCH  # noqa: E402
 from harness.results import CELL, KIND, SECONDS_PER_EPOCH  # noqa: E402
-from harness.suites import Budget, load_suite, suite_experiment  # noqa: E402
+from harness.suites import load_suite, suite_experiment  # noqa: E402
 from harness.tracking import Tracker  # noqa: E402
 from tasks import get_task  # noqa: E402
 

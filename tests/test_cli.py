@@ -241,9 +241,9 @@ def test_every_budget_field_has_one_flag_that_run_and_frontier_both_take():
 
     import typer
 
+    from harness.budget import Budget
     from harness.cli import app
     from harness.cli.options import BUDGET_FLAGS
-    from harness.suites import Budget
 
     assert set(BUDGET_FLAGS) == {f.name for f in fields(Budget)}
     group = typer.main.get_command(app)

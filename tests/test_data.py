@@ -7,9 +7,10 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 import tasks.source as source
+from harness.budget import Budget
 from harness.data import prune_cache, split
 from harness.provenance import cell_code
-from harness.suites import Budget, Cell
+from harness.suites import Cell
 from tasks import get_task
 from tests.conftest import REPO
 

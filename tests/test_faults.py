@@ -16,10 +16,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from harness import liveness, results
+from harness.budget import Budget
 from harness.results import CELL_KEY, HOST, KIND, PARENT, PID, PROCESS_START, TRIAL
 from harness.runner import Runner
 from harness.steps import resolve
-from harness.suites import Budget, Cell
+from harness.suites import Cell
 from harness.tracking import Tracker
 from tests.conftest import (
     MlflowServer,

@@ -9,8 +9,9 @@ import signal
 
 import pytest
 
+from harness.budget import Budget
 from harness.frontier import search
-from harness.suites import Budget, FrontierSpec, load_suite
+from harness.suites import FrontierSpec, load_suite
 from search_spaces.base import DEFAULT_GRID
 from tasks import get_task
 from tests.conftest import (
@@ -192,8 +193,9 @@ def test_a_probe_without_a_readable_result_is_a_failed_step():
 
 def test_a_frontier_out_of_budget_reach_starts_no_run(workdir):
     """The runner resolves the frontier's task and space before it creates the frontier run."""
+    from harness.budget import Budget
     from harness.runner import Runner
-    from harness.suites import Budget, FrontierSpec
+    from harness.suites import FrontierSpec
     from harness.tracking import Tracker
     from search_spaces.base import BudgetError
 

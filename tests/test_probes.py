@@ -594,7 +594,7 @@ def test_the_probes_report_is_deterministic(store, report):
 
 def test_the_leaderboard_has_a_hindsight_section(store, tmp_path):
     """first_token cells of a forward and a bidirectional family under one budget."""
-    from harness.results import budget_key
+    from harness.budget import Budget
 
     copy_store(store, tmp_path)
     mlflow = client(tmp_path)
@@ -604,7 +604,7 @@ def test_the_leaderboard_has_a_hindsight_section(store, tmp_path):
     solved = {("gru", 50): 1, ("gru", 100): 0, ("bigru", 50): 1, ("bigru", 100): 1}
     for (family, length), ok in sorted(solved.items()):
         tags = {"harness.kind": "cell", "harness.status": "done",
-                "harness.budget_key": budget_key(budget, 0, [])}  # fmt: skip
+                "harness.budget_key": Budget(**budget).key(0, [])}  # fmt: skip
         run_id = mlflow.create_run(experiment, tags=tags).info.run_id
         params = {"task": "first_token", "length": str(length), "family": family,
                   "metric": "accuracy", "direction": "max", "seed": "0", "extra_seeds": "[]",
@@ -623,7 +623,7 @@ def test_the_leaderboard_has_a_hindsight_section(store, tmp_path):
         ["bigru", "bidirectional", "0.99 (1/1) ✓", "0.99 (1/1) ✓", "L=100", "solved through L=100"],
         ["gru", "forward", "0.99 (1/1) ✓", "0.3 (0/1)", "L=50", "L=100"],
     ]
-    key = budget_key(budget, 0, [])
+    key = Budget(**budget).key(0, [])
     assert (tmp_path / "board" / "figures" / f"hindsight_first_token_{key}.png").is_file()
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from harness import evaluation, steps
+from harness.budget import Budget
 from harness.evaluation import Evaluation
-from harness.results import VERDICT_RULE, budget_label
-from harness.suites import Budget, Cell
+from harness.results import VERDICT_RULE
+from harness.suites import Cell
 from tests.conftest import TINY_DATA, all_runs, client, harness, store_uri
 
 
@@ -104,7 +105,7 @@ def test_a_split_vote_adds_two_seeds_once_and_a_unanimous_one_does_not():
 def test_a_budget_line_states_its_optimizer_updates():
     digits = {"tuner": "grid", "max_trials": 3, "epochs": 8, "batch_size": 64, "n_train": 4096,
               "n_val": 269, "n_test": 269, "grid": [["learning_rate", [0.001, 0.003, 0.01]]]}  # fmt: skip
-    line = budget_label(digits, 3)
+    line = Budget(**digits).label(3)
     assert "8 epochs (512 updates)" in line
     assert "grid search over learning_rate 0.001, 0.003, 0.01 (3 trials" in line
     assert "3 seeds (two more on a split vote)" in line

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from harness import frontier
+from harness.budget import Budget
 from harness.frontier import Bracket, FrontierResult, Step
 from harness.frontier_report import frontier_section
 from harness.report.render import figure_file
-from harness.results import budget_key
-from harness.suites import Budget, FrontierSpec
+from harness.suites import FrontierSpec
 from harness.tracking import Tracker
 from tasks import get_task
 from tests.conftest import (
@@ -351,14 +351,14 @@ def test_a_task_asks_for_the_hindsight_section_by_its_attribute(copy, monkeypatc
     budget = next(
         s
         for s in leaderboard_of(copy).sections
-        if s.title == f"Budget {budget_key(BUDGET, 0, [1])}"
+        if s.title == f"Budget {Budget(**BUDGET).key(0, [1])}"
     )
     (hindsight,) = [part for part in budget.parts if part.title.startswith("Hindsight")]
     assert hindsight.title == "Hindsight: adding"
     assert hindsight.paragraphs[0].startswith("Why backwards helps. 'Stops solving at'")
     (caption, table), ((name, _, drawing),) = hindsight.tables[0], hindsight.figures
     assert caption == "Test mse by length, forward versus bidirectional:"
-    assert name == figure_file("hindsight", "adding", budget_key(BUDGET, 0, [1]))
+    assert name == figure_file("hindsight", "adding", Budget(**BUDGET).key(0, [1]))
     fig = drawing.function(*drawing.args)
     found = dict(plotted(fig.axes[0]))
     for row in table.rows:
@@ -387,7 +387,7 @@ def add_cell(folder: Path, family: str, length: int, metrics: dict, **options) -
     tags = {
         "harness.kind": "cell",
         "harness.status": options.get("state", "done"),
-        "harness.budget_key": budget_key(budget, seed, extra),
+        "harness.budget_key": Budget(**budget).key(seed, extra),
         "harness.fused_rnn_kernel_observed": "no",
         "harness.device": options.get("device", "test machine"),
     }
@@ -451,7 +451,7 @@ def copy(store, tmp_path) -> Path:
 
 def scores_of(text: str, budget: dict, extra: list[int]) -> dict[str, list[str]]:
     """The adding score table of one budget: family -> its cells."""
-    part = section_text(text, f"Budget {budget_key(budget, 0, extra)}")
+    part = section_text(text, f"Budget {Budget(**budget).key(0, extra)}")
     return {row[0]: row[1:] for row in md_rows(section_text(part, "adding", 3), "family")[1:]}
 
 
@@ -513,7 +513,7 @@ def test_budgets_are_never_mixed_and_the_latest_run_stands(copy):
     newer = add_cell(copy, "gru", 50, {"test_score": 0.004})  # the same budget, rerun later
     other = add_cell(copy, "gru", 50, {"test_score": 0.001}, budget={"epochs": 2})
     text = build(copy)
-    first, second = budget_key(BUDGET, 0, []), budget_key({**BUDGET, "epochs": 2}, 0, [])
+    first, second = Budget(**BUDGET).key(0, []), Budget(**{**BUDGET, "epochs": 2}).key(0, [])
     assert f"## Budget {first}" in text and f"## Budget {second}" in text
     assert "random search, 3 trials x up to 8 epochs" in section_text(text, f"Budget {first}")
     assert scores_of(text, BUDGET, [])["gru"] == ["0.004 (1/1) ✓", "L=50"]
@@ -575,8 +575,8 @@ def test_the_frontier_matrix_comes_first_one_table_per_parameter_budget(copy):
     add_frontier(copy, "first_token", "gru", lambda L: L <= 20, FIRST_TOKEN)
     add_frontier(copy, "first_token", "bigru", lambda L: True, FIRST_TOKEN)
     text = build(copy)
-    adding, first_token = (budget_key({**BUDGET, **b}, 0, []) for b in (ADDING, FIRST_TOKEN))
-    confirming = [budget_key({**BUDGET, **b}, 1, []) for b in (ADDING, FIRST_TOKEN)]
+    adding, first_token = (Budget(**{**BUDGET, **b}).key(0, []) for b in (ADDING, FIRST_TOKEN))
+    confirming = [Budget(**{**BUDGET, **b}).key(1, []) for b in (ADDING, FIRST_TOKEN)]
     titles = headings(text)
     assert titles[:2] == ["Frontier", "How to read it"]
     assert {f"Budget {key}" for key in (adding, first_token)} <= set(titles[2:])
@@ -740,7 +740,7 @@ def test_a_frontier_figure_names_its_task_slugged():
     """A plug-in's task is a path: its figure's file name keeps only safe characters."""
     task = "my_tasks/odd.py:Odd"
     bracket = Bracket(10, 80, 20, 40, [Step(20, 0, "double", True), Step(40, 0, "double", False)])
-    found = FrontierResult("r" * 32, task, "gru", "k", dict(BUDGET), 0, 1, bracket, True)
+    found = FrontierResult("r" * 32, task, "gru", "k", Budget(**BUDGET), 0, 1, bracket, True)
     section = frontier_section([found], {})
     name = figure_file("frontier", task, "k")
     assert [file for file, kind, _ in section.figures if kind == "frontier"] == [name]
@@ -844,7 +844,7 @@ def test_the_readme_block_is_the_frontier_matrices_and_a_link(copy):
     assert [line for line in block.splitlines() if line.startswith("|")] == tables
     assert "| gru | [40, 57) (1/1, 0/1) |" in tables and "Confirmations, budget" in frontier
     assert "Confirmations" not in block
-    assert "![" not in block and "Budget " + budget_key(BUDGET, 0, []) not in block
+    assert "![" not in block and "Budget " + Budget(**BUDGET).key(0, []) not in block
     assert "### Budget" not in block and "## Budget" in leaderboard
     assert block.endswith(
         f"(MLflow experiment {EXPERIMENT}): [leaderboard.md](leaderboard.md), or the same as "
@@ -909,7 +909,7 @@ def add_grid_cell(folder: Path, family: str, grid: list, objectives: list, best:
 
 def grid_rows(text: str, grid: list) -> list[list[str]]:
     """The grid points table of the adding cells of `grid_budget(grid)`."""
-    part = section_text(text, f"Budget {budget_key(grid_budget(grid), 0, [])}")
+    part = section_text(text, f"Budget {Budget(**grid_budget(grid)).key(0, [])}")
     return md_rows(part[part.index("Grid points:") :], "family")
 
 
@@ -929,7 +929,7 @@ def test_a_grid_table_marks_the_chosen_point_and_an_edge_of_its_axis(copy):
         ["simple_rnn", "50", "0.02 ★", "0.1", "0.3", "⇤ learning_rate"],
     ]
     label = "grid search over learning_rate 0.001, 0.003, 0.01 (3 trials"
-    assert label in section_text(text, f"Budget {budget_key(grid_budget(grid), 0, [])}")
+    assert label in section_text(text, f"Budget {Budget(**grid_budget(grid)).key(0, [])}")
     assert text.count("Grid points:") == 1  # the random search's budget has none
 
 

@@ -13,18 +13,17 @@ from harness import backend
 
 backend.configure()
 
+from harness.budget import Budget  # noqa: E402
 from harness.results import (  # noqa: E402
     CellState,
     Outcome,
-    budget_key,
     judge,
     normalise,
-    planned_trials,
     score_name,
     score_of,
     trial_counts,
 )
-from harness.suites import Budget, Cell, FrontierSpec  # noqa: E402
+from harness.suites import Cell, FrontierSpec  # noqa: E402
 from tasks.base import IGNORE, masked_accuracy  # noqa: E402
 from tests.conftest import (  # noqa: E402
     add_run,
@@ -172,8 +171,9 @@ def test_hyperband_plans_what_keras_tuner_runs(epochs, tmp_path):
         hyperband_iterations=1, seed=0, directory=str(tmp_path), project_name="plan",
     )  # fmt: skip
     tuner.search(verbose=0)
-    assert planned_trials("hyperband", 99, epochs) == len(tuner.oracle.trials)
-    assert planned_trials("random", 7, epochs) == 7
+    assert Budget("hyperband", epochs=epochs).trials == len(tuner.oracle.trials)
+    assert Budget("hyperband", max_trials=99, epochs=epochs).trials == len(tuner.oracle.trials)
+    assert Budget("random", max_trials=7, epochs=epochs).trials == 7
 
 
 # -- the verdict ----------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ BUDGET = {"tuner": "random", "max_trials": 1, "epochs": 1, "batch_size": 32, "n_
 def cell_run(folder, budget: dict, start: int, finished: bool = True, key: str = "") -> str:
     """A done cell run of adding L=8 gru under `budget`, started at `start` (ms)."""
     tags = {"harness.kind": "cell", "harness.status": "done", "harness.schema": "2",
-            "harness.cell_key": key, "harness.budget_key": budget_key(budget, 0, [])}  # fmt: skip
+            "harness.cell_key": key, "harness.budget_key": Budget(**budget).key(0, [])}  # fmt: skip
     params = {"task": "adding", "length": 8, "family": "gru", "metric": "mse",
               "direction": "min", "seed": 0, "extra_seeds": "[]",
               **{f"budget.{k}": v for k, v in budget.items()}}  # fmt: skip
@@ -245,7 +245,7 @@ def test_the_probes_and_the_report_pick_the_same_run_of_each_budget(workdir):
     cell_run(workdir, big, 4000, finished=False)  # running: it stands for nothing yet
     tracker = Tracker(store_uri(workdir))
     report = {c.budget_key: c.run_id for c in read_store(tracker, "stand").cells}
-    assert report == {budget_key(small, 0, []): newer_small, budget_key(big, 0, []): big_run}
+    assert report == {Budget(**small).key(0, []): newer_small, Budget(**big).key(0, []): big_run}
     for key, run_id in report.items():
         assert [c.run_id for c in finished_cells(tracker, "stand", "adding", {key})] == [run_id]
     latest = finished_cells(tracker, "stand", "adding", None)  # no suite: the latest budget's
@@ -290,13 +290,14 @@ def test_score_names_are_written_and_read_by_one_definition():
 
 
 def test_frontier_keys_are_stable_and_a_setting_added_later_keeps_them():
-    """Keys written by the harness before unset settings were left out (git 35fb421)."""
+    """A frontier's key follows the cells' one rule (settings that are set, `suites.digest`):
+    pinned here, and a setting added later, left unset, changes no key."""
     from dataclasses import dataclass
 
-    assert FrontierSpec("adding", "lstm", Budget()).key == "adding-lstm-49acd35532"
-    spec = FrontierSpec("adding", "gru", Budget(params=10_000), seeds=2, max_length=320)
-    assert spec.key == "adding-gru-e08b0023ad"
-    assert FrontierSpec("adding", "gru", Budget(), code="abc").key == "adding-gru-a65955614e"
+    assert FrontierSpec("adding", "lstm", Budget()).key == "adding-lstm-8f0a7ec40b"
+    spec = FrontierSpec("adding", "gru", Budget(params=10_000), seeds=3, max_length=320)
+    assert spec.key == "adding-gru-cd96112d52"
+    assert FrontierSpec("adding", "gru", Budget(), code="abc").key == "adding-gru-f8e8361087"
 
     @dataclass(frozen=True)
     class Later(Budget):
@@ -306,8 +307,8 @@ def test_frontier_keys_are_stable_and_a_setting_added_later_keeps_them():
     class LaterSpec(FrontierSpec):
         new_setting: str | None = None
 
-    assert LaterSpec("adding", "lstm", Later()).key == "adding-lstm-49acd35532"
-    assert LaterSpec("adding", "lstm", Later(new_setting=1)).key != "adding-lstm-49acd35532"
+    assert LaterSpec("adding", "lstm", Later()).key == "adding-lstm-8f0a7ec40b"
+    assert LaterSpec("adding", "lstm", Later(new_setting=1)).key != "adding-lstm-8f0a7ec40b"
 
 
 def test_a_budget_left_unset_keeps_the_cell_keys_of_older_stores():
@@ -326,4 +327,4 @@ def test_the_budget_is_what_changes_results_never_how_work_is_spread():
     assert (
         one.budget_key != Cell("adding", 100, "lstm", Budget(epochs=9), extra_seeds=(1,)).budget_key
     )
-    assert one.budget_key == budget_key(Budget().__dict__ | {"params": None}, 0, [1])
+    assert one.budget_key == Budget().key(0, [1])

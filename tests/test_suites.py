@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
 
 import pytest
 
+from harness.budget import Budget
 from harness.errors import UserError
-from harness.results import budget_label
-from harness.suites import Budget, Cell, bundled_suites, load_suite
-from tests.conftest import all_runs, harness, one_error_line, store_uri, write_suite
+from harness.suites import Cell, bundled_suites, load_suite
+from tests.conftest import REPO, all_runs, harness, one_error_line, store_uri, write_suite
 
 GOOD_BLOCK = {"tasks": ["adding"], "lengths": [10], "families": ["gru"]}
 
@@ -99,14 +99,14 @@ def test_a_fixed_hyperparameter_holds_in_every_trial_and_names_its_budget(tmp_pa
     assert len(trials) == 2 and set(trials["params.depth"]) == {"2"}
     (found,) = read_store(open_store(store_uri(tmp_path)), "s").cells
     assert found.budget_key == cell.budget_key
-    assert "every family at depth 2" in budget_label(found.budget, 1)
+    assert "every family at depth 2" in found.budget.label(1)
 
 
 def test_a_budget_in_words_counts_trials_and_seeds_in_the_singular_and_plural():
-    one, two = asdict(Budget(max_trials=1)), asdict(Budget(max_trials=2))
-    assert budget_label(one, 1).startswith("random search, 1 trial x up to")
-    assert budget_label(one, 1).endswith(", 1 seed")
-    assert budget_label(two, 2).startswith("random search, 2 trials x up to")
+    one, two = Budget(max_trials=1), Budget(max_trials=2)
+    assert one.label(1).startswith("random search, 1 trial x up to")
+    assert one.label(1).endswith(", 1 seed")
+    assert two.label(2).startswith("random search, 2 trials x up to")
 
 
 @pytest.mark.parametrize(
@@ -249,3 +249,15 @@ def test_every_cell_of_a_suite_carries_the_hashes_of_its_code(tmp_path):
     (cell,) = load_suite(str(path)).cells
     assert cell.code == cell_code("adding", "gru")
     assert cell.key != Cell("adding", 8, "gru", cell.budget, code=None).key
+
+
+def test_the_quick_and_study_suites_keep_their_golden_cell_keys():
+    """The keys of the bundled suites' cells and frontiers, code hashes included, equal the
+    committed list: a key changes only on purpose (`python scripts/cell_keys.py --write`)."""
+    import importlib.util
+
+    path = REPO / "scripts" / "cell_keys.py"
+    spec = importlib.util.spec_from_file_location("cell_keys", path)
+    cell_keys = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cell_keys)
+    assert cell_keys.keys() == json.loads(cell_keys.GOLDEN.read_text())

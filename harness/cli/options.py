@@ -71,7 +71,7 @@ BUDGET_FLAGS: dict[str, tuple[str, type, str]] = {
         "learning_rate=0.001:0.003:0.01); every other hyperparameter at its default.",
     ),
 }
-"""Each field of `harness.suites.Budget`: its flag, type and help. A flag left out keeps the suite's value
+"""Each field of `harness.budget.Budget`: its flag, type and help. A flag left out keeps the suite's value
 (or Budget's default)."""
 
 

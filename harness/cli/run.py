@@ -122,7 +122,8 @@ def frontier(
     Every probed length is an ordinary cell (resumed, reused by other frontiers); the
     result per family is a bracket, recorded as a frontier run naming its cells.
     """
-    from harness.suites import Budget, Suite, frontier_specs, parse_budget
+    from harness.budget import Budget
+    from harness.suites import Suite, frontier_specs, parse_budget
 
     specs = frontier_specs(
         parse_names(task, ()),

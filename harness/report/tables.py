@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.budget import hyper_value
 from harness.results import (
     BEST_TRIAL,
     COMPILE_SECONDS,
@@ -24,7 +25,6 @@ from harness.results import (
     TRIALS_FAILED,
     CellResult,
     CellState,
-    budget_label,
 )
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def budgets(cells: list[CellResult]) -> list[tuple[str, str, list[CellResult]]]:
         groups.setdefault(cell.budget_key, []).append(cell)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
     return [
-        (key, budget_label(group[0].budget, 1 + len(group[0].extra_seeds), group[0].seed), group)
+        (key, group[0].budget.label(1 + len(group[0].extra_seeds), group[0].seed), group)
         for key, group in ordered
     ]
 
@@ -265,10 +265,6 @@ CHOSEN, SMALLEST, LARGEST = "★", "⇤", "⇥"
 """Marks of the grid table: the point the search chose, an edge of an axis it lies on."""
 
 
-def grid_value(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def grid_points(grid: list) -> list[tuple]:
     """A grid's points in order: every combination of its axes' values ([name, values] pairs)."""
     return list(itertools.product(*(values for _, values in grid)))
@@ -315,13 +311,13 @@ def grid_table(cells: list[CellResult], trials: pd.DataFrame) -> Table | None:
     point with its trial's validation score, ★ on the one the search chose (BEST_TRIAL),
     and the chosen point's edge marks (`edge_marks`)."""
     budget = cells[0].budget
-    grid = budget.get("grid")
-    if budget.get("tuner") != "grid" or not grid:
+    grid = budget.grid
+    if budget.tuner != "grid" or not grid:
         return None
     points = grid_points(grid)
     names = [name for name, _ in grid]
     headers = [
-        ", ".join(f"{n}={grid_value(v)}" for n, v in zip(names, p, strict=True)) for p in points
+        ", ".join(f"{n}={hyper_value(v)}" for n, v in zip(names, p, strict=True)) for p in points
     ]
     table = Table(["family", "length", *headers, "edge"], [])
     for cell in sorted(cells, key=lambda c: (c.family, c.length)):
