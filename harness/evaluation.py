@@ -39,7 +39,7 @@ from harness.results import (
     score_name,
     task_score_name,
 )
-from harness.stored import EVALUATION_MEMORY_GB, OutOfMemory, model_file, scored, test_scores
+from harness.stored import EVALUATION_MEMORY_GB, OutOfMemory, model_file, scored
 from tasks.base import Task
 
 
@@ -97,16 +97,15 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     x, y = resolved.split("test")
     scores, interval = scored(task, model, x, y, batch)
     metrics = {task_score_name(name): value for name, value in scores.items()}
-    metrics[score_name()] = scores[primary]
+    metrics.update(score_metrics(None, None, (scores[primary], interval)))
     metrics[TEST_EXAMPLES] = len(y)
-    metrics.update(zip(interval_name(), interval, strict=True))
     metrics[PARAMETERS] = model.count_params()
     if cell.eval_lengths:
         metrics[EVALUATION_MEMORY] = EVALUATION_MEMORY_GB
     for length in cell.eval_lengths:
-        score = longer_score(resolved, model, length)
-        metrics[score_name(length=length)] = math.nan if score is None else score
-        if score is None:
+        found = longer_score(resolved, model, length)
+        metrics.update(score_metrics(None, length, found))
+        if found is None:
             metrics[at_length(OUT_OF_MEMORY, length)] = 1.0
         metrics[at_length(BASELINE, length)] = task.baseline(length)
         metrics[at_length(SOLVED_BAR, length)] = task.solved_bar(length)
@@ -119,20 +118,34 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     return found
 
 
-def longer_score(resolved, model: keras.Model, length: int) -> float | None:
-    """The model's primary test score at a longer length (the same seed's test split), in
-    batches that fit EVALUATION_MEMORY_GB; None where not even one sequence fits."""
+def score_metrics(seed: int | None, length: int | None, found) -> dict[str, float]:
+    """The metrics of one test score (the search's model, seed None, or a retrain's; at the
+    cell's length, length None, or a longer one) and its interval: `found` is (score,
+    interval), or None where the test did not fit in memory (nan, no interval)."""
+    if found is None:
+        return {score_name(seed, length): math.nan}
+    score, interval = found
+    return {
+        score_name(seed, length): score,
+        **dict(zip(interval_name(seed, length), interval, strict=True)),
+    }
+
+
+def longer_score(resolved, model: keras.Model, length: int) -> tuple[float, tuple] | None:
+    """The model's primary test score at a longer length (the same seed's test split) and its
+    interval, in batches that fit EVALUATION_MEMORY_GB; None where not even one sequence fits."""
     task, batch = resolved.task, resolved.cell.budget.batch_size
     x, y = resolved.split("test", length)
     try:
-        return test_scores(task, model, x, y, batch, EVALUATION_MEMORY_GB)[task.metric.name]
+        scores, interval = scored(task, model, x, y, batch, EVALUATION_MEMORY_GB)
     except OutOfMemory:
         return None
+    return scores[task.metric.name], interval
 
 
 def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None, runs=None):
-    """Retrain `values` with `seed`: (its test score, its saved model, {longer length: score},
-    its score's interval), (nan, None, {}, None) if it diverged. Its epochs go to `on_trial` (harness/events.py's
+    """Retrain `values` with `seed`: (its test score, its saved model, {longer length: (score,
+    interval) or None where out of memory}, its score's interval), (nan, None, {}, None) if it diverged. Its epochs go to `on_trial` (harness/events.py's
     `trial`) and, with `runs` (tracker, experiment id, the cell's run id), to a retrain run
     of the cell, as a trial's do."""
     cell, task = resolved.cell, resolved.task
@@ -165,7 +178,6 @@ def retrain_seed(resolved, values: dict, seed: int, folder: Path, on_trial=None,
     x, y = resolved.split("test")
     scores, interval = scored(task, model, x, y, cell.budget.batch_size)
     longer = {length: longer_score(resolved, model, length) for length in cell.eval_lengths}
-    longer = {length: math.nan if value is None else value for length, value in longer.items()}
     model.save(folder / model_file(seed))
     return scores[task.metric.name], folder / model_file(seed), longer, interval
 
@@ -187,11 +199,10 @@ def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, long
     if file is None:
         found.diverged_seeds.append(seed)
         return
-    found.metrics[score_name(seed)] = score
-    found.metrics.update(zip(interval_name(seed), interval, strict=True))
+    found.metrics.update(score_metrics(seed, None, (score, interval)))
     found.intervals[seed] = interval
     for length, value in longer.items():
-        found.metrics[score_name(seed, length)] = value
+        found.metrics.update(score_metrics(seed, length, value))
     found.files.append(file)
 
 

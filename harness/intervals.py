@@ -191,9 +191,12 @@ def score_interval(
     classification task scored by accuracy; otherwise the t-interval of
     `per_sequence_scores` centred on `score`, clipped into the metric's range ([0, 1]
     for accuracies, [0, inf) for mse and cross_entropy). nan bounds where it cannot be
-    estimated (no scored target for Wilson, fewer than 2 sequences for t).
+    estimated (no scored target for Wilson, fewer than 2 sequences for t, a metric of your
+    own task that is none of BOUNDS': its seeds are then never near the bar).
     """
     metric = task.metric.name
+    if metric not in BOUNDS:
+        return math.nan, math.nan
     y_true = np.asarray(y_true)
     if task.output.kind == "sequence_classification" and metric == "accuracy":
         mask = y_true != IGNORE

@@ -46,6 +46,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from harness.budget import Budget
+from harness.intervals import holds
 from tasks.base import meets
 
 # -- kinds of run (tag KIND) --------------------------------------------------------------
@@ -130,9 +131,9 @@ def score_of(name: str) -> tuple[int | None, int | None] | None:
     return (None if seed is None else int(seed)), (None if length is None else int(length))
 
 
-def interval_name(seed: int | None = None) -> tuple[str, str]:
-    """The metrics of the 95% interval of a test score at the cell's length (`score_name`)."""
-    return f"{score_name(seed)}_low", f"{score_name(seed)}_high"
+def interval_name(seed: int | None = None, length: int | None = None) -> tuple[str, str]:
+    """The metrics of the 95% interval of a test score (`score_name`): its low and high bound."""
+    return f"{score_name(seed, length)}_low", f"{score_name(seed, length)}_high"
 
 
 def task_score_name(name: str) -> str:
@@ -267,7 +268,7 @@ def judge(
     if rule == MEAN:
         return Verdict(mean, std, n, k, diverged, meets(mean, bar, direction), False, rule)
     near = [
-        interval is not None and math.isfinite(score) and interval[0] <= bar <= interval[1]
+        interval is not None and math.isfinite(score) and holds(interval, bar)
         for score, interval in zip(scores, intervals or [None] * n, strict=True)
     ]
     solved = 2 * k > n
@@ -334,9 +335,9 @@ class CellResult:
         """How the cell is judged: MAJORITY, or MEAN for a cell stored before that rule."""
         return self.tags.get(VERDICT_RULE, MEAN)
 
-    def interval(self, seed: int) -> tuple[float, float] | None:
-        """A seed's 95% interval at the cell's length, where stored."""
-        low, high = interval_name(None if seed == self.seed else seed)
+    def interval(self, seed: int, length: int | None = None) -> tuple[float, float] | None:
+        """A seed's 95% interval at the cell's length (or a longer one), where stored."""
+        low, high = interval_name(None if seed == self.seed else seed, length)
         if low not in self.metrics or high not in self.metrics:
             return None
         return self.metrics[low], self.metrics[high]
@@ -437,14 +438,17 @@ class CellResult:
 
     def verdict_at(self, length: int) -> Verdict:
         """The verdict over the seeds at a longer length than trained (its own bar)."""
-        scores = [
-            self.longer_by_seed[s][length]
-            for s in self.seeds
-            if length in self.longer_by_seed.get(s, {})
-        ]
+        seeds = [s for s in self.seeds if length in self.longer_by_seed.get(s, {})]
         bar = self.metrics.get(at_length(SOLVED_BAR, length), self.solved_bar)
         baseline = self.metrics.get(at_length(BASELINE, length), self.baseline)
-        return judge(scores, bar, baseline, self.direction, rule=self.rule)
+        return judge(
+            [self.longer_by_seed[s][length] for s in seeds],
+            bar,
+            baseline,
+            self.direction,
+            [self.interval(s, length) for s in seeds],
+            self.rule,
+        )
 
 
 def run_order(run) -> tuple[int, str]:

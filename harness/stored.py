@@ -79,12 +79,14 @@ def test_scores(
     return task.scores(y, predictions(model, x, batch_size, memory_gb))
 
 
-def scored(task: Task, model, x, y, batch_size: int) -> tuple[dict[str, float], tuple]:
+def scored(
+    task: Task, model, x, y, batch_size: int, memory_gb: float | None = None
+) -> tuple[dict[str, float], tuple]:
     """The task's scores of `model` on (x, y) and the primary score's 95% interval
-    (harness/intervals.py's `score_interval`)."""
+    (harness/intervals.py's `score_interval`), in batches as `test_scores`."""
     from harness.intervals import score_interval
 
-    found = predictions(model, x, batch_size)
+    found = predictions(model, x, batch_size, memory_gb)
     scores = task.scores(y, found)
     return scores, score_interval(task, y, found, scores[task.metric.name])
 

@@ -184,21 +184,29 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
 
     memory = cell.metrics.get(EVALUATION_MEMORY)  # none in a store made before it was recorded
 
-    def scores(model, length: int, memory_gb: float | None = None) -> dict[str, tuple]:
+    def recompute(model, length: int, memory_gb: float | None = None) -> tuple[dict, tuple]:
+        """Each score's range and the primary score's interval's ranges at `length`."""
         x, y = split(length)
-        return score_ranges(task, y, predictions(model, x, batch, memory_gb))
+        probs = predictions(model, x, batch, memory_gb)
+        return score_ranges(task, y, probs), interval_ranges(task, y, probs)
 
-    def intervals(model) -> tuple[tuple[float, ...], ...]:
-        x, y = split(cell.length)
-        return interval_ranges(task, y, predictions(model, x, batch))
-
-    def longer_score(model, length: int) -> tuple[tuple[float, ...], bool]:
-        """(the primary score's range, whether it was out of memory) at a longer length, as
-        the run tested it: in batches that fit the memory it recorded."""
+    def longer_score(model, length: int) -> tuple[tuple, tuple | None, bool]:
+        """(the primary score's range, its interval's ranges, whether it was out of memory)
+        at a longer length, as the run tested it: in batches that fit the memory it recorded."""
         try:
-            return scores(model, length, memory)[primary], False
+            found, interval = recompute(model, length, memory)
         except OutOfMemory:
-            return (math.nan,) * 3, True
+            return (math.nan,) * 3, None, True
+        return found[primary], interval, False
+
+    def compare_interval(seed: int | None, length: int | None, interval) -> None:
+        """The stored interval's bounds against their ranges, where an interval is stored."""
+        if interval is not None and cell.interval(which_seed(seed), length) is not None:
+            for name, bound in zip(interval_name(seed, length), interval, strict=True):
+                compare_range(name, bound)
+
+    def which_seed(seed: int | None) -> int:
+        return cell.seed if seed is None else seed
 
     recomputed_seeds: dict[int, tuple[float, ...]] = {}
     recomputed_intervals: dict[int, tuple[float, float]] = {}
@@ -214,9 +222,7 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                     continue
                 if model is None:
                     raise ModelUnavailable(f"artifact {model_file(seed)} is missing")
-                found = scores(model, cell.length)
-                stored_interval = cell.interval(which) is not None
-                interval = intervals(model) if stored_interval else None
+                found, interval = recompute(model, cell.length)
                 longer = {length: longer_score(model, length) for length in lengths}
             except ModelUnavailable as error:
                 compare(score_name(seed), math.nan, str(error))
@@ -228,15 +234,14 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
             compare_range(score_name(seed), found[primary])
             if seed is None and TEST_EXAMPLES in cell.metrics:
                 compare(TEST_EXAMPLES, float(len(split(cell.length)[1])))
-            if interval is not None:
-                for name, bound in zip(interval_name(seed), interval, strict=True):
-                    compare_range(name, bound)
-                recomputed_intervals[which] = (interval[0][0], interval[1][0])
+            compare_interval(seed, None, interval)
+            recomputed_intervals[which] = (interval[0][0], interval[1][0])
             if seed is None:
                 for name, value in sorted(found.items()):
                     compare_range(task_score_name(name), value)
-            for length, (value, out_of_memory) in longer.items():
+            for length, (value, bounds, out_of_memory) in longer.items():
                 compare_range(score_name(seed, length), value)
+                compare_interval(seed, length, bounds)
                 if seed is None and (out_of_memory or cell.out_of_memory_at(length)):
                     compare(at_length(OUT_OF_MEMORY, length), float(out_of_memory))
             recomputed_seeds[which] = found[primary]

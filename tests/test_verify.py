@@ -112,9 +112,9 @@ def test_a_real_store_verifies_clean(store):
     ):  # fmt: skip
         assert metric in result.stdout
     assert run.info.run_id[:8] in result.stdout
-    # 3 seeds x (score, interval's 2 bounds, at L=16); test_mse and test_examples; the verdict's
+    # 3 seeds x (score and its 2 bounds, at L=8 and 16); test_mse, test_examples; the verdict's
     # mean, seeds solved, solved and near-bar mark; the bar and baseline, at L=8 and 16
-    assert "verified 22 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
+    assert "verified 28 numbers of 1 cells in experiment 'verify': all agree" in result.stdout
 
 
 def test_the_stored_test_score_is_the_best_models_score_on_the_test_split(store):
