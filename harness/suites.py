@@ -5,13 +5,16 @@ A suite file looks like:
     name = "quick"
     description = "..."
     [budget]                 # every key optional; defaults below
-    tuner = "random"         # random | bayesian | hyperband
-    max_trials = 3
+    tuner = "grid"           # random | bayesian | hyperband | grid
+    grid = { learning_rate = [0.001, 0.003, 0.01] }   # grid only (this is its default);
+                             # every other hyperparameter at its family's default
+    max_trials = 3           # random, bayesian: trials (a grid's are its points)
     epochs = 6
     fixed = { depth = 2 }    # optional: hyperparameters every family takes at one value
     [seeds]
     search = 0               # data, tuner and initialisation seed of the search
-    extra = [1, 2]           # retrain the best hyperparameters with these seeds
+    extra = [1, 2]           # retrain the best configuration with these seeds (an odd
+                             # number of seeds in all; a split vote adds two more)
     [[cells]]                # a block: every task x length x family in it is one cell
     tasks = ["adding"]
     lengths = [50, 100]
@@ -24,7 +27,7 @@ A suite file looks like:
     min_length = 25          # optional, defaults below (FrontierSpec)
     max_length = 400
     resolution = 0.25        # stop when longest solved x (1 + resolution) >= shortest failed
-    seeds = 2                # seeds per probed cell: the search's and seeds - 1 retrains
+    seeds = 3                # seeds per probed cell (odd): the search's and seeds - 1 retrains
     budget = { params = 10000 }
     part = "memory"          # optional, any block: `harness run --part memory` runs its part
 
