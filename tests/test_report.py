@@ -916,14 +916,16 @@ def grid_rows(text: str, grid: list) -> list[list[str]]:
 def test_a_grid_table_marks_the_chosen_point_and_an_edge_of_its_axis(copy):
     """A row per cell, a column per grid point with its trial's validation score; ★ on the
     point the search chose; ⇥ when that is the largest learning rate, ⇤ the smallest, no
-    mark in the middle; a diverged trial says so."""
+    mark in the middle or where another point ties it; a diverged trial says so."""
     grid = [["learning_rate", RATES]]
     add_grid_cell(copy, "gru", grid, [0.2, 0.1, 0.004], best=2)
     add_grid_cell(copy, "lstm", grid, [None, 0.003, 0.05], best=1)
     add_grid_cell(copy, "simple_rnn", grid, [0.02, 0.1, 0.3], best=0)
+    add_grid_cell(copy, "bigru", grid, [0.0, 0.0, 0.1], best=0)  # a tie: no edge to widen
     text = build(copy)
     assert grid_rows(text, grid) == [
         ["family", "length", *(f"learning_rate={r}" for r in RATES), "edge"],
+        ["bigru", "50", "0 ★", "0", "0.1", ""],
         ["gru", "50", "0.2", "0.1", "0.004 ★", "⇥ learning_rate"],
         ["lstm", "50", "diverged", "0.003 ★", "0.05", ""],
         ["simple_rnn", "50", "0.02 ★", "0.1", "0.3", "⇤ learning_rate"],

@@ -82,7 +82,8 @@ def how_to_read() -> str:
         "near the bar: it flips if one seed whose interval holds the bar flips. Under a grid "
         "search, the grid points table gives each point's validation score, ★ on the point "
         "the search chose, and ⇤ (⇥) where that point is the smallest (largest) value of a "
-        "numeric axis: the grid may be too narrow there. Cells stored before this rule are "
+        "numeric axis and no other point ties it: the grid may be too narrow there. Cells "
+        "stored before this rule are "
         "judged as they were then, by the mean over their seeds (the notes below count them; "
         "their seeds column says so). A table compares cells of one budget; each score names "
         "its MLflow run (the runs table, or hover in the HTML report). `make leaderboard` "
@@ -113,7 +114,8 @@ def task_section(results: Results, cells: list, task: str, key: str) -> Section:
             (
                 f"Grid points: each point's validation {first.metric} ({better(first.direction)}),"
                 " ★ on the one the search chose; edge ⇤ (⇥): the chosen point is the smallest "
-                "(largest) value of a numeric axis, so the grid may be too narrow there.",
+                "(largest) value of a numeric axis and no other point ties it, so the grid may "
+                "be too narrow there.",
                 grid,
             )
         )

@@ -309,7 +309,7 @@ def point_text(trial: pd.Series | None, chosen: bool) -> str:
 def grid_table(cells: list[CellResult], trials: pd.DataFrame) -> Table | None:
     """A grid search's cells (None under another tuner): a row per cell, a column per grid
     point with its trial's validation score, ★ on the one the search chose (BEST_TRIAL),
-    and the chosen point's edge marks (`edge_marks`)."""
+    and the chosen point's edge marks (`edge_marks`) unless another point ties it."""
     budget = cells[0].budget
     grid = budget.grid
     if budget.tuner != "grid" or not grid:
@@ -329,7 +329,14 @@ def grid_table(cells: list[CellResult], trials: pd.DataFrame) -> Table | None:
                 cell.family,
                 str(cell.length),
                 *(point_text(found.get(p), p == chosen) for p in points),
-                edge_marks(grid, chosen) if chosen is not None else "",
+                edge_marks(grid, chosen) if chosen is not None and alone(found, chosen) else "",
             ]
         )
     return table
+
+
+def alone(found: dict[tuple, pd.Series], chosen: tuple) -> bool:
+    """Whether the chosen point scores better than every other point tried: a tie (every
+    point at 1.0, say) says nothing about the grid's edge."""
+    score = found[chosen]["objective"]
+    return not any(p != chosen and t["objective"] == score for p, t in found.items())
