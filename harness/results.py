@@ -233,12 +233,13 @@ class Verdict:
         return number + (" ✓" if self.solved else "") + (" ≈" if self.near_bar else "")
 
     def seeds_text(self) -> str:
+        """The seeds in words: "2 of 3 seeds, 1 diverged, near the bar"."""
         text = f"{self.seeds_solved} of {self.seeds} seeds"
         text += f", {self.seeds_diverged} diverged" if self.seeds_diverged else ""
         text += ", near the bar" if self.near_bar else ""
-        return text + (
-            ", judged by the mean (stored before majority verdicts)" * (self.rule == MEAN)
-        )
+        if self.rule == MEAN:
+            text += ", judged by the mean (stored before majority verdicts)"
+        return text
 
     @property
     def split(self) -> bool:
@@ -272,12 +273,11 @@ def judge(
         for score, interval in zip(scores, intervals or [None] * n, strict=True)
     ]
     solved = 2 * k > n
-    flips = (
-        any(near[i] and solves[i] for i in range(n))
-        if solved
-        else any(near[i] and not solves[i] for i in range(n))
+    # one seed near the bar on the verdict's side, flipped, moves the majority across
+    flippable = any(
+        close and solving == solved for close, solving in zip(near, solves, strict=True)
     )
-    near_bar = flips and (2 * (k - 1) <= n if solved else 2 * (k + 1) > n)
+    near_bar = flippable and (2 * (k - 1) <= n if solved else 2 * (k + 1) > n)
     return Verdict(mean, std, n, k, diverged, solved, near_bar, rule)
 
 

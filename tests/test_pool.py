@@ -304,7 +304,7 @@ def test_two_workers_run_a_suite_with_the_sequential_tree_and_verify_clean(workd
         max_trials=3,
         epochs=2,
     )
-    text = suite.read_text().replace("[[cells]]", "[seeds]\nextra = [1]\n[[cells]]", 1)
+    text = suite.read_text().replace("[[cells]]", "[seeds]\nextra = [1, 2]\n[[cells]]", 1)
     suite.write_text(text)
     result = harness("run", "--suite", str(suite), "--workers", "2", cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
