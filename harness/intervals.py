@@ -182,6 +182,12 @@ def per_sequence_scores(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> 
     return right.sum(axis=1)[keep] / counts[keep]
 
 
+def by_wilson(task) -> bool:
+    """Whether `task`'s intervals are Wilson's: one prediction per sequence, scored by
+    accuracy (else a t-interval over per-sequence scores)."""
+    return task.output.kind == "sequence_classification" and task.metric.name == "accuracy"
+
+
 def score_interval(
     task, y_true: np.ndarray, y_pred: np.ndarray, score: float
 ) -> tuple[float, float]:
@@ -198,7 +204,7 @@ def score_interval(
     if metric not in BOUNDS:
         return math.nan, math.nan
     y_true = np.asarray(y_true)
-    if task.output.kind == "sequence_classification" and metric == "accuracy":
+    if by_wilson(task):
         mask = y_true != IGNORE
         hits = int(((np.argmax(np.asarray(y_pred), axis=-1) == y_true) & mask).sum())
         return wilson(hits, int(mask.sum()))

@@ -123,23 +123,26 @@ def decided(y_true: np.ndarray, probs: np.ndarray, for_target: bool) -> np.ndarr
 def score_ranges(task, y_true: np.ndarray, probs: np.ndarray) -> dict[str, tuple[float, ...]]:
     """Each of the task's scores of `probs`: (as computed, lowest, highest over the near-ties
     decided all for the target and all against it)."""
-    variants = (probs, decided(y_true, probs, True), decided(y_true, probs, False))
-    found = [task.scores(y_true, p) for p in variants]
-    return {
-        name: (found[0][name], min(f[name] for f in found), max(f[name] for f in found))
-        for name in found[0]
-    }
+    return recomputed_ranges(task, y_true, probs)[0]
 
 
-def interval_ranges(task, y_true: np.ndarray, probs: np.ndarray) -> tuple[tuple[float, ...], ...]:
-    """The primary score's 95% interval (harness/intervals.py) of `probs`: for its low and its
-    high bound, (as computed, lowest, highest over the near-ties decided as `score_ranges`)."""
+def recomputed_ranges(task, y_true: np.ndarray, probs: np.ndarray) -> tuple[dict, tuple]:
+    """`score_ranges`, and the same range for each bound of the primary score's 95% interval
+    (harness/intervals.py), the near-ties decided once for both."""
     from harness.intervals import score_interval
 
     variants = (probs, decided(y_true, probs, True), decided(y_true, probs, False))
+    found = [task.scores(y_true, p) for p in variants]
     primary = task.metric.name
-    found = [score_interval(task, y_true, p, task.scores(y_true, p)[primary]) for p in variants]
-    return tuple((found[0][i], min(f[i] for f in found), max(f[i] for f in found)) for i in (0, 1))
+    bounds = [
+        score_interval(task, y_true, p, f[primary]) for p, f in zip(variants, found, strict=True)
+    ]
+
+    def spread(values: list[float]) -> tuple[float, ...]:
+        return values[0], min(values), max(values)
+
+    scores = {name: spread([f[name] for f in found]) for name in found[0]}
+    return scores, tuple(spread([b[i] for b in bounds]) for i in (0, 1))
 
 
 def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
@@ -188,7 +191,7 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
         """Each score's range and the primary score's interval's ranges at `length`."""
         x, y = split(length)
         probs = predictions(model, x, batch, memory_gb)
-        return score_ranges(task, y, probs), interval_ranges(task, y, probs)
+        return recomputed_ranges(task, y, probs)
 
     def longer_score(model, length: int) -> tuple[tuple, tuple | None, bool]:
         """(the primary score's range, its interval's ranges, whether it was out of memory)
@@ -201,12 +204,10 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
 
     def compare_interval(seed: int | None, length: int | None, interval) -> None:
         """The stored interval's bounds against their ranges, where an interval is stored."""
-        if interval is not None and cell.interval(which_seed(seed), length) is not None:
+        which = cell.seed if seed is None else seed
+        if interval is not None and cell.interval(which, length) is not None:
             for name, bound in zip(interval_name(seed, length), interval, strict=True):
                 compare_range(name, bound)
-
-    def which_seed(seed: int | None) -> int:
-        return cell.seed if seed is None else seed
 
     recomputed_seeds: dict[int, tuple[float, ...]] = {}
     recomputed_intervals: dict[int, tuple[float, float]] = {}

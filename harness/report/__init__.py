@@ -60,11 +60,9 @@ CAPTIONS = {
 def wilson_tasks() -> list[str]:
     """The registry's tasks whose seeds' intervals are Wilson intervals (harness/intervals.py:
     one prediction per sequence, scored by accuracy)."""
-    return sorted(
-        name
-        for name, task in REGISTRY.items()
-        if task.output.kind == "sequence_classification" and task.metric.name == "accuracy"
-    )
+    from harness.intervals import by_wilson
+
+    return sorted(name for name, task in REGISTRY.items() if by_wilson(task))
 
 
 def how_to_read() -> str:
