@@ -59,14 +59,18 @@ def main() -> None:
              [*HARNESS, "run", "--task", "adding", "--length", "8", "--family", "nosuch"], 2, 1.0),
             ("harness status (local store, 1 cell)", [*HARNESS, "status"], 0, 2.0),
         ]  # fmt: skip
-        found = {name: seconds(cmd, folder, args.repeats, code) for name, cmd, code, _ in cases}
-    start = found["python start-up (baseline)"]
+        seconds_by_case = {
+            name: seconds(cmd, folder, args.repeats, code) for name, cmd, code, _ in cases
+        }
+    start = seconds_by_case["python start-up (baseline)"]
     print(f"best of {args.repeats} fresh processes each ({os.cpu_count()} cores)")
     print(f"{'command':<42} {'seconds':>8} {'x start-up':>11} {'target':>7}")
     for name, _, _, target in cases:
-        mark = "" if target is None else ("ok" if found[name] <= target else "OVER")
+        mark = "" if target is None else ("ok" if seconds_by_case[name] <= target else "OVER")
         limit = "" if target is None else f"{target:g} s"
-        print(f"{name:<42} {found[name]:8.2f} {found[name] / start:11.1f} {limit:>7} {mark}")
+        print(
+            f"{name:<42} {seconds_by_case[name]:8.2f} {seconds_by_case[name] / start:11.1f} {limit:>7} {mark}"
+        )
 
 
 if __name__ == "__main__":

@@ -65,12 +65,14 @@ def main() -> None:
     print(f"{'family':<12} {'no cache':>9} {'empty':>9} {'filled':>9} {'filled/none':>12}")
     with tempfile.TemporaryDirectory() as cache:
         for family in args.families.split(","):
-            found = []
+            compiles = []
             for folder in ("", cache, cache):
                 out = run([sys.executable, "-c", RETRAIN, family, folder], ROOT, env)
-                found.append(json.loads(out.stdout.strip().splitlines()[-1])["compile"])
-            ratio = found[2] / found[0] if found[0] > 0 else float("nan")
-            print(f"{family:<12} {found[0]:9.2f} {found[1]:9.2f} {found[2]:9.2f} {ratio:12.2f}")
+                compiles.append(json.loads(out.stdout.strip().splitlines()[-1])["compile"])
+            ratio = compiles[2] / compiles[0] if compiles[0] > 0 else float("nan")
+            print(
+                f"{family:<12} {compiles[0]:9.2f} {compiles[1]:9.2f} {compiles[2]:9.2f} {ratio:12.2f}"
+            )
     if args.no_suite:
         return
     times = {}

@@ -38,9 +38,9 @@ def grid_cells(minimum: int, maximum: int, resolution: float, accepted) -> int:
     """The distinct accepted lengths of the geometric grid min x (1 + resolution)^i <= max."""
     lengths, steps = set(), math.ceil(math.log(maximum / minimum) / math.log(1 + resolution))
     for i in range(steps + 1):
-        found = accepted(min(maximum, minimum * (1 + resolution) ** i), True)
-        if found is not None:
-            lengths.add(found)
+        length = accepted(min(maximum, minimum * (1 + resolution) ** i), True)
+        if length is not None:
+            lengths.add(length)
     return len(lengths)
 
 

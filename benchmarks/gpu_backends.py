@@ -32,7 +32,7 @@ LSTM/GRU carry PyTorch's two bias vectors (as cuDNN does), Keras' one. Results g
     python benchmarks/gpu_backends.py                      # T = 100, 1000, 10000; batch 256; width 128
     python benchmarks/gpu_backends.py --lengths 16 32 --batch-size 8 --width 8 --examples 32
 
-Why one file of about 600 lines: it is the measuring process too (run_inner starts this
+Why one file: it is the measuring process too (run_inner starts this
 file again with --inner, once per backend and once for the bare loop), it is copied alone
 to a GPU machine beside a wheel bundle (docs/gpu.md), and the Keras measurement, the bare
 PyTorch loop, the merge and the report share its settings; split, the parts would pass

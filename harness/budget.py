@@ -135,22 +135,13 @@ def hyper_value(value) -> str:
 
 def planned_trials(tuner: str, max_trials: int, epochs: int) -> int:
     """How many trials a search runs: `max_trials` (a grid's points), or for hyperband what its
-    brackets hold.
+    brackets hold (harness/kt_compat.py's `hyperband_trials`: one iteration, factor 3, as
+    harness/tuning.py builds it)."""
+    from harness import kt_compat
 
-    Hyperband (one iteration, factor 3, min 1 epoch, as harness/tuning.py builds it) runs
-    brackets b = B-1 .. 0 of b+1 rounds each, round r holding
-    ceil(ceil(1 + log3(epochs)) / (b + 1) * 3^(b - r)) trials (keras_tuner's HyperbandOracle).
-    """
     if tuner != "hyperband":
         return max_trials
-    factor, brackets, reach = 3, 0, float(epochs)
-    while reach >= 1:
-        reach /= factor
-        brackets += 1
-    end = math.ceil(1 + math.log(epochs, factor))
-    return sum(
-        math.ceil(end / (b + 1) * factor ** (b - r)) for b in range(brackets) for r in range(b + 1)
-    )
+    return kt_compat.hyperband_trials(epochs)
 
 
 def _param_value(text: str):

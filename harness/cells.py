@@ -164,13 +164,13 @@ def trial_progress(trial, epochs: int) -> str:
     """A running trial's (or retrain's) latest epoch as its run holds it: "trial 1: epoch 3 of 10,
     validation 0.5123, 2.1 s per epoch" ("starting" before its first epoch ends; a run
     whose process on this host is gone says so)."""
-    metrics, tags = trial.data.metrics, trial.data.tags
+    metrics, tags = trial.metrics, trial.tags
     name = (
         f"retrain seed {tags[RETRAIN_SEED]}"
         if tags.get(KIND) == RETRAIN
         else f"trial {tags.get(TRIAL_ID, '?')}"
     )
-    if liveness.dead_here(trial.data.tags):
+    if liveness.dead_here(trial.tags):
         return f"{name}: its process has died (a resume reruns it)"
     if EPOCH not in metrics:
         return f"{name}: starting"
@@ -194,17 +194,17 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
     children: dict[str, list] = {}
     retraining: dict[str, list] = {}
     for run in sorted(runs, key=run_order):
-        tags = run.data.tags
+        tags = run.tags
         if tags.get(KIND) == CELL and tags.get(CELL_KEY):
             by_key.setdefault(tags[CELL_KEY], []).append(run)
         elif tags.get(KIND) == TRIAL:
             children.setdefault(tags.get(PARENT, ""), []).append(run)
-        elif tags.get(KIND) == RETRAIN and run.info.status == "RUNNING":
+        elif tags.get(KIND) == RETRAIN and run.status == "RUNNING":
             retraining.setdefault(tags.get(PARENT, ""), []).append(run)
     parents = {key: standing_run(group) for key, group in by_key.items()}
     if cells is None:
-        found = [CellResult.from_run(run) for run in parents.values()]
-        wanted = [(r.key, r.label, r.budget) for r in found if r]
+        results = [CellResult.from_run(run) for run in parents.values()]
+        wanted = [(r.key, r.label, r.budget) for r in results if r]
     else:
         wanted = [(c.key, c.label, c.budget) for c in cells]
     states = []
@@ -214,15 +214,15 @@ def cell_states(tracker: Tracker, experiment: str, cells=None) -> list[CellStatu
         if run is None:
             states.append(CellStatus(label, CellState.NOT_STARTED, 0, planned))
             continue
-        trials = children.get(run.info.run_id, [])
-        outcomes = [Outcome.of(t.data.tags, t.info.status) for t in trials]
+        trials = children.get(run.run_id, [])
+        outcomes = [Outcome.of(t.tags, t.status) for t in trials]
         done = trial_counts(outcomes)[TRIALS_COMPLETED]
-        state = CellState.of(run.info.status, outcomes)
+        state = CellState.of(run.status, outcomes)
         running = tuple(
             trial_progress(t, budget.epochs)
             for t, outcome in zip(trials, outcomes, strict=True)
-            if outcome is None and t.info.status == "RUNNING"
-        ) + tuple(trial_progress(r, budget.epochs) for r in retraining.get(run.info.run_id, []))
+            if outcome is None and t.status == "RUNNING"
+        ) + tuple(trial_progress(r, budget.epochs) for r in retraining.get(run.run_id, []))
         result = CellResult.from_run(run)
         states.append(CellStatus(label, state, done, planned, result, running))
     return states
@@ -236,13 +236,13 @@ def frontier_states(tracker: Tracker, experiment: str) -> list[str]:
     runs = tracker.runs(experiment_id, f"tags.`{KIND}` = '{FRONTIER}'") if experiment_id else []
     lines = []
     for run in sorted(runs, key=run_order):
-        found = FrontierResult.from_run(run)
-        if found is None:
+        result = FrontierResult.from_run(run)
+        if result is None:
             continue
-        if found.finished:
-            lines.append(f"frontier {found.task} {found.family}: {found.bracket.text()} (done)")
+        if result.finished:
+            lines.append(f"frontier {result.task} {result.family}: {result.bracket.text()} (done)")
         else:
-            probed = len(found.bracket.steps)
+            probed = len(result.bracket.steps)
             cells = f"{probed} cell{'s' * (probed != 1)}"
-            lines.append(f"frontier {found.task} {found.family}: {cells} so far (partial)")
+            lines.append(f"frontier {result.task} {result.family}: {cells} so far (partial)")
     return lines

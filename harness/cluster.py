@@ -2,10 +2,10 @@
 
 `ClusterChief` is a strategy for harness/runner.py: the runner creates each cell's parent
 run as always; the chief serves the cell's oracle to the workers (harness/distributed.py,
-with its watchdog) instead of training, then evaluates the best model itself. `ClusterWorker` runs a suite
-its own way: for each cell it waits for the chief to open it, then runs trials from the
-chief until none is left. `serve_cell` is the chief's part of one cell, shared with a
-local pool (harness/pool.py).
+with its watchdog) instead of training, then evaluates the best model itself.
+`ClusterWorker` runs a suite its own way: for each cell it waits for the chief to open it,
+then runs trials from the chief until none is left. `serve_cell` is the chief's part of one
+cell, shared with a local pool (harness/pool.py).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ def serve_cell(tuner, job: CellSearch, cluster: Cluster, local: bool = False, on
     def lost(event: distributed.Lost) -> None:
         outcome = Outcome.FAILED if event.failed else Outcome.KILLED
         for run in tracker.trial_runs(job.experiment_id, job.run_id):
-            tags = run.data.tags
-            if tags.get(TRIAL_ID) == event.trial_id and run.info.status == "RUNNING":
-                tracker.log(run.info.run_id, tags={STATUS: outcome.value, REASON: event.reason})
-                tracker.finish(run.info.run_id, outcome.run_status)
+            tags = run.tags
+            if tags.get(TRIAL_ID) == event.trial_id and run.status == "RUNNING":
+                tracker.log(run.run_id, tags={STATUS: outcome.value, REASON: event.reason})
+                tracker.finish(run.run_id, outcome.run_status)
         events.trial(
             "end",
             trial_id=event.trial_id,
@@ -50,8 +50,8 @@ def serve_cell(tuner, job: CellSearch, cluster: Cluster, local: bool = False, on
 
 
 class ClusterChief(InProcess):
-    """Trials spread over workers that join this chief (harness/steps.py's InProcess says
-    what a strategy does); the best model is evaluated here."""
+    """Trials spread over workers that join this chief (a harness/steps.py `Spread`); the best
+    model is evaluated here, as `InProcess` does."""
 
     serves = True
 
@@ -93,8 +93,8 @@ class ClusterWorker:
             return CellOutcome(cell, "skipped")
         tuner = steps.build_tuner(
             self.tracker,
-            parent.info.experiment_id,
-            parent.info.run_id,
+            parent.experiment_id,
+            parent.run_id,
             resolved,
             self.events.trial,
         )

@@ -48,10 +48,10 @@ def prune_cache(cache_dir: Path) -> list[Path]:
 
     today = {task.data_name for task in REGISTRY.values()}
     built_in = re.compile(rf"(?:{'|'.join(map(re.escape, REGISTRY))})(?:-[0-9a-f]{{12}})?")
-    found = []
+    stale = []
     for path in sorted(cache_dir.glob("*.npz")) if cache_dir.is_dir() else []:
         name = CACHE_FILE.fullmatch(path.name)
         if name and name["data"] not in today and built_in.fullmatch(name["data"]):
             path.unlink(missing_ok=True)
-            found.append(path)
-    return found
+            stale.append(path)
+    return stale

@@ -1,8 +1,9 @@
 """Distributed search: Keras Tuner's chief oracle served over gRPC, workers, and a watchdog.
 
-Keras Tuner's own mode: each process sets KERASTUNER_TUNER_ID ("chief", or a
-worker id such as "tuner0"), KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT;
-workers ask the chief's oracle for trials and report results to it.
+Keras Tuner's own mode: each process names its role ("chief", or a worker id such as
+"tuner0") and the chief's address in Keras Tuner's environment variables
+(harness/kt_compat.py's `set_role`); workers ask the chief's oracle for trials and report
+results to it.
 
 Its chief waits forever for a trial whose worker died (keras-tuner #915, #344),
 so the harness serves the oracle itself and adds a watchdog:
@@ -27,7 +28,6 @@ its children, tagged `harness.worker`.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 
-from harness import interrupts
+from harness import interrupts, kt_compat
 from harness.errors import UserError
 from harness.results import PHASE
 
@@ -95,19 +95,14 @@ def parse_cluster(chief: str | None, worker: str | None, worker_timeout: float |
     return Cluster(CHIEF, host, int(port), timeout)
 
 
-VARIABLES = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
-
-
 def configure(cluster: Cluster) -> None:
     """Set Keras Tuner's distribution variables; read when a tuner is built."""
-    values = (cluster.role, cluster.host, str(cluster.port))
-    os.environ.update(dict(zip(VARIABLES, values, strict=True)))
+    kt_compat.set_role(cluster.role, cluster.host, cluster.port)
 
 
 def unconfigure() -> None:
     """Back to a tuner of its own (not distributed): the variables removed."""
-    for name in VARIABLES:
-        os.environ.pop(name, None)
+    kt_compat.clear_role()
 
 
 def free_port(host: str) -> int:
@@ -122,58 +117,39 @@ def free_port(host: str) -> int:
 # -- the chief -------------------------------------------------------------------------
 
 
+def _answer(offered: str, running: bool, leave_when_idle: bool) -> str:
+    """What a worker asking for a trial is told (harness/kt_compat.py's RUN, WAIT, LEAVE,
+    END), from what the oracle offers it and whether any trial still runs."""
+    if offered == kt_compat.RUN:
+        return offered
+    if leave_when_idle:
+        # a local pool's worker leaves when there is nothing to run now; the pool sends one
+        # back if a trial comes back or a round of trials opens
+        return kt_compat.LEAVE if offered == kt_compat.WAIT or running else kt_compat.END
+    if offered == kt_compat.END and running:
+        return kt_compat.WAIT  # stay: another worker's trial may come back
+    return offered
+
+
 def _servicer_class():
     """Keras Tuner's chief servicer (harness/kt_compat.py) noting who spoke when; imported
     late, as Keras Tuner is (the CLI reads this module before the frameworks load)."""
-    from harness import kt_compat
-    from harness.kt_compat import TrialStatus
 
-    class WatchedServicer(kt_compat.oracle_servicer()):
+    class WatchedServicer(kt_compat.chief_servicer_class()):
         def __init__(self, oracle, leave_when_idle: bool = False, on_end=None):
             super().__init__(oracle)
             self.heard: dict[str, float] = {}  # tuner id -> last request
             self.leave_when_idle, self.on_end = leave_when_idle, on_end
 
-        def hear_trial(self, trial_id: str) -> None:
-            for tuner_id, trial in dict(self.oracle.ongoing_trials).items():
-                if trial.trial_id == trial_id:
-                    self.heard[tuner_id] = time.monotonic()
+        def heard_from(self, tuner_id: str) -> None:
+            self.heard[tuner_id] = time.monotonic()
 
-        def CreateTrial(self, request, context):
-            self.heard[request.tuner_id] = time.monotonic()
-            trial = self.oracle.create_trial(request.tuner_id)
-            if self.leave_when_idle and trial.status != TrialStatus.RUNNING:
-                # a local pool's worker leaves when there is nothing to run now; the pool
-                # sends one back if a trial comes back or a round of trials opens
-                if trial.status == TrialStatus.IDLE or self.oracle.ongoing_trials:
-                    self.oracle.tuner_ids.discard(request.tuner_id)
-                else:
-                    self.stop_triggered = True
-                trial.status = TrialStatus.STOPPED
-                return kt_compat.create_trial_response(trial)
-            if trial.status == TrialStatus.STOPPED and self.oracle.ongoing_trials:
-                trial.status = TrialStatus.IDLE  # stay: another worker's trial may come back
-                self.oracle.tuner_ids.add(request.tuner_id)  # and the chief waits for you
-            if trial.status == TrialStatus.IDLE:
-                time.sleep(1.0)  # a worker told IDLE asks again at once: pace it
-            elif trial.status == TrialStatus.STOPPED:
-                self.stop_triggered = True
-            return kt_compat.create_trial_response(trial)
+        def answer(self, offered: str, running: bool) -> str:
+            return _answer(offered, running, self.leave_when_idle)
 
-        def UpdateTrial(self, request, context):
-            self.hear_trial(request.trial_id)
-            return super().UpdateTrial(request, context)
-
-        def EndTrial(self, request, context):
-            self.hear_trial(request.trial.trial_id)
-            response = super().EndTrial(request, context)
+        def trial_ended(self) -> None:
             if self.on_end is not None:
                 self.on_end()
-            return response
-
-        def GetTrial(self, request, context):
-            self.hear_trial(request.trial_id)
-            return super().GetTrial(request, context)
 
     return WatchedServicer
 
@@ -181,28 +157,23 @@ def _servicer_class():
 def _silent(oracle, heard: dict[str, float], timeout: float) -> list[tuple[str, str | None]]:
     """(tuner id, its ongoing trial id or None) for each worker silent longer than `timeout`."""
     now = time.monotonic()
-    ongoing = {tuner_id: trial.trial_id for tuner_id, trial in oracle.ongoing_trials.items()}
+    ongoing = kt_compat.running_trials(oracle)
     return [
         (tuner_id, ongoing.get(tuner_id))
-        for tuner_id in set(oracle.tuner_ids) | set(ongoing)
+        for tuner_id in kt_compat.workers(oracle) | set(ongoing)
         if now - heard.get(tuner_id, now) > timeout
     ]
 
 
 def _drop(oracle, tuner_id: str, trial_id: str | None, reason: str, losses: int) -> None:
     """Forget a silent worker; re-queue its trial, or end it FAILED after MAX_LOSSES."""
-    from harness import kt_compat
-    from harness.kt_compat import TrialStatus
-
-    oracle.tuner_ids.discard(tuner_id)
-    trial = oracle.ongoing_trials.get(tuner_id)
-    if trial is None or trial.trial_id != trial_id:
+    kt_compat.forget_worker(oracle, tuner_id)
+    if trial_id is None or kt_compat.running_trials(oracle).get(tuner_id) != trial_id:
         return
     if losses < MAX_LOSSES:
         kt_compat.requeue(oracle, tuner_id, trial_id)
         return
-    trial.status, trial.message = TrialStatus.FAILED, reason
-    oracle.end_trial(trial)
+    kt_compat.fail_trial(oracle, trial_id, reason)
 
 
 @dataclass
@@ -229,8 +200,6 @@ def serve(
     """
     import grpc
 
-    from harness import kt_compat
-
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16), options=[("grpc.so_reuseport", 0)]
     )
@@ -245,10 +214,12 @@ def serve(
     server.start()
     silent, drop = kt_compat.synchronized(_silent), kt_compat.synchronized(_drop)
     losses: dict[str, int] = {}
-    finished = kt_compat.synchronized(lambda o: not o.ongoing_trials and not o.tuner_ids)
-    running = kt_compat.synchronized(lambda o: bool(o.ongoing_trials))
+    finished = kt_compat.synchronized(
+        lambda o: not kt_compat.running_trials(o) and not kt_compat.workers(o)
+    )
+    running = kt_compat.synchronized(lambda o: bool(kt_compat.running_trials(o)))
     try:
-        while not (servicer.stop_triggered and finished(oracle)):
+        while not (servicer.ended and finished(oracle)):
             if interrupts.requested() and not running(oracle):
                 break  # a stop with no trial running (perhaps before any worker joined)
             time.sleep(0.5)
@@ -301,9 +272,9 @@ def wait_for_cell(tracker, experiment_name: str, key: str, label: str):
         experiment_id = tracker.experiment_id(experiment_name, create=False)
         run = tracker.cell_run(experiment_id, key) if experiment_id else None
         if run is not None:
-            if run.info.status == "FINISHED" or run.data.tags.get(PHASE) == "evaluation":
+            if run.status == "FINISHED" or run.tags.get(PHASE) == "evaluation":
                 return None
-            if run.data.tags.get(PHASE) == "search" and run.info.status == "RUNNING":
+            if run.tags.get(PHASE) == "search" and run.status == "RUNNING":
                 return run
         time.sleep(1.0)
     raise UserError(

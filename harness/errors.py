@@ -1,11 +1,30 @@
-"""Errors a user can cause: the CLI turns them into one line and exit code 2."""
+"""The harness's own errors: those a user can cause (the CLI turns them into one line and exit
+code 2), a run interrupted, a store that stays unreachable."""
 
 from search_spaces.base import SpaceError
 from tasks.base import TaskError
 
 
-class UserError(Exception):
+class HarnessError(Exception):
+    """Every error the harness raises on purpose."""
+
+
+class UserError(HarnessError):
     """Bad input from the user (a name, a number, a file, a URI): exit code 2, one line."""
+
+
+class Interrupted(HarnessError):
+    """A run stopped by Ctrl-C, or by its time limit (`stopped_after`, in minutes): the trials
+    running are marked KILLED, and running it again goes on."""
+
+    def __init__(self, stopped_after: float | None = None):
+        self.stopped_after = stopped_after
+        why = f"after {stopped_after:g} min" if stopped_after is not None else "by Ctrl-C"
+        super().__init__(f"stopped {why}: the trials running are marked KILLED")
+
+
+class StoreUnavailable(HarnessError):
+    """The store stayed unreachable or locked through every retry; a rerun resumes."""
 
 
 USER_ERRORS = (UserError, TaskError, SpaceError)

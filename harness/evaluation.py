@@ -103,28 +103,28 @@ def score_best(resolved, model: keras.Model, values: dict, folder: Path) -> Eval
     if cell.eval_lengths:
         metrics[EVALUATION_MEMORY] = EVALUATION_MEMORY_GB
     for length in cell.eval_lengths:
-        found = longer_score(resolved, model, length)
-        metrics.update(score_metrics(None, length, found))
-        if found is None:
+        longer = longer_score(resolved, model, length)
+        metrics.update(score_metrics(None, length, longer))
+        if longer is None:
             metrics[at_length(OUT_OF_MEMORY, length)] = 1.0
         metrics[at_length(BASELINE, length)] = task.baseline(length)
         metrics[at_length(SOLVED_BAR, length)] = task.solved_bar(length)
     model.save(folder / model_file())
     fused = backend.observe_fused_rnn(model, x[:batch], y[:batch])
-    found = Evaluation(
+    evaluation = Evaluation(
         values, metrics, {cell.seed: scores[primary]}, [], [folder / model_file()], fused
     )
-    found.intervals[cell.seed] = interval
-    return found
+    evaluation.intervals[cell.seed] = interval
+    return evaluation
 
 
-def score_metrics(seed: int | None, length: int | None, found) -> dict[str, float]:
+def score_metrics(seed: int | None, length: int | None, result) -> dict[str, float]:
     """The metrics of one test score (the search's model, seed None, or a retrain's; at the
-    cell's length, length None, or a longer one) and its interval: `found` is (score,
+    cell's length, length None, or a longer one) and its interval: `result` is (score,
     interval), or None where the test did not fit in memory (nan, no interval)."""
-    if found is None:
+    if result is None:
         return {score_name(seed, length): math.nan}
-    score, interval = found
+    score, interval = result
     return {
         score_name(seed, length): score,
         **dict(zip(interval_name(seed, length), interval, strict=True)),
@@ -186,52 +186,52 @@ def open_retrain_run(tracker, experiment_id: str, parent: str, seed: int) -> str
     """A fresh child run of the cell for the retrain of `seed` (one left by an evaluation
     that was cut short is replaced)."""
     for old in tracker.child_runs(experiment_id, parent):
-        tags = old.data.tags
+        tags = old.tags
         if tags.get(KIND) == RETRAIN and tags.get(RETRAIN_SEED) == str(seed):
-            tracker.delete(old.info.run_id)
+            tracker.delete(old.run_id)
     tags = {PARENT: parent, KIND: RETRAIN, RETRAIN_SEED: str(seed), **liveness.process_tags()}
     return tracker.start_run(experiment_id, f"retrain seed {seed}", tags)
 
 
-def add_seed(found: Evaluation, seed: int, score: float, file: Path | None, longer, interval):
+def add_seed(evaluation: Evaluation, seed: int, score: float, file: Path | None, longer, interval):
     """Fold one retrain into a cell's evaluation (a diverged one scores nan, saves nothing)."""
-    found.seed_scores[seed] = score
+    evaluation.seed_scores[seed] = score
     if file is None:
-        found.diverged_seeds.append(seed)
+        evaluation.diverged_seeds.append(seed)
         return
-    found.metrics.update(score_metrics(seed, None, (score, interval)))
-    found.intervals[seed] = interval
+    evaluation.metrics.update(score_metrics(seed, None, (score, interval)))
+    evaluation.intervals[seed] = interval
     for length, value in longer.items():
-        found.metrics.update(score_metrics(seed, length, value))
-    found.files.append(file)
+        evaluation.metrics.update(score_metrics(seed, length, value))
+    evaluation.files.append(file)
 
 
-def tie_seeds(resolved, found: Evaluation) -> tuple[int, ...]:
+def tie_seeds(resolved, evaluation: Evaluation) -> tuple[int, ...]:
     """The two seeds a split vote adds (the next after the cell's last), once; () when the
     vote is unanimous or seeds were added already."""
     cell, task = resolved.cell, resolved.task
     seeds = [cell.seed, *cell.extra_seeds]
     verdict = judge(
-        [found.seed_scores[s] for s in seeds],
+        [evaluation.seed_scores[s] for s in seeds],
         task.solved_bar(cell.length),
         task.baseline(cell.length),
         task.metric.direction,
     )
-    if found.added_seeds or not verdict.split:
+    if evaluation.added_seeds or not verdict.split:
         return ()
     return (max(seeds) + 1, max(seeds) + 2)
 
 
-def settle(resolved, found: Evaluation, retrain_all) -> Evaluation:
+def settle(resolved, evaluation: Evaluation, retrain_all) -> Evaluation:
     """Retrain each extra seed, then the two seeds a split vote adds: `retrain_all(seeds)`
     returns {seed: what `retrain_seed` returns} (one after another, or side by side)."""
     for seed, result in retrain_all(resolved.cell.extra_seeds).items():
-        add_seed(found, seed, *result)
-    added = tie_seeds(resolved, found)
+        add_seed(evaluation, seed, *result)
+    added = tie_seeds(resolved, evaluation)
     for seed, result in retrain_all(added).items():
-        add_seed(found, seed, *result)
-    found.added_seeds = list(added)
-    return found
+        add_seed(evaluation, seed, *result)
+    evaluation.added_seeds = list(added)
+    return evaluation
 
 
 def evaluate(
@@ -239,9 +239,9 @@ def evaluate(
 ) -> Evaluation:
     """Score the search's best `model` and retrain `values` with each extra seed (and the
     split vote's), in turn (`on_trial` and `runs` as `retrain_seed` takes them)."""
-    found = score_best(resolved, model, values, folder)
+    evaluation = score_best(resolved, model, values, folder)
 
     def retrain_all(seeds):
         return {s: retrain_seed(resolved, values, s, folder, on_trial, runs) for s in seeds}
 
-    return settle(resolved, found, retrain_all)
+    return settle(resolved, evaluation, retrain_all)

@@ -37,15 +37,35 @@ from dataclasses import asdict, dataclass, field
 from harness.budget import Budget
 from harness.results import (
     BUDGET_KEY,
+    CELLS,
+    FAMILY,
     FRONTIER,
     FRONTIER_CELLS,
     KIND,
+    LONGEST_SOLVED,
+    MAX_LENGTH,
+    MIN_LENGTH,
+    NON_MONOTONE,
+    SEED,
+    SEEDS,
+    SHORTEST_FAILED,
+    TASK,
+    CellResult,
+    StoredRun,
     normalise,
 )
-from harness.suites import Ask
 
 Accepted = Callable[[float, bool], "int | None"]
 """The task's accepted length nearest a length, from above (True) or below; None outside."""
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a frontier search wants probed: a length, with which attempt's seeds, and why."""
+
+    length: int
+    attempt: int  # 0: the frontier's own seeds; 1: another search seed, to confirm a failure
+    role: str  # "double", "bisect", "confirm", "check"
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,7 @@ class Step:
     score: float = math.nan
 
     @classmethod
-    def of(cls, ask: Ask, result) -> Step:
+    def of(cls, ask: Ask, result: CellResult | None) -> Step:
         """The step a probed cell's result makes; a cell without a readable result failed."""
         if result is None:
             return cls(ask.length, ask.attempt, ask.role, False)
@@ -108,16 +128,16 @@ def search(
         return solved
 
     def doubled(length: int) -> int | None:
-        found = accepted(min(2 * length, maximum), False)
-        return found if found is not None and found > length else None
+        above = accepted(min(2 * length, maximum), False)
+        return above if above is not None and above > length else None
 
     def middle(low: int | None, high: int) -> int | None:
         if low is None or high / low <= 1 + resolution:
             return None
         centre = math.sqrt(low * high)
-        for found in (accepted(centre, True), accepted(centre, False)):
-            if found is not None and low < found < high:
-                return found
+        for nearest in (accepted(centre, True), accepted(centre, False)):
+            if nearest is not None and low < nearest < high:
+                return nearest
         return None  # no accepted length in between: the resolution is met as closely as it can be
 
     length = accepted(minimum, True)
@@ -154,11 +174,7 @@ def search(
     return Bracket(minimum, maximum, longest, None, steps, non_monotone)
 
 
-# -- a frontier's run ------------------------------------------------------------------------
-
-CELLS, NON_MONOTONE = "cells", "non_monotone"
-LONGEST_SOLVED, SHORTEST_FAILED = "longest_solved", "shortest_failed"
-"""A frontier run's metrics (cells probed, its bracket), written and read here alone."""
+# -- a frontier's run (its names: harness/results.py) -----------------------------------------
 
 
 def record_step(tracker, run_id: str, steps: list[Step]) -> None:
@@ -190,16 +206,16 @@ class FrontierResult:
     finished: bool
 
     @classmethod
-    def from_run(cls, run) -> FrontierResult | None:
-        tags, params = normalise(FRONTIER, run.info.status, run.data.tags, run.data.params)
-        metrics = run.data.metrics
+    def from_run(cls, run: StoredRun) -> FrontierResult | None:
+        tags, params = normalise(FRONTIER, run.status, run.tags, run.params)
+        metrics = run.metrics
         try:
             steps = [Step(**s) for s in json.loads(tags.get(FRONTIER_CELLS, "[]"))]
             solved = metrics.get(LONGEST_SOLVED)
             failed = metrics.get(SHORTEST_FAILED)
             bracket = Bracket(
-                int(params["min_length"]),
-                int(params["max_length"]),
+                int(params[MIN_LENGTH]),
+                int(params[MAX_LENGTH]),
                 None if solved is None else int(solved),
                 None if failed is None else int(failed),
                 steps,
@@ -207,29 +223,29 @@ class FrontierResult:
             )
             budget = Budget.from_params(params)
             return cls(
-                run.info.run_id,
-                params["task"],
-                params["family"],
+                run.run_id,
+                params[TASK],
+                params[FAMILY],
                 tags.get(BUDGET_KEY, ""),
                 budget,
-                int(params["seed"]),
-                int(params["seeds"]),
+                int(params[SEED]),
+                int(params[SEEDS]),
                 bracket,
-                run.info.status == "FINISHED",
+                run.status == "FINISHED",
             )
         except (KeyError, ValueError, TypeError):
             return None
 
 
-def latest_frontiers(runs: list, unfinished: bool = False) -> list[FrontierResult]:
+def latest_frontiers(runs: list[StoredRun], unfinished: bool = False) -> list[FrontierResult]:
     """The latest finished frontier of each (budget, task, family), from runs oldest first;
     with `unfinished`, the latest frontier run of each, finished or not."""
     latest: dict[tuple, FrontierResult] = {}
     for run in runs:
-        if run.data.tags.get(KIND) == FRONTIER and (unfinished or run.info.status == "FINISHED"):
-            found = FrontierResult.from_run(run)
-            if found is not None:
-                latest[(found.budget_key, found.task, found.family)] = found
+        if run.tags.get(KIND) == FRONTIER and (unfinished or run.status == "FINISHED"):
+            result = FrontierResult.from_run(run)
+            if result is not None:
+                latest[(result.budget_key, result.task, result.family)] = result
     return list(latest.values())
 
 

@@ -25,8 +25,8 @@ def section(results: Results) -> Shown | None:
     frontiers = latest_frontiers(results.runs, unfinished=True)
     if not frontiers:
         return None
-    found = frontier_section(frontiers, {cell.run_id: cell for cell in results.cells})
-    return Shown(found, confirming_runs(frontiers))
+    part = frontier_section(frontiers, {cell.run_id: cell for cell in results.cells})
+    return Shown(part, confirming_runs(frontiers))
 
 
 def frontier_section(frontiers: list[FrontierResult], cells: dict) -> Section:
@@ -80,8 +80,8 @@ def by_parameters(frontiers: list[FrontierResult], cells: dict) -> list[tuple]:
     parameter budget of a frontier, or of such a cell where it names one, smallest first."""
     probed = {s.run_id for f in frontiers for s in f.bracket.steps}
     groups: dict = {}
-    for found in frontiers:
-        groups.setdefault(found.budget.params, ([], []))[0].append(found)
+    for result in frontiers:
+        groups.setdefault(result.budget.params, ([], []))[0].append(result)
     for cell in cells.values():
         params = cell.budget.params
         if cell.run_id not in probed and (params is not None or params in groups):
@@ -113,9 +113,10 @@ def matrix(group: list[FrontierResult], fixed: list, cells: dict) -> tuple[Table
         return trainings.setdefault(label, "abcdefghijklmnopqrstuvwxyz"[len(trainings) % 26])
 
     columns: dict[str, dict[str, tuple[str, str, float]]] = {}  # header: family: entry
-    for found in sorted(group, key=lambda f: (f.task, training_order(f.budget), f.seeds)):
-        header = f"{found.task} ({letter(training_label(found.budget, found.seeds, found.seed))})"
-        columns.setdefault(header, {})[found.family] = frontier_entry(found, cells)
+    for result in sorted(group, key=lambda f: (f.task, training_order(f.budget), f.seeds)):
+        label = training_label(result.budget, result.seeds, result.seed)
+        header = f"{result.task} ({letter(label)})"
+        columns.setdefault(header, {})[result.family] = frontier_entry(result, cells)
     for cell in sorted(fixed, key=lambda c: (c.task, c.length, training_order(c.budget))):
         label = training_label(cell.budget, 1 + len(cell.extra_seeds), cell.seed)
         header = f"{cell.task} L={cell.length} ({letter(label)})"
@@ -136,12 +137,12 @@ def matrix(group: list[FrontierResult], fixed: list, cells: dict) -> tuple[Table
     return table, caption, (families, headers, longest, table.rows)
 
 
-def frontier_entry(found: FrontierResult, cells: dict) -> tuple[str, str, float]:
+def frontier_entry(result: FrontierResult, cells: dict) -> tuple[str, str, float]:
     """(the bracket with its deciding cells' seeds, the run it links to, the longest solved
     length): "[40, 57) (3/3, 1/3) ≈", k/n of the longest solved then the shortest failed
     cell (? where the report has no such cell), ≈ where either verdict is near the bar."""
-    bracket = found.bracket
-    if not found.finished:
+    bracket = result.bracket
+    if not result.finished:
         probed = len({s.length for s in bracket.steps if s.attempt == 0})
         return f"unfinished ({probed} lengths probed)", "", math.nan
     deciding = deciding_steps(bracket)
@@ -156,12 +157,12 @@ def frontier_entry(found: FrontierResult, cells: dict) -> tuple[str, str, float]
 def deciding_steps(bracket: Bracket) -> list[Step]:
     """The probed cells that decide the bracket, those it has: the longest solved, then the
     shortest failed (its first attempt, not the confirmation)."""
-    found = []
+    deciding = []
     for length, solved in ((bracket.solved, True), (bracket.failed, False)):
         steps = [s for s in bracket.steps if s.length == length and s.solved == solved]
         if steps:
-            found.append(min(steps, key=lambda s: s.attempt))
-    return found
+            deciding.append(min(steps, key=lambda s: s.attempt))
+    return deciding
 
 
 def matrix_figure(families, headers, longest, rows):

@@ -62,16 +62,16 @@ def end_dead_runs(tracker, runs: list) -> list[str]:
     """End KILLED each RUNNING run of `runs` whose process died on this host: its ids."""
     ended = []
     for run in runs:
-        if run.info.status == "RUNNING" and dead_here(run.data.tags):
+        if run.status == "RUNNING" and dead_here(run.tags):
             tags = {REASON: "its process ended while it ran"}
             status = {
                 TRIAL: Outcome.KILLED.value,
                 RETRAIN: Outcome.KILLED.value,
                 CELL: CellState.PARTIAL.value,
             }
-            if run.data.tags.get(KIND) in status:
-                tags[STATUS] = status[run.data.tags[KIND]]
-            tracker.log(run.info.run_id, tags=tags)
-            tracker.finish(run.info.run_id, Outcome.KILLED.run_status)
-            ended.append(run.info.run_id)
+            if run.tags.get(KIND) in status:
+                tags[STATUS] = status[run.tags[KIND]]
+            tracker.log(run.run_id, tags=tags)
+            tracker.finish(run.run_id, Outcome.KILLED.run_status)
+            ended.append(run.run_id)
     return ended

@@ -49,14 +49,14 @@ def frontier_outcomes(spec: FrontierSpec) -> list[list[Cell]]:
     from tasks import get_task
 
     task = get_task(spec.task)
-    found, pending = [], [()]
+    outcomes, pending = [], [()]
     while pending:
         answers = pending.pop()
-        probes = frontier.search(
+        asks = frontier.search(
             spec.min_length, spec.max_length, spec.resolution, task.accepted_length, spec.confirms
         )
         cells, solved, failed = {}, 0, math.inf
-        step, ask = 0, next(probes)
+        step, ask = 0, next(asks)
         try:
             while True:
                 cells[(ask.length, ask.attempt)] = spec.cell(ask)
@@ -70,10 +70,10 @@ def frontier_outcomes(spec: FrontierSpec) -> list[list[Cell]]:
                     break
                 solved = max(solved, ask.length) if answer else solved
                 failed = failed if answer else min(failed, ask.length)
-                step, ask = step + 1, probes.send(answer)
+                step, ask = step + 1, asks.send(answer)
         except StopIteration:
-            found.append(list(cells.values()))
-    return found
+            outcomes.append(list(cells.values()))
+    return outcomes
 
 
 def costliest_cells(spec: FrontierSpec) -> list[Cell]:

@@ -35,12 +35,16 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from multiprocessing.connection import Listener
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness import backend, interrupts
+from harness import backend, interrupts, kt_compat
 from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from harness.suites import Cell
 
 HOST = "127.0.0.1"
 WORKER_TIMEOUT_S = 20.0  # a local worker silent this long is dropped (its trial re-queued)
@@ -101,7 +105,107 @@ def share_environment(workers: int) -> None:
     os.environ.update(worker_environment(os.environ, workers))
 
 
+# -- what travels between the coordinator and its workers ------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a worker is told once, as it connects: where to work and which store to write."""
+
+    workdir: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Join a cell's search: run trials from the oracle served at `address` until it has none
+    for this worker now."""
+
+    cell: Cell
+    experiment_id: str
+    run_id: str
+    address: str  # host:port
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """Score the best model of a cell's search, its tuner reloaded from its folder."""
+
+    cell: Cell
+    folder: str
+
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """Retrain a cell's best hyperparameters from one more seed and score the model."""
+
+    cell: Cell
+    values: dict
+    seed: int
+    folder: str
+    experiment_id: str
+    run_id: str
+
+
+Job = SearchJob | EvaluateJob | RetrainJob
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A worker's trial event, for the coordinator's display."""
+
+    event: str
+    info: dict
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A job's end: its result (a search's count of trials run, an evaluation), or the
+    exception that ended it (raised where the job was asked for)."""
+
+    result: object
+
+
+Message = Settings | SearchJob | EvaluateJob | RetrainJob | Progress | Reply
+KINDS: dict[str, type] = {
+    "settings": Settings,
+    "search": SearchJob,
+    "evaluate": EvaluateJob,
+    "retrain": RetrainJob,
+    "event": Progress,
+    "done": Reply,
+}
+"""Each message's kind as it travels."""
+
+
+def to_wire(message: Message) -> dict:
+    """A message as it crosses the process boundary: its kind and its fields, one level deep
+    (a cell stays a Cell)."""
+    kind = next(name for name, kind_type in KINDS.items() if type(message) is kind_type)
+    return {"kind": kind, **{f.name: getattr(message, f.name) for f in fields(message)}}
+
+
+def from_wire(wire: dict) -> Message:
+    """A message back from what crossed the boundary."""
+    values = dict(wire)
+    return KINDS[values.pop("kind")](**values)
+
+
 # -- the coordinator's side ---------------------------------------------------------------------
+
+
+@dataclass
+class Ticket:
+    """A job as the coordinator tracks it: its id, the search it joins, how often it ran."""
+
+    id: int
+    job: Job
+    demand: Demand | None = None  # the search a SearchJob joins (never sent)
+    tries: int = 1
+
+    @property
+    def is_search(self) -> bool:
+        return isinstance(self.job, SearchJob)
 
 
 @dataclass
@@ -109,7 +213,7 @@ class Demand:
     """A cell whose search is being served: how many workers it has and can use."""
 
     label: str
-    job: dict  # what a worker needs to join it
+    job: SearchJob  # what a worker needs to join it
     oracle: object
     planned: int
     assigned: int = 0
@@ -121,10 +225,8 @@ class Demand:
         if self.done or now < self.resting_until:
             return False
         if self.assigned == 0:  # a trial re-queued from a lost worker, or the last one to end
-            from harness import kt_compat  # loaded with Keras: the oracle exists, so it is
-
             return kt_compat.has_work(self.oracle, self.planned)
-        return self.assigned < self.planned - len(self.oracle.trials)
+        return self.assigned < self.planned - kt_compat.trial_count(self.oracle)
 
 
 @dataclass
@@ -132,7 +234,7 @@ class Worker:
     index: int
     process: subprocess.Popen
     connection: object = None
-    busy: dict | None = None  # the job it runs
+    busy: Ticket | None = None  # the job it runs
 
 
 class Pool:
@@ -141,7 +243,7 @@ class Pool:
     def __init__(self, size: int, workdir: Path, tracking_uri: str, progress):
         self.size, self.workdir, self.uri, self.progress = size, workdir, tracking_uri, progress
         self.lock = threading.Condition()
-        self.jobs: list[dict] = []
+        self.jobs: list[Ticket] = []
         self.demands: list[Demand] = []
         self.workers: list[Worker] = []
         self.results: dict[int, object] = {}
@@ -153,9 +255,7 @@ class Pool:
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the workers (the chief's variables first: cells' oracles are served here)."""
-        os.environ["KERASTUNER_TUNER_ID"] = "chief"
-        os.environ["KERASTUNER_ORACLE_IP"] = HOST
-        os.environ["KERASTUNER_ORACLE_PORT"] = "0"
+        kt_compat.set_role("chief", HOST, 0)
         for index in range(1, self.size + 1):
             self._spawn(index)
         threading.Thread(target=self._schedule, name="pool", daemon=True).start()
@@ -163,8 +263,7 @@ class Pool:
     def _spawn(self, index: int) -> None:
         env = worker_environment(os.environ, self.size)
         env[KEY] = self.key.hex()
-        for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-            env.pop(name, None)
+        kt_compat.clear_role(env)
         host, port = self.listener.address
         process = subprocess.Popen(  # its output travels through the connection; errors stay
             [sys.executable, "-m", "harness.pool_worker", f"{host}:{port}", f"local{index}"],
@@ -173,7 +272,7 @@ class Pool:
         )
         worker = Worker(index, process)
         worker.connection = self.listener.accept()
-        worker.connection.send({"workdir": str(self.workdir), "uri": self.uri})
+        worker.connection.send(to_wire(Settings(str(self.workdir), self.uri)))
         self.workers.append(worker)
         threading.Thread(target=self._listen, args=(worker,), daemon=True).start()
 
@@ -200,19 +299,19 @@ class Pool:
                 worker.process.send_signal(signal.SIGINT)
 
     # -- what the runner asks -------------------------------------------------------------------
-    def run(self, kind: str, **payload):
+    def run(self, job: EvaluateJob | RetrainJob):
         """Run one job (an evaluation, a retrain) on the next free worker; its result."""
         with self.lock:
             self.counter += 1
-            job = {"id": self.counter, "kind": kind, **payload}
-            self.jobs.append(job)
+            ticket = Ticket(self.counter, job)
+            self.jobs.append(ticket)
             self.lock.notify_all()
-            while job["id"] not in self.results:
+            while ticket.id not in self.results:
                 self.lock.wait()
-            found = self.results.pop(job["id"])
-        if isinstance(found, BaseException):
-            raise found
-        return found
+            result = self.results.pop(ticket.id)
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def search(self, demand: Demand) -> None:
         """Offer workers to a cell's search until `finished()` says it has ended."""
@@ -249,16 +348,16 @@ class Pool:
                         self._send(worker, job)
                 self.lock.wait(timeout=0.5)
 
-    def _send(self, worker: Worker, job: dict) -> None:
-        """Give `job` to `worker`; a worker whose connection has broken is ended, and
+    def _send(self, worker: Worker, ticket: Ticket) -> None:
+        """Give `ticket`'s job to `worker`; a worker whose connection has broken is ended, and
         `_replace_dead` replaces it and hands its job on."""
-        worker.busy = job
+        worker.busy = ticket
         try:
-            worker.connection.send(send_job(job))
+            worker.connection.send(to_wire(ticket.job))
         except OSError:
             _end(worker)
 
-    def _next_job(self, now: float) -> dict | None:
+    def _next_job(self, now: float) -> Ticket | None:
         if self.jobs:
             return self.jobs.pop(0)
         wanting = [d for d in self.demands if d.wants(now)]
@@ -267,16 +366,16 @@ class Pool:
         demand = min(wanting, key=lambda d: d.assigned)
         demand.assigned += 1
         self.counter += 1
-        return {"id": self.counter, "kind": "search", "demand": demand, **demand.job}
+        return Ticket(self.counter, demand.job, demand)
 
     def _end_stranded(self, now: float) -> None:
         """End each worker still on a search STRANDED_S after it ended: it joined as the
         search ended, and its calls to the stopped oracle server would wait an hour."""
         for worker in self.workers:
-            job = worker.busy
-            if job is None or job["kind"] != "search" or not job["demand"].done:
+            ticket = worker.busy
+            if ticket is None or ticket.demand is None or not ticket.demand.done:
                 continue
-            if now - job["demand"].ended_at > STRANDED_S:
+            if now - ticket.demand.ended_at > STRANDED_S:
                 _end(worker)
 
     def _replace_dead(self) -> None:
@@ -284,10 +383,10 @@ class Pool:
             if worker.process.poll() is None or self.closed:
                 continue
             self.workers.remove(worker)
-            job = worker.busy
-            if job is not None and job["kind"] != "search" and job.get("tries", 1) < MAX_TRIES:
+            ticket = worker.busy
+            if ticket is not None and not ticket.is_search and ticket.tries < MAX_TRIES:
                 worker.busy = None  # an evaluation or retrain runs again on another worker
-                self.jobs.insert(0, {**job, "tries": job.get("tries", 1) + 1})
+                self.jobs.insert(0, Ticket(ticket.id, ticket.job, tries=ticket.tries + 1))
             self._finish(worker, RuntimeError(f"worker local{worker.index} died"))
             self._spawn(worker.index)
 
@@ -298,46 +397,44 @@ class Pool:
             if worker.process.poll() is not None:
                 self.workers.remove(worker)
                 self._finish(worker, stopped)
-        for job in self.jobs:
-            self.results[job["id"]] = stopped
+        for ticket in self.jobs:
+            self.results[ticket.id] = stopped
         self.jobs.clear()
         self.lock.notify_all()
 
     def _finish(self, worker: Worker, result) -> None:
         """The worker's job ended with `result` (called under the lock)."""
-        job, worker.busy = worker.busy, None
-        if job is None:
+        ticket, worker.busy = worker.busy, None
+        if ticket is None:
             return
-        if job["kind"] == "search":
-            demand = job["demand"]
+        if ticket.is_search:
+            demand = ticket.demand
             demand.assigned -= 1
             if not isinstance(result, int) or result == 0:  # nothing to run now: rest
                 demand.resting_until = time.monotonic() + (
                     COOLDOWN_S if demand.assigned == 0 else math.inf
                 )
         else:
-            self.results[job["id"]] = result
+            self.results[ticket.id] = result
         self.lock.notify_all()
 
     def _listen(self, worker: Worker) -> None:
         """Messages from one worker: progress events, and each job's end."""
         while True:
             try:
-                message = worker.connection.recv()
+                message = from_wire(worker.connection.recv())
             except (EOFError, OSError):
                 return
-            if message[0] == "event":
-                _, event, info = message
-                self.progress.trial(event, **info)
+            if isinstance(message, Progress):
+                self.progress.trial(message.event, **message.info)
                 continue
-            _, result = message
             with self.lock:
-                self._finish(worker, result)
+                self._finish(worker, message.result)
 
 
 class LocalPool:
-    """Trials spread over a pool's workers (harness/steps.py's InProcess says what a
-    strategy does): each cell's oracle served here, evaluations and retrains as jobs."""
+    """Trials spread over a pool's workers (a harness/steps.py `Spread`): each cell's oracle
+    served here, evaluations and retrains as jobs."""
 
     serves = True
 
@@ -353,9 +450,8 @@ class LocalPool:
         from harness.distributed import CHIEF, Cluster, free_port
 
         port = free_port(HOST)
-        payload = {"cell": job.resolved.cell, "experiment_id": job.experiment_id,
-                   "run_id": job.run_id, "address": f"{HOST}:{port}"}  # fmt: skip
-        demand = Demand(job.resolved.label, payload, tuner.oracle, job.resolved.planned)
+        joining = SearchJob(job.resolved.cell, job.experiment_id, job.run_id, f"{HOST}:{port}")
+        demand = Demand(job.resolved.label, joining, tuner.oracle, job.resolved.planned)
         self.pool.search(demand)
         try:
             serve_cell(
@@ -376,34 +472,30 @@ class LocalPool:
         from harness import evaluation
 
         cell = resolved.cell
-        found = self.pool.run("evaluate", cell=cell, folder=str(folder))
+        evaluated = self.pool.run(EvaluateJob(cell, str(folder)))
 
         def retrain_all(seeds) -> dict:
             with ThreadPoolExecutor(max(1, len(seeds))) as side_by_side:
                 retrains = {
                     seed: side_by_side.submit(
                         self.pool.run,
-                        "retrain",
-                        cell=cell,
-                        values=found.values,
-                        seed=seed,
-                        folder=str(folder),
-                        experiment_id=tuner.experiment_id,
-                        run_id=tuner.parent_run_id,
+                        RetrainJob(
+                            cell,
+                            evaluated.values,
+                            seed,
+                            str(folder),
+                            tuner.experiment_id,
+                            tuner.parent_run_id,
+                        ),
                     )
                     for seed in seeds
                 }
                 return {seed: retrain.result() for seed, retrain in retrains.items()}
 
-        return evaluation.settle(resolved, found, retrain_all)
+        return evaluation.settle(resolved, evaluated, retrain_all)
 
 
 def _end(worker: Worker) -> None:
     """End a worker's process; the scheduler's `_replace_dead` replaces it."""
     worker.process.kill()
     worker.process.wait()
-
-
-def send_job(job: dict) -> dict:
-    """A job as it travels to a worker (the coordinator's own objects left behind)."""
-    return {k: v for k, v in job.items() if k != "demand"}

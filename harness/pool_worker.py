@@ -8,9 +8,19 @@ import sys
 from multiprocessing.connection import Client
 from pathlib import Path
 
-from harness import backend
+from harness import backend, kt_compat
 from harness.events import Events
-from harness.pool import KEY
+from harness.pool import (
+    KEY,
+    EvaluateJob,
+    Job,
+    Progress,
+    Reply,
+    SearchJob,
+    Settings,
+    from_wire,
+    to_wire,
+)
 
 
 class WorkerEvents(Events):
@@ -20,31 +30,31 @@ class WorkerEvents(Events):
         self.connection, self.label, self.key = connection, "", ""
 
     def trial(self, event: str, **info) -> None:
-        self.connection.send(("event", event, {**info, "label": self.label, "key": self.key}))
+        info = {**info, "label": self.label, "key": self.key}
+        self.connection.send(to_wire(Progress(event, info)))
 
 
-def run_job(tracker, workdir: Path, events: WorkerEvents, job: dict, worker_id: str) -> object:
+def run_job(tracker, workdir: Path, events: WorkerEvents, job: Job, worker_id: str) -> object:
     """A worker's job: join a cell's search, evaluate its best model, or retrain a seed."""
     from harness import distributed, evaluation, steps
 
-    resolved = steps.resolve(job["cell"], workdir)
+    resolved = steps.resolve(job.cell, workdir)
     events.label, events.key = resolved.label, resolved.cell.key
-    if job["kind"] == "search":
-        host, _, port = job["address"].rpartition(":")
+    if isinstance(job, SearchJob):
+        host, _, port = job.address.rpartition(":")
         distributed.configure(distributed.Cluster(worker_id, host, int(port)))
-        run_ids = job["experiment_id"], job["run_id"]
-        tuner = steps.build_tuner(tracker, *run_ids, resolved, events.trial)
+        tuner = steps.build_tuner(tracker, job.experiment_id, job.run_id, resolved, events.trial)
         with distributed.Heartbeat(tuner):
             steps.search(tuner, resolved)
         return len(tuner.records)
     distributed.unconfigure()
-    folder = Path(job["folder"])
-    if job["kind"] == "evaluate":  # the chief's tuner, reloaded from its folder (no server)
-        os.environ[distributed.VARIABLES[0]] = distributed.CHIEF
+    folder = Path(job.folder)
+    if isinstance(job, EvaluateJob):  # the chief's tuner, reloaded from its folder (no server)
+        kt_compat.set_tuner_id(distributed.CHIEF)
         tuner = steps.build_tuner(tracker, None, None, resolved, events.trial)
         return steps.best(resolved, tuner, folder, retrain=False)
-    runs = (tracker, job["experiment_id"], job["run_id"])
-    return evaluation.retrain_seed(resolved, job["values"], job["seed"], folder, events.trial, runs)
+    runs = (tracker, job.experiment_id, job.run_id)
+    return evaluation.retrain_seed(resolved, job.values, job.seed, folder, events.trial, runs)
 
 
 def worker_main(address: str, worker_id: str) -> None:
@@ -53,27 +63,28 @@ def worker_main(address: str, worker_id: str) -> None:
     backend.configure()
     host, _, port = address.rpartition(":")
     connection = Client((host, int(port)), authkey=bytes.fromhex(os.environ.pop(KEY)))
-    settings = connection.recv()
-    workdir = Path(settings["workdir"])
+    settings = from_wire(connection.recv())
+    assert isinstance(settings, Settings)
+    workdir = Path(settings.workdir)
     backend.load_frameworks()
     backend.use_compile_cache(workdir / "jax-cache")
     backend.share_device()
     interrupts.install()
     from harness.tracking import Tracker
 
-    tracker, events = Tracker(settings["uri"]), WorkerEvents(connection)
+    tracker, events = Tracker(settings.uri), WorkerEvents(connection)
     while True:
-        job = connection.recv()
-        if job is None:
+        wire = connection.recv()
+        if wire is None:
             return
         try:
-            result = run_job(tracker, workdir, events, job, worker_id)
+            result = run_job(tracker, workdir, events, from_wire(wire), worker_id)
         except KeyboardInterrupt:
-            connection.send(("done", KeyboardInterrupt("interrupted")))
+            connection.send(to_wire(Reply(KeyboardInterrupt("interrupted"))))
             return
         except Exception as error:  # the coordinator raises it where the job was asked for
             result = RuntimeError(f"{type(error).__name__}: {error}")
-        connection.send(("done", result))
+        connection.send(to_wire(Reply(result)))
 
 
 if __name__ == "__main__":

@@ -22,14 +22,22 @@ from harness.results import (
     CODE,
     CODE_ROOTS,
     DEVICE,
+    DIRECTION,
+    EVAL_LENGTHS,
+    EXTRA_SEEDS,
+    FAMILY,
     FRAMEWORK,
     GIT_COMMIT,
     KERAS,
     KERAS_TUNER,
     KIND,
+    LENGTH,
     MAJORITY,
+    METRIC,
     SCHEMA,
     SCHEMA_VERSION,
+    SEED,
+    TASK,
     VERDICT_RULE,
     VERSION,
     CellResult,
@@ -75,11 +83,11 @@ def cell_code(task: str, family: str) -> str:
     from tasks.source import source_hash
 
     space = family_class(family)
-    found = {
+    hashes = {
         "task": source_hash(type(get_task(task))),
         "family": space.code or source_hash(space),  # your own family's: its class's
     }
-    return json.dumps(found, sort_keys=True)
+    return json.dumps(hashes, sort_keys=True)
 
 
 def code_changed(cell: CellResult) -> str:
@@ -119,14 +127,14 @@ def cell_tags(cell) -> dict[str, str]:
 def cell_params(cell, task) -> dict[str, str]:
     """The params of a cell's parent run: what it is, its code and budget (JSON for lists)."""
     params = {
-        "task": cell.task,
-        "length": cell.length,
-        "family": cell.family,
-        "seed": cell.seed,
-        "metric": task.metric.name,
-        "direction": task.metric.direction,
-        "extra_seeds": list(cell.extra_seeds),
-        "eval_lengths": list(cell.eval_lengths),
+        TASK: cell.task,
+        LENGTH: cell.length,
+        FAMILY: cell.family,
+        SEED: cell.seed,
+        METRIC: task.metric.name,
+        DIRECTION: task.metric.direction,
+        EXTRA_SEEDS: list(cell.extra_seeds),
+        EVAL_LENGTHS: list(cell.eval_lengths),
     }
     if cell.code is not None:
         params[CODE] = cell.code

@@ -31,9 +31,9 @@ through it. The rules, each defined once here:
   rewritten.
 
 What a run starts with (the machine, the code) is written by harness/provenance.py; a
-cell's stored models are read by harness/stored.py. The rest stays in this one module
-(about 480 lines) on purpose: a reader interpreting a stored run finds every name and
-rule it needs here, and nothing else.
+cell's stored models are read by harness/stored.py. The rest stays in this one module on
+purpose: a reader interpreting a stored run (a `StoredRun`) finds every name and rule it
+needs here, and nothing else.
 """
 
 from __future__ import annotations
@@ -84,9 +84,17 @@ VERSION, GIT_COMMIT = "harness.version", "harness.git_commit"
 DEVICE, BACKEND, FRAMEWORK = "harness.device", "harness.backend", "harness.framework"
 KERAS, KERAS_TUNER = "harness.keras", "harness.keras_tuner"
 
-# -- params of a cell run (besides task, length, family, seed and budget.*) ---------------
+# -- params of a cell run (besides budget.*) ----------------------------------------------
+TASK, LENGTH, FAMILY = "task", "length", "family"
+SEED, EXTRA_SEEDS = "seed", "extra_seeds"  # the search's seed; its retrains' (JSON list)
+METRIC, DIRECTION = "metric", "direction"  # the task's primary metric and "min" or "max"
+EVAL_LENGTHS = "eval_lengths"  # the longer lengths its best model is tested at (JSON list)
 CODE = "code"  # the hashes of the code of its task's data and its family's model (JSON)
 CODE_ROOTS = "code_roots"  # where your own task's or family's modules are imported from
+
+# -- params of a frontier run (besides task, family, seed, code and budget.*) ----------------
+SEEDS = "seeds"  # seeds per probed cell
+MIN_LENGTH, MAX_LENGTH, RESOLUTION = "min_length", "max_length", "resolution"
 
 # -- metrics of a cell run ----------------------------------------------------------------
 TEST_SCORE = "test_score"  # the task's metric of the search's best model on the test split
@@ -103,6 +111,10 @@ TRIALS_DIVERGED, TRIALS_FAILED = "trials_diverged", "trials_failed"
 PARAMETERS = "parameters"  # a model's trainable and other parameters (cell and trial runs)
 EVALUATION_MEMORY = "evaluation_memory_gb"  # the memory a test at a longer length may take
 OUT_OF_MEMORY = "out_of_memory"  # 1.0 at a longer length its tests did not fit (at_length)
+
+# -- metrics of a frontier run (cells probed, its bracket) ----------------------------------
+CELLS, NON_MONOTONE = "cells", "non_monotone"
+LONGEST_SOLVED, SHORTEST_FAILED = "longest_solved", "shortest_failed"
 
 # -- metrics of a trial run ---------------------------------------------------------------
 TRIAL_SECONDS, EPOCHS, OBJECTIVE = "trial_seconds", "epochs", "objective"
@@ -124,10 +136,10 @@ def score_name(seed: int | None = None, length: int | None = None) -> str:
 
 def score_of(name: str) -> tuple[int | None, int | None] | None:
     """(seed, length) of a test score's metric name (`score_name` read back), else None."""
-    found = _SCORE_NAME.fullmatch(name)
-    if found is None:
+    match = _SCORE_NAME.fullmatch(name)
+    if match is None:
         return None
-    seed, length = found.groups()
+    seed, length = match.groups()
     return (None if seed is None else int(seed)), (None if length is None else int(length))
 
 
@@ -147,6 +159,24 @@ def machine_of(tags: dict[str, str]) -> str:
         tags.get(name, "unknown") for name in (DEVICE, KERAS, BACKEND, FRAMEWORK)
     )
     return f"{device}; Keras {keras} on {backend} ({framework})"
+
+
+# -- a stored run ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredRun:
+    """A run as the store holds it, whichever door read it (harness/tracking.py: MLflow's
+    Run converted by the Tracker, or a SQLite store's rows read by SqliteSnapshot). Every
+    reader of runs reads this, never MLflow's objects."""
+
+    run_id: str
+    experiment_id: str
+    status: str  # the MLflow run status: RUNNING, FINISHED, FAILED, KILLED, SCHEDULED
+    start_time: int  # milliseconds since the epoch
+    end_time: int | None  # None while it runs
+    run_name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # each metric's latest value
 
 
 # -- trials -------------------------------------------------------------------------------
@@ -378,30 +408,28 @@ class CellResult:
         return self.metrics.get(name, math.nan)
 
     @classmethod
-    def from_run(cls, run) -> CellResult | None:
+    def from_run(cls, run: StoredRun) -> CellResult | None:
         """The cell a parent run holds; None when it lacks what a cell needs (not a cell)."""
-        tags, params = normalise(CELL, run.info.status, run.data.tags, run.data.params)
-        metrics = run.data.metrics
+        tags, params = normalise(CELL, run.status, run.tags, run.params)
+        metrics = run.metrics
         try:
-            seed = int(params["seed"])
-            extra = [int(s) for s in json.loads(params["extra_seeds"])]
+            seed = int(params[SEED])
+            extra = [int(s) for s in json.loads(params[EXTRA_SEEDS])]
             budget = Budget.from_params(params)
             result = cls(
-                run_id=run.info.run_id,
-                status=run.info.status,
-                start_time=run.info.start_time,
+                run_id=run.run_id,
+                status=run.status,
+                start_time=run.start_time,
                 key=tags.get(CELL_KEY, ""),
-                task=params["task"],
-                length=int(params["length"]),
-                family=params["family"],
-                metric=params["metric"],
-                direction=params["direction"],
+                task=params[TASK],
+                length=int(params[LENGTH]),
+                family=params[FAMILY],
+                metric=params[METRIC],
+                direction=params[DIRECTION],
                 seed=seed,
                 extra_seeds=extra,
                 budget=budget,
-                state=(
-                    CellState(tags[STATUS]) if run.info.status == "FINISHED" else CellState.PARTIAL
-                ),
+                state=(CellState(tags[STATUS]) if run.status == "FINISHED" else CellState.PARTIAL),
                 baseline=metrics.get(BASELINE, math.nan),
                 solved_bar=metrics.get(SOLVED_BAR, math.nan),
                 seed_scores={},
@@ -417,10 +445,10 @@ class CellResult:
         diverged = {int(s) for s in tags.get(DIVERGED_SEEDS, "").split(",") if s}
         retrained = [*extra, *result.added_seeds]
         for name, value in metrics.items():
-            found = score_of(name)
-            if found is None or found[0] not in (None, *retrained):
+            scored = score_of(name)
+            if scored is None or scored[0] not in (None, *retrained):
                 continue
-            which, length = seed if found[0] is None else found[0], found[1]
+            which, length = seed if scored[0] is None else scored[0], scored[1]
             if length is None:
                 result.seed_scores[which] = value
             else:
@@ -451,36 +479,36 @@ class CellResult:
         )
 
 
-def run_order(run) -> tuple[int, str]:
+def run_order(run: StoredRun) -> tuple[int, str]:
     """How runs sort, oldest first: by start time, then id."""
-    return (run.info.start_time, run.info.run_id)
+    return (run.start_time, run.run_id)
 
 
-def standing_run(runs: list):
+def standing_run(runs: list[StoredRun]) -> StoredRun | None:
     """Of one cell's runs, the run that stands for it: the latest FINISHED one, else the
     latest (unfinished: a rerun resumes it); None when there are none."""
     ordered = sorted(runs, key=run_order)
-    finished = [r for r in ordered if r.info.status == "FINISHED"]
+    finished = [r for r in ordered if r.status == "FINISHED"]
     return (finished or ordered or [None])[-1]
 
 
-def standing_cells(runs: list) -> tuple[list[tuple[CellResult, int]], int]:
+def standing_cells(runs: list[StoredRun]) -> tuple[list[tuple[CellResult, int]], int]:
     """What a reader shows of `runs`: for each (budget, task, length, family), the finished
     cell run standing for it and how many older finished runs of it it supersedes, oldest
     first; and how many finished cell runs lack what a cell needs (left out)."""
-    groups: dict[tuple, list] = {}
+    groups: dict[tuple, list[StoredRun]] = {}
     cells: dict[str, CellResult] = {}
     unreadable = 0
     for run in runs:
-        if run.data.tags.get(KIND) != CELL or run.info.status != "FINISHED":
+        if run.tags.get(KIND) != CELL or run.status != "FINISHED":
             continue
         cell = CellResult.from_run(run)
         if cell is None:
             unreadable += 1
             continue
-        cells[run.info.run_id] = cell
+        cells[run.run_id] = cell
         groups.setdefault(cell.slot, []).append(run)
-    chosen = [(cells[standing_run(group).info.run_id], len(group) - 1) for group in groups.values()]
+    chosen = [(cells[standing_run(group).run_id], len(group) - 1) for group in groups.values()]
     return sorted(chosen, key=lambda pair: (pair[0].start_time, pair[0].run_id)), unreadable
 
 
@@ -489,7 +517,7 @@ OLD_STATUS = {
     TRIAL: {"error": Outcome.FAILED, "lost": Outcome.KILLED, "interrupted": Outcome.KILLED},
     CELL: {"finished": CellState.DONE, "all trials diverged or failed": CellState.DIVERGED},
 }
-PARAMS_ADDED = {CELL: {"seed": "0", "extra_seeds": "[]"}, FRONTIER: {"seed": "0", "seeds": "1"}}
+PARAMS_ADDED = {CELL: {SEED: "0", EXTRA_SEEDS: "[]"}, FRONTIER: {SEED: "0", SEEDS: "1"}}
 """Params added after the first runs: the value the runs before them used."""
 
 

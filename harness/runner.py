@@ -28,6 +28,7 @@ from pathlib import Path
 
 from harness import evaluation, faults, interrupts, liveness, plan, steps
 from harness.events import Events
+from harness.frontier import FrontierResult
 from harness.provenance import cell_params, cell_tags, environment_tags
 from harness.results import (
     ADDED_SEEDS,
@@ -60,7 +61,7 @@ from harness.results import (
     trial_counts,
 )
 from harness.steps import CellSearch, InProcess, Resolved, resolve
-from harness.suites import Cell, Suite
+from harness.suites import Cell, FrontierSpec, Suite
 from harness.tracking import StoreUnavailable, Tracker
 
 
@@ -84,15 +85,21 @@ class CellOutcome:
 class FrontierOutcome:
     """How a run of a frontier went, and the frontier the store now holds."""
 
-    spec: object
+    spec: FrontierSpec
     action: str  # "ran" or "skipped" (finished before)
-    result: object = None
+    result: FrontierResult | None = None
 
 
 class Runner:
     """Runs the cells of a suite against one MLflow store and one working directory."""
 
-    def __init__(self, tracker: Tracker, workdir: Path, events: Events | None = None, spread=None):
+    def __init__(
+        self,
+        tracker: Tracker,
+        workdir: Path,
+        events: Events | None = None,
+        spread: steps.Spread | None = None,
+    ):
         self.tracker, self.workdir = tracker, workdir
         self.events = events or Events()
         self.spread = spread or InProcess()
@@ -132,7 +139,7 @@ class Runner:
             ]
             return [f.result() for f in cell_runs], [f.result() for f in frontier_runs]
 
-    def _frontier_unit(self, experiment_id, spec) -> FrontierOutcome:
+    def _frontier_unit(self, experiment_id: str, spec: FrontierSpec) -> FrontierOutcome:
         """One frontier as a unit of the suite's progress, its bracket on the progress line."""
         outcome = self.run_frontier(experiment_id, spec)
         bracket = outcome.result.bracket.text() if outcome.result else "-"
@@ -158,15 +165,15 @@ class Runner:
             tuner, search_seconds = self.search(experiment_id, run_id, resolved)
             search_seconds += earlier_seconds
             trials = self.tracker.trial_runs(experiment_id, run_id)
-            outcomes = [Outcome.of(r.data.tags, r.info.status) for r in trials]
+            outcomes = [Outcome.of(r.tags, r.status) for r in trials]
             state = CellState.of("FINISHED", outcomes)
             with tempfile.TemporaryDirectory() as folder:
-                found = None
+                evaluated = None
                 if state is CellState.DONE:
                     faults.point("evaluation")
-                    found = self.evaluate(resolved, tuner, Path(folder))
-                    self._log_artifacts(run_id, tuner, found, Path(folder))
-                self.record(run_id, resolved, state, trials, search_seconds, found)
+                    evaluated = self.evaluate(resolved, tuner, Path(folder))
+                    self._log_artifacts(run_id, tuner, evaluated, Path(folder))
+                self.record(run_id, resolved, state, trials, search_seconds, evaluated)
         except StoreUnavailable:  # nothing more can be written; a rerun resumes
             raise
         except BaseException:
@@ -184,13 +191,13 @@ class Runner:
         cell = resolved.cell
         run = self.tracker.cell_run(experiment_id, cell.key)
         if run is not None:
-            children = self.tracker.child_runs(experiment_id, run.info.run_id)
+            children = self.tracker.child_runs(experiment_id, run.run_id)
             liveness.end_dead_runs(self.tracker, children)
-        if run is not None and run.info.status == "FINISHED":
+        if run is not None and run.status == "FINISHED":
             return CellResult.from_run(run), None, 0.0
         if run is not None:
-            self._reopen(run.info.run_id)
-            return None, run.info.run_id, run.data.metrics.get(SEARCH_SECONDS, 0.0)
+            self._reopen(run.run_id)
+            return None, run.run_id, run.metrics.get(SEARCH_SECONDS, 0.0)
         shutil.rmtree(resolved.tuner_dir, ignore_errors=True)  # trials nobody recorded
         tags = {**cell_tags(cell), **liveness.process_tags()}
         run_id = self.tracker.start_run(experiment_id, resolved.label, tags)
@@ -223,29 +230,29 @@ class Runner:
         interrupts.check()
         return self.spread.evaluate(resolved, tuner, folder)
 
-    def record(self, run_id, resolved: Resolved, state, trials, search_seconds, found) -> None:
+    def record(self, run_id, resolved: Resolved, state, trials, search_seconds, evaluated) -> None:
         """Write the cell's numbers and verdict to its parent run and finish it."""
         task, cell = resolved.task, resolved.cell
         metrics = {
             SEARCH_SECONDS: search_seconds,
             BASELINE: task.baseline(cell.length),
             SOLVED_BAR: task.solved_bar(cell.length),
-            **trial_counts([Outcome.of(r.data.tags, r.info.status) for r in trials]),
+            **trial_counts([Outcome.of(r.tags, r.status) for r in trials]),
         }
         tags = {STATUS: state.value}
-        if found is not None:
-            best_run = next(r for r in trials if r.data.tags.get(TRIAL_ID) == found.best_trial)
+        if evaluated is not None:
+            best_run = next(r for r in trials if r.tags.get(TRIAL_ID) == evaluated.best_trial)
             for name in (SECONDS_PER_EPOCH, COMPILE_SECONDS, EPOCHS_TO_SOLVE):
-                if name in best_run.data.metrics:
-                    metrics[name] = best_run.data.metrics[name]
-            metrics.update(found.metrics)
-            seeds = [cell.seed, *cell.extra_seeds, *found.added_seeds]
+                if name in best_run.metrics:
+                    metrics[name] = best_run.metrics[name]
+            metrics.update(evaluated.metrics)
+            seeds = [cell.seed, *cell.extra_seeds, *evaluated.added_seeds]
             verdict = judge(
-                [found.seed_scores[s] for s in seeds],
+                [evaluated.seed_scores[s] for s in seeds],
                 metrics[SOLVED_BAR],
                 metrics[BASELINE],
                 task.metric.direction,
-                [found.intervals.get(s) for s in seeds],
+                [evaluated.intervals.get(s) for s in seeds],
             )
             metrics.update(
                 {
@@ -257,19 +264,19 @@ class Runner:
                     NEAR_BAR: int(verdict.near_bar),
                 }
             )
-            metrics[BEST_VAL_SCORE] = found.best_val_score
-            tags.update({BEST_TRIAL: found.best_trial, FUSED_OBSERVED: found.fused_kernel})
-            if found.added_seeds:
-                tags[ADDED_SEEDS] = ",".join(map(str, found.added_seeds))
-            if found.diverged_seeds:
-                tags[DIVERGED_SEEDS] = ",".join(map(str, found.diverged_seeds))
+            metrics[BEST_VAL_SCORE] = evaluated.best_val_score
+            tags.update({BEST_TRIAL: evaluated.best_trial, FUSED_OBSERVED: evaluated.fused_kernel})
+            if evaluated.added_seeds:
+                tags[ADDED_SEEDS] = ",".join(map(str, evaluated.added_seeds))
+            if evaluated.diverged_seeds:
+                tags[DIVERGED_SEEDS] = ",".join(map(str, evaluated.diverged_seeds))
         else:
             metrics[SOLVED] = 0
         self.tracker.log(run_id, metrics=metrics, tags=tags)
         self.tracker.finish(run_id, "FINISHED")
 
     # -- frontiers ---------------------------------------------------------------------------
-    def run_frontier(self, experiment_id: str, spec) -> FrontierOutcome:
+    def run_frontier(self, experiment_id: str, spec: FrontierSpec) -> FrontierOutcome:
         """Probe cells of `spec` as the frontier search asks, recording the frontier run."""
         from harness import frontier
 
@@ -277,21 +284,21 @@ class Runner:
         task = resolve(first, self.workdir).task  # a budget out of reach fails before any run
         runs = self.tracker.runs(experiment_id, f"tags.`{FRONTIER_KEY}` = '{spec.key}'")
         runs = sorted(runs, key=run_order)
-        done = [r for r in runs if r.info.status == "FINISHED"]
+        done = [r for r in runs if r.status == "FINISHED"]
         if done:
             return FrontierOutcome(spec, "skipped", frontier.FrontierResult.from_run(done[-1]))
         liveness.end_dead_runs(self.tracker, runs[:-1])  # the latest is reopened below
         if runs:
-            run_id = runs[-1].info.run_id
+            run_id = runs[-1].run_id
             self._reopen(run_id)
         else:
             tags = {**spec.tags(), **environment_tags(), **liveness.process_tags()}
             run_id = self.tracker.start_run(experiment_id, spec.label, tags)
             self.tracker.log(run_id, params=spec.params())
-        probes = frontier.search(
+        asks = frontier.search(
             spec.min_length, spec.max_length, spec.resolution, task.accepted_length, spec.confirms
         )
-        steps_so_far, ask = [], next(probes)
+        steps_so_far, ask = [], next(asks)
         try:
             while True:
                 interrupts.check()
@@ -299,7 +306,7 @@ class Runner:
                 steps_so_far.append(frontier.Step.of(ask, outcome.result))
                 frontier.record_step(self.tracker, run_id, steps_so_far)
                 self.events.frontier_step(spec, steps_so_far[-1])
-                ask = probes.send(steps_so_far[-1].solved)
+                ask = asks.send(steps_so_far[-1].solved)
         except StopIteration as stop:
             bracket = stop.value
         except BaseException:
@@ -308,12 +315,14 @@ class Runner:
         bracket.steps = steps_so_far
         self.tracker.log(run_id, metrics=frontier.bracket_metrics(bracket))
         self.tracker.finish(run_id, "FINISHED")
-        found = frontier.FrontierResult.from_run(self.tracker.get_run(run_id))
-        return FrontierOutcome(spec, "ran", found)
+        result = frontier.FrontierResult.from_run(self.tracker.get_run(run_id))
+        return FrontierOutcome(spec, "ran", result)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _log_artifacts(self, run_id, tuner, found: evaluation.Evaluation, folder: Path) -> None:
+    def _log_artifacts(self, run_id, tuner, evaluated: evaluation.Evaluation, folder: Path) -> None:
         """The best hyperparameters, the tuner's trials and every scored model."""
+        from harness import kt_compat
+
         trials = [
             {
                 "trial_id": t.trial_id,
@@ -321,9 +330,13 @@ class Runner:
                 "score": t.score,
                 "hyperparameters": t.hyperparameters.values,
             }
-            for t in tuner.oracle.trials.values()
+            for t in kt_compat.trials(tuner.oracle)
         ]
-        (folder / "best_hyperparameters.json").write_text(json.dumps(found.values, indent=2))
+        (folder / "best_hyperparameters.json").write_text(json.dumps(evaluated.values, indent=2))
         (folder / "trials.json").write_text(json.dumps(trials, indent=2, default=str))
-        for path in [folder / "best_hyperparameters.json", folder / "trials.json", *found.files]:
+        for path in [
+            folder / "best_hyperparameters.json",
+            folder / "trials.json",
+            *evaluated.files,
+        ]:
             self.tracker.log_artifact(run_id, path)

@@ -1,7 +1,8 @@
 """The steps of one cell that train, wherever they run: resolve the cell, build its tracked
 tuner, search, score the search's best model. The runner (harness/runner.py) runs them in
 its process; a local pool's workers (harness/pool_worker.py) and a cluster's workers
-(harness/cluster.py's `ClusterWorker`) in theirs. `InProcess` is the simplest strategy.
+(harness/cluster.py's `ClusterWorker`) in theirs. `Spread` is what the runner asks of the
+strategy that spreads a cell's trials; `InProcess` is the simplest one.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from harness import data, evaluation
+from harness import data, evaluation, kt_compat
 from harness.suites import Cell
 
 
@@ -94,7 +96,7 @@ def search(tuner, resolved: Resolved) -> None:
             verbose=0,
         )
     except RuntimeError as error:  # Keras Tuner's end of a search whose trials all failed
-        if "consecutive failures exceeded" not in str(error):
+        if not kt_compat.is_too_many_failures(error):
             raise
 
 
@@ -108,11 +110,11 @@ def best(resolved: Resolved, tuner, folder: Path, retrain: bool) -> evaluation.E
     values = resolved.space.complete(dict(best_trial.hyperparameters.values))
     if retrain:
         runs = (tuner.tracker, tuner.experiment_id, tuner.parent_run_id) if tuner.tracker else None
-        found = evaluation.evaluate(resolved, model, values, folder, tuner.on_trial, runs)
+        evaluated = evaluation.evaluate(resolved, model, values, folder, tuner.on_trial, runs)
     else:
-        found = evaluation.score_best(resolved, model, values, folder)
-    found.best_trial, found.best_val_score = best_trial.trial_id, float(best_trial.score)
-    return found
+        evaluated = evaluation.score_best(resolved, model, values, folder)
+    evaluated.best_trial, evaluated.best_val_score = best_trial.trial_id, float(best_trial.score)
+    return evaluated
 
 
 @dataclass
@@ -126,15 +128,30 @@ class CellSearch:
     events: object  # harness/events.py's Events
 
 
-class InProcess:
-    """How trials are spread, the simplest way: here, one at a time.
+class Spread(Protocol):
+    """How a cell's trials are spread: what the runner (harness/runner.py) asks of a strategy.
 
-    The runner asks every strategy the same (harness/pool.py's `LocalPool` and
-    harness/cluster.py's `ClusterChief` follow this one): `units`, how many cells and
-    frontiers run at once; `serves`, whether the cell's tuner here only declares the
-    space and serves its oracle to workers; `start()` before the first cell; `search`
-    (a cell's trials) and `evaluate` (its best model and the retrains of its seeds).
+    `InProcess` (here), harness/pool.py's `LocalPool` and harness/cluster.py's
+    `ClusterChief` are the three.
     """
+
+    units: int
+    """How many cells and frontiers run at once."""
+    serves: bool
+    """Whether the cell's tuner here only declares the space and serves its oracle to workers."""
+
+    def start(self) -> None:
+        """Called once, before the first cell."""
+
+    def search(self, tuner, job: CellSearch) -> None:
+        """Run (or serve) the cell's trials."""
+
+    def evaluate(self, resolved: Resolved, tuner, folder: Path) -> evaluation.Evaluation:
+        """The search's best model scored, and the retrains of its seeds."""
+
+
+class InProcess:
+    """How trials are spread, the simplest way: here, one at a time (a `Spread`)."""
 
     units = 1
     serves = False

@@ -86,9 +86,9 @@ def scored(
     (harness/intervals.py's `score_interval`), in batches as `test_scores`."""
     from harness.intervals import score_interval
 
-    found = predictions(model, x, batch_size, memory_gb)
-    scores = task.scores(y, found)
-    return scores, score_interval(task, y, found, scores[task.metric.name])
+    predicted = predictions(model, x, batch_size, memory_gb)
+    scores = task.scores(y, predicted)
+    return scores, score_interval(task, y, predicted, scores[task.metric.name])
 
 
 def predictions(model, x, batch_size: int, memory_gb: float | None = None) -> np.ndarray:

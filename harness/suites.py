@@ -35,8 +35,8 @@ A suite needs at least one [[cells]] or [[frontier]] block; `params` in a budget
 each family's width from a parameter budget (search_spaces/base.py).
 
 The dataclasses a suite reads into (Budget, Cell, FrontierSpec) and the parser that
-checks every key stay in this one module (about 440 lines) on purpose: a suite file's
-keys, their defaults and their errors are read in one place.
+checks every key stay in this one module on purpose: a suite file's keys, their
+defaults and their errors are read in one place.
 """
 
 from __future__ import annotations
@@ -50,8 +50,23 @@ from pathlib import Path
 
 from harness.budget import Budget
 from harness.errors import USER_ERRORS, UserError, unknown
+from harness.frontier import Ask
 from harness.provenance import cell_code
-from harness.results import BUDGET_KEY, FRONTIER, FRONTIER_KEY, KIND, cell_label
+from harness.results import (
+    BUDGET_KEY,
+    CODE,
+    FAMILY,
+    FRONTIER,
+    FRONTIER_KEY,
+    KIND,
+    MAX_LENGTH,
+    MIN_LENGTH,
+    RESOLUTION,
+    SEED,
+    SEEDS,
+    TASK,
+    cell_label,
+)
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 TUNERS = ("random", "bayesian", "hyperband", "grid")
@@ -89,8 +104,8 @@ class Cell:
 
     def as_dict(self) -> dict:
         """What the cell is, by the one rule of keys (`digest`): every setting that is set."""
-        found = {f.name: getattr(self, f.name) for f in fields(self)}
-        return settings({**found, "budget": self.budget.settings()})
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return settings({**values, "budget": self.budget.settings()})
 
     @property
     def oracle_seed(self) -> int:
@@ -98,9 +113,9 @@ class Cell:
         cell (task, length, family, budget), in 1..MAX_SEED, so two cells draw different
         configurations and a search seed of 0 is a seed like any other (Keras Tuner takes a
         seed of 0 for none). The data and the models' initialisation keep the search seed."""
-        found = self.as_dict()
+        values = self.as_dict()
         text = json.dumps(
-            {name: found[name] for name in ("seed", "task", "length", "family", "budget")},
+            {name: values[name] for name in ("seed", "task", "length", "family", "budget")},
             sort_keys=True,
         )
         return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) % MAX_SEED + 1
@@ -116,15 +131,6 @@ def digest(values: dict) -> str:
     """The short stable hash of a cell's or frontier's settings (lists and tuples alike)."""
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
-@dataclass(frozen=True)
-class Ask:
-    """What a frontier search wants probed: a length, with which attempt's seeds, and why."""
-
-    length: int
-    attempt: int  # 0: the frontier's own seeds; 1: another search seed, to confirm a failure
-    role: str  # "double", "bisect", "confirm", "check"
 
 
 @dataclass(frozen=True)
@@ -144,8 +150,8 @@ class FrontierSpec:
     @property
     def key(self) -> str:
         """Stable identity: tags the frontier's run (the rule of `Cell.key`)."""
-        found = {f.name: getattr(self, f.name) for f in fields(self)}
-        values = settings({**found, "budget": self.budget.settings()})
+        spec = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = settings({**spec, "budget": self.budget.settings()})
         return f"{self.task}-{self.family}-{digest(values)}"
 
     @property
@@ -171,14 +177,14 @@ class FrontierSpec:
 
     def params(self) -> dict[str, str]:
         params = {
-            "code": self.code,
-            "task": self.task,
-            "family": self.family,
-            "seed": self.seed,
-            "seeds": self.seeds,
-            "min_length": self.min_length,
-            "max_length": self.max_length,
-            "resolution": self.resolution,
+            CODE: self.code,
+            TASK: self.task,
+            FAMILY: self.family,
+            SEED: self.seed,
+            SEEDS: self.seeds,
+            MIN_LENGTH: self.min_length,
+            MAX_LENGTH: self.max_length,
+            RESOLUTION: self.resolution,
         }
         params.update(self.budget.as_params())
         return {
@@ -265,16 +271,16 @@ def parse_suite(data: dict, source: str) -> Suite:
     cells: list[Cell] = []
     parts: dict[str, set[str]] = {}
     for i, block in enumerate(blocks):
-        found = _parse_block(block, budget, seed, extra_seeds, where, f"cells[{i}]")
-        _add_part(parts, block, found, where, f"cells[{i}]")
-        cells.extend(found)
+        block_cells = _parse_block(block, budget, seed, extra_seeds, where, f"cells[{i}]")
+        _add_part(parts, block, block_cells, where, f"cells[{i}]")
+        cells.extend(block_cells)
     if len({c.key for c in cells}) != len(cells):
         raise UserError(f"{where}: the same cell (task, length, family) is listed twice")
     frontiers: list[FrontierSpec] = []
     for i, block in enumerate(frontier_blocks):
-        found = _parse_frontier(block, budget, seed, where, f"frontier[{i}]")
-        _add_part(parts, block, found, where, f"frontier[{i}]")
-        frontiers.extend(found)
+        block_frontiers = _parse_frontier(block, budget, seed, where, f"frontier[{i}]")
+        _add_part(parts, block, block_frontiers, where, f"frontier[{i}]")
+        frontiers.extend(block_frontiers)
     if len({f.key for f in frontiers}) != len(frontiers):
         raise UserError(f"{where}: the same frontier (task, family, settings) is listed twice")
     description = str(data.get("description", ""))

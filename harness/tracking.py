@@ -1,5 +1,6 @@
 """The only door to MLflow: `Tracker` writes through MlflowClient with explicit run ids
-and in batches, and reads runs, metric histories and artifacts, retrying a store that is
+and in batches, and reads runs (each a `StoredRun`, harness/results.py: MLflow's own
+objects never leave this module), metric histories and artifacts, retrying a store that is
 briefly locked or away (`StoreUnavailable` when it stays away); `SqliteSnapshot` reads a
 local SQLite store's runs with sqlite3 alone, for the commands that only read runs
 (`open_for_reading`).
@@ -26,8 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from harness.errors import UserError, first_line
-from harness.results import CELL, CELL_KEY, KIND, PARENT, TRIAL, standing_run
+from harness.errors import StoreUnavailable, UserError, first_line
+from harness.results import CELL, CELL_KEY, KIND, PARENT, TRIAL, StoredRun, standing_run
 
 DEFAULT_DB = "mlflow.db"
 SCHEMES = {
@@ -44,16 +45,28 @@ BATCH = 1000  # MLflow takes at most 1000 metrics per log_batch call
 T = TypeVar("T")
 
 
+def stored(run) -> StoredRun:
+    """MLflow's Run (info, data) as a StoredRun: what the Tracker's readers return."""
+    info, data = run.info, run.data
+    return StoredRun(
+        run_id=info.run_id,
+        experiment_id=str(info.experiment_id),
+        status=info.status,
+        start_time=info.start_time,
+        end_time=info.end_time,
+        run_name=info.run_name,
+        tags=dict(data.tags),
+        params=dict(data.params),
+        metrics=dict(data.metrics),
+    )
+
+
 def resolve_uri(uri: str | None) -> str:
     """--tracking-uri, else MLFLOW_TRACKING_URI, else the local SQLite store (never MLflow's own default)."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
     return uri
-
-
-class StoreUnavailable(Exception):
-    """The store stayed unreachable or locked through every retry; a rerun resumes."""
 
 
 def _retry(call: Callable[[], T], attempts: int = 8) -> T:
@@ -177,8 +190,8 @@ class Tracker:
 
     def active_experiments(self) -> dict[str, str]:
         """Each active experiment's name -> its id."""
-        found = _retry(lambda: self.client.search_experiments())
-        return {e.name: e.experiment_id for e in found}
+        experiments = _retry(lambda: self.client.search_experiments())
+        return {e.name: e.experiment_id for e in experiments}
 
     def latest_experiment(self) -> str | None:
         """The name of the experiment of the store's latest run, or None for an empty store."""
@@ -197,11 +210,11 @@ class Tracker:
         names = {e.experiment_id: e.name for e in experiments}
         return names.get(latest[0].info.experiment_id)
 
-    def runs(self, experiment_id: str, filter_string: str = "") -> list:
+    def runs(self, experiment_id: str, filter_string: str = "") -> list[StoredRun]:
         """All active runs of an experiment that match `filter_string`, every page."""
         from mlflow.entities import ViewType
 
-        found, token = [], None
+        runs, token = [], None
         while True:
             page = _retry(
                 lambda token=token: self.client.search_runs(
@@ -212,31 +225,31 @@ class Tracker:
                     page_token=token,
                 )
             )
-            found.extend(page)
+            runs.extend(stored(run) for run in page)
             token = page.token
             if not token:
-                return found
+                return runs
 
-    def cell_run(self, experiment_id: str, key: str):
+    def cell_run(self, experiment_id: str, key: str) -> StoredRun | None:
         """The parent run standing for the cell with `key` (results.standing_run), or None."""
         runs = self.runs(experiment_id, f"tags.`{CELL_KEY}` = '{key}'")
-        return standing_run([r for r in runs if r.data.tags.get(KIND) == CELL])
+        return standing_run([r for r in runs if r.tags.get(KIND) == CELL])
 
-    def child_runs(self, experiment_id: str, parent_id: str) -> list:
+    def child_runs(self, experiment_id: str, parent_id: str) -> list[StoredRun]:
         """A cell's trial and retrain runs."""
         return self.runs(experiment_id, f"tags.`{PARENT}` = '{parent_id}'")
 
-    def trial_runs(self, experiment_id: str, parent_id: str) -> list:
+    def trial_runs(self, experiment_id: str, parent_id: str) -> list[StoredRun]:
         children = self.child_runs(experiment_id, parent_id)
-        return [run for run in children if run.data.tags.get(KIND) == TRIAL]
+        return [run for run in children if run.tags.get(KIND) == TRIAL]
 
     def start_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
         run = _retry(lambda: self.client.create_run(experiment_id, run_name=name, tags=tags))
         return run.info.run_id
 
-    def get_run(self, run_id: str):
-        """The run with `run_id` (MLflow's Run: info, data)."""
-        return _retry(lambda: self.client.get_run(run_id))
+    def get_run(self, run_id: str) -> StoredRun:
+        """The run with `run_id`."""
+        return stored(_retry(lambda: self.client.get_run(run_id)))
 
     def reopen(self, run_id: str) -> None:
         _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
@@ -317,19 +330,6 @@ def open_store(uri: str | None) -> Tracker:
 
 
 # -- reading a local SQLite store without MLflow -------------------------------------------
-class SnapshotRun:
-    """A run as a SqliteSnapshot reads it: the `info` and `data` fields MLflow's Run has."""
-
-    def __init__(self, run_id, experiment_id, status, start_time, end_time, name):
-        self.info = self  # run.info.run_id and run.data.tags both work, as on MLflow's Run
-        self.data = self
-        self.run_id, self.experiment_id, self.status = run_id, experiment_id, status
-        self.start_time, self.end_time, self.run_name = start_time, end_time, name
-        self.tags: dict[str, str] = {}
-        self.params: dict[str, str] = {}
-        self.metrics: dict[str, float] = {}
-
-
 class SqliteSnapshot:
     """A read-only view of a local SQLite MLflow store, read with sqlite3 alone.
 
@@ -338,8 +338,8 @@ class SqliteSnapshot:
     reads MLflow's own tables (experiments, runs, tags, params, latest_metrics) the way its
     store does (NaN metrics are kept as 0 with is_nan set) and offers what those commands
     read of a Tracker: `experiment_id`, `active_experiments`, `latest_experiment` and
-    `runs` (active runs; a filter on one tag).
-    tests/test_tracking.py holds it equal to MlflowClient's view of a real store.
+    `runs` (active runs as `StoredRun`s; a filter on one tag).
+    tests/test_tracking.py holds its runs equal to a Tracker's (MlflowClient's) on a real store.
     """
 
     TAG_FILTER = re.compile(r"tags\.`([^`]+)` = '([^']*)'")
@@ -368,34 +368,37 @@ class SqliteSnapshot:
         ).fetchone()
         return None if row is None else row[0]
 
-    def runs(self, experiment_id: str, filter_string: str = "") -> list[SnapshotRun]:
+    def runs(self, experiment_id: str, filter_string: str = "") -> list[StoredRun]:
         wanted = self.TAG_FILTER.fullmatch(filter_string) if filter_string else None
         if filter_string and wanted is None:
             raise ValueError(f"SqliteSnapshot reads one tag filter, not {filter_string!r}")
-        runs = {
-            row[0]: SnapshotRun(row[0], str(row[1]), *row[2:])
+        rows = {
+            row[0]: (row[0], str(row[1]), *row[2:])
             for row in self.db.execute(
                 "SELECT run_uuid, experiment_id, status, start_time, end_time, name FROM runs "
                 "WHERE experiment_id = ? AND lifecycle_stage = 'active'",
                 (experiment_id,),
             )
         }
+        values: dict[str, dict[str, dict]] = {
+            run_id: {"tags": {}, "params": {}, "metrics": {}} for run_id in rows
+        }
         ids = f"SELECT run_uuid FROM runs WHERE experiment_id = {int(experiment_id)}"
-        for table, field in (("tags", "tags"), ("params", "params")):
+        for table in ("tags", "params"):
             for run_id, key, value in self.db.execute(
                 f"SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN ({ids})"
             ):
-                if run_id in runs:
-                    getattr(runs[run_id], field)[key] = value
+                if run_id in values:
+                    values[run_id][table][key] = value
         for run_id, key, value, is_nan in self.db.execute(
             f"SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN ({ids})"
         ):
-            if run_id in runs:
-                runs[run_id].metrics[key] = float("nan") if is_nan else float(value)
-        found = list(runs.values())
+            if run_id in values:
+                values[run_id]["metrics"][key] = float("nan") if is_nan else float(value)
+        runs = [StoredRun(*row, **values[run_id]) for run_id, row in rows.items()]
         if wanted is not None:
-            found = [r for r in found if r.tags.get(wanted[1]) == wanted[2]]
-        return sorted(found, key=lambda r: (-r.start_time, r.run_id))
+            runs = [r for r in runs if r.tags.get(wanted[1]) == wanted[2]]
+        return sorted(runs, key=lambda r: (-r.start_time, r.run_id))
 
 
 def open_for_reading(uri: str | None) -> Tracker | SqliteSnapshot:

@@ -10,7 +10,6 @@ a family's space (search_spaces/base.py) to Keras Tuner's HyperModel.
 
 from __future__ import annotations
 
-import os
 import time
 
 import keras_tuner as kt
@@ -96,11 +95,11 @@ class TrackedTuner(kt_compat.EpochCallbacks):
         if not self.tracker:
             return None
         for old in self.tracker.trial_runs(self.experiment_id, self.parent_run_id):
-            if old.data.tags.get(TRIAL_ID) == trial.trial_id:
-                self.tracker.delete(old.info.run_id)
+            if old.tags.get(TRIAL_ID) == trial.trial_id:
+                self.tracker.delete(old.run_id)
         tags = {PARENT: self.parent_run_id, KIND: TRIAL, TRIAL_ID: trial.trial_id}
         tags.update(liveness.process_tags())
-        if os.environ.get("KERASTUNER_ORACLE_IP"):
+        if kt_compat.is_distributed():
             tags[WORKER] = self.tuner_id
         values = dict(trial.hyperparameters.values)
         if self.space is not None and self.space.derived():
@@ -121,7 +120,7 @@ class TrackedTuner(kt_compat.EpochCallbacks):
 
     def _tracked_trial(self, trial, *args, **kwargs):
         run_id = self._open_trial_run(trial)
-        worker = self.tuner_id if os.environ.get("KERASTUNER_ORACLE_IP") else None
+        worker = self.tuner_id if kt_compat.is_distributed() else None
 
         def on_epoch(**epoch):
             self.on_trial("epoch", run=f"trial {trial.trial_id}", worker=worker, **epoch)

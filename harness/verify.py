@@ -132,16 +132,17 @@ def recomputed_ranges(task, y_true: np.ndarray, probs: np.ndarray) -> tuple[dict
     from harness.intervals import score_interval
 
     variants = (probs, decided(y_true, probs, True), decided(y_true, probs, False))
-    found = [task.scores(y_true, p) for p in variants]
+    variant_scores = [task.scores(y_true, p) for p in variants]
     primary = task.metric.name
     bounds = [
-        score_interval(task, y_true, p, f[primary]) for p, f in zip(variants, found, strict=True)
+        score_interval(task, y_true, p, f[primary])
+        for p, f in zip(variants, variant_scores, strict=True)
     ]
 
     def spread(values: list[float]) -> tuple[float, ...]:
         return values[0], min(values), max(values)
 
-    scores = {name: spread([f[name] for f in found]) for name in found[0]}
+    scores = {name: spread([f[name] for f in variant_scores]) for name in variant_scores[0]}
     return scores, tuple(spread([b[i] for b in bounds]) for i in (0, 1))
 
 
@@ -165,8 +166,8 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
         label = cell_label(cell)
         checks.append(Check(cell.run_id, label, metric, stored, recomputed, note, low, high))
 
-    def compare_range(metric: str, found: tuple[float, ...]) -> None:
-        compare(metric, found[0], low=found[1], high=found[2])
+    def compare_range(metric: str, ranges: tuple[float, ...]) -> None:
+        compare(metric, ranges[0], low=ranges[1], high=ranges[2])
 
     if CODE in cell.params:  # a run that holds its code's hashes
         changed = code_changed(cell)
@@ -197,10 +198,10 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
         """(the primary score's range, its interval's ranges, whether it was out of memory)
         at a longer length, as the run tested it: in batches that fit the memory it recorded."""
         try:
-            found, interval = recompute(model, length, memory)
+            ranges, interval = recompute(model, length, memory)
         except OutOfMemory:
             return (math.nan,) * 3, None, True
-        return found[primary], interval, False
+        return ranges[primary], interval, False
 
     def compare_interval(seed: int | None, length: int | None, interval) -> None:
         """The stored interval's bounds against their ranges, where an interval is stored."""
@@ -223,7 +224,7 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                     continue
                 if model is None:
                     raise ModelUnavailable(f"artifact {model_file(seed)} is missing")
-                found, interval = recompute(model, cell.length)
+                ranges, interval = recompute(model, cell.length)
                 longer = {length: longer_score(model, length) for length in lengths}
             except ModelUnavailable as error:
                 compare(score_name(seed), math.nan, str(error))
@@ -232,26 +233,26 @@ def check_cell(tracker: Tracker, cell: CellResult) -> list[Check]:
                 why = f"artifact {model_file(seed)} cannot be scored: {first_line(error)}"
                 compare(score_name(seed), math.nan, why)
                 continue
-            compare_range(score_name(seed), found[primary])
+            compare_range(score_name(seed), ranges[primary])
             if seed is None and TEST_EXAMPLES in cell.metrics:
                 compare(TEST_EXAMPLES, float(len(split(cell.length)[1])))
             compare_interval(seed, None, interval)
             recomputed_intervals[which] = (interval[0][0], interval[1][0])
             if seed is None:
-                for name, value in sorted(found.items()):
+                for name, value in sorted(ranges.items()):
                     compare_range(task_score_name(name), value)
             for length, (value, bounds, out_of_memory) in longer.items():
                 compare_range(score_name(seed, length), value)
                 compare_interval(seed, length, bounds)
                 if seed is None and (out_of_memory or cell.out_of_memory_at(length)):
                     compare(at_length(OUT_OF_MEMORY, length), float(out_of_memory))
-            recomputed_seeds[which] = found[primary]
+            recomputed_seeds[which] = ranges[primary]
     if len(recomputed_seeds) == len(cell.seeds):
         seeds = [recomputed_seeds[s] for s in cell.seeds]
         bounds = [recomputed_intervals.get(s) for s in cell.seeds]
         verdict, lowest, highest = (
             judge(
-                [found[i] for found in seeds],
+                [seed_ranges[i] for seed_ranges in seeds],
                 bar,
                 baseline,
                 task.metric.direction,
@@ -274,14 +275,21 @@ def cell_label(cell: CellResult) -> str:
 
 @dataclass
 class Verification:
-    """What verify found: a check per stored number, and the cells with no number to check."""
+    """What verify found in an experiment: a check per stored number, and the cells with no
+    number to check."""
 
+    experiment: str
     checks: list[Check]
     unscored: list[CellResult]  # diverged or failed: no model was trained, nothing was scored
 
     @property
     def mismatches(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
+
+    @property
+    def ok(self) -> bool:
+        """No stored number disagrees with its recomputation."""
+        return not self.mismatches
 
 
 def verify(
@@ -295,25 +303,25 @@ def verify(
     from harness.frontier import FrontierResult
     from harness.report.read import read_store
 
-    found = Verification([], [])
+    verification = Verification(experiment, [], [])
     results = read_store(tracker, experiment, progress)
     probed: set[str] = set()
     for run in results.runs if keys is not None else []:
-        frontier = FrontierResult.from_run(run) if run.data.tags.get(FRONTIER_KEY) in keys else None
+        frontier = FrontierResult.from_run(run) if run.tags.get(FRONTIER_KEY) in keys else None
         if frontier is not None:
             probed |= {step.run_id for step in frontier.bracket.steps}
     for cell in results.cells:
         if keys is not None and cell.key not in keys and cell.run_id not in probed:
             continue
         if cell.state is not CellState.DONE:
-            found.unscored.append(cell)
+            verification.unscored.append(cell)
             continue
         progress(f"verifying {cell_label(cell)} (run {cell.run_id[:8]})")
         if cell.legacy:
             note = "recorded before verify existed: no models to recompute from"
-            found.checks.append(
+            verification.checks.append(
                 Check(cell.run_id, cell_label(cell), TEST_SCORE, cell.test_score, math.nan, note)
             )
             continue
-        found.checks += check_cell(tracker, cell)
-    return found
+        verification.checks += check_cell(tracker, cell)
+    return verification

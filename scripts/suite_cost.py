@@ -80,8 +80,8 @@ class Prices:
             if timed:
                 self.shapes[key.removeprefix("step_seconds/")] = timed
         for run in runs:
-            params, seconds = run.data.params, run.data.metrics.get(SECONDS_PER_EPOCH)
-            if run.data.tags.get(KIND) != CELL or run.info.status != "FINISHED" or not seconds:
+            params, seconds = run.params, run.metrics.get(SECONDS_PER_EPOCH)
+            if run.tags.get(KIND) != CELL or run.status != "FINISHED" or not seconds:
                 continue
             length, batch = int(params["length"]), int(params["budget.batch_size"])
             budget = Budget(n_train=int(params["budget.n_train"]), batch_size=batch)
@@ -120,12 +120,14 @@ class Prices:
 
     def price(self, family: str, length: int, batch_size: int, params: int | None = None) -> float:
         """Seconds per batch-step of `family` at `length`, `batch_size` and `params`."""
-        found = self.per_sequence(family, length, params)
+        seconds = self.per_sequence(family, length, params)
         forward = family.removeprefix("bi")
-        if found is None and forward != family:
-            found = self.per_sequence(forward, length, params)
-            found = None if found is None else 2 * found
-        return self.default * (params or PARAMS) / PARAMS if found is None else found * batch_size
+        if seconds is None and forward != family:
+            seconds = self.per_sequence(forward, length, params)
+            seconds = None if seconds is None else 2 * seconds
+        return (
+            self.default * (params or PARAMS) / PARAMS if seconds is None else seconds * batch_size
+        )
 
     def source(self) -> str:
         if not self.shapes and not self.cells:

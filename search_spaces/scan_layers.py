@@ -12,7 +12,7 @@ recurrence as a loop over time, for tests. Nothing depends on the length: a mode
 lengths longer than any it was trained on. The real recurrences scan (a, b) pairs, in log
 space where both are positive (minGRU, minLSTM) and in linear space where a_t may be
 negative (signed minGRU); the complex ones (LRU, RotScan) scan (re, im) pairs. One module
-for all of them, above 400 lines: they share the operators, the scan and the loop.
+for all of them: they share the operators, the scan and the loop.
 
 Under a mixed-precision policy (the cost probe's bfloat16) these layers compute in float32
 (autocast off: their variables stay float32, so does the scan) and return the compute

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from search_spaces import REGISTRY
-from tests.conftest import all_runs, harness, store_uri, write_suite
+from tests.helpers import all_runs, harness, store_uri, write_suite
 
 FAMILIES = list(REGISTRY)
 # One task per output kind: regression, sequence classification, per-step with ignored targets.

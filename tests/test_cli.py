@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     all_runs,
     free_port,
     harness,

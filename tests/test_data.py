@@ -12,7 +12,7 @@ from harness.data import prune_cache, split
 from harness.provenance import cell_code
 from harness.suites import Cell
 from tasks import get_task
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 ADDING, LAYERS = REPO / "tasks" / "adding.py", REPO / "search_spaces" / "layers.py"
 

@@ -6,11 +6,11 @@ import time
 
 import keras_tuner as kt
 import pytest
+from keras_tuner.engine.trial import TrialStatus
 from keras_tuner.src import protos
-from keras_tuner.src.engine.trial import TrialStatus
 
-from harness import distributed
-from tests.conftest import (
+from harness import distributed, kt_compat
+from tests.helpers import (
     all_runs,
     finish,
     free_port,
@@ -75,7 +75,7 @@ def ask(servicer, tuner_id: str):
 
 
 def complete(servicer, trial_id: str) -> None:
-    trial = servicer.oracle.trials[trial_id]
+    trial = servicer.oracle.get_trial(trial_id)
     trial.metrics.register("loss", "min")
     trial.metrics.update("loss", 1.0)
     trial.status = TrialStatus.COMPLETED
@@ -98,8 +98,8 @@ def test_a_silent_workers_trial_is_rerun_then_failed_and_the_search_ends(tmp_pat
     assert ask(servicer, "w1") == ("1", TrialStatus.RUNNING)
     complete(servicer, "1")
     # w1 waits (IDLE) while w0 still holds trial 0, instead of leaving
-    assert ask(servicer, "w1")[1] == TrialStatus.IDLE and not servicer.stop_triggered
-    assert "w1" in oracle.tuner_ids  # so the chief waits to tell w1 to stop
+    assert ask(servicer, "w1")[1] == TrialStatus.IDLE and not servicer.ended
+    assert "w1" in kt_compat.workers(oracle)  # so the chief waits to tell w1 to stop
     # a restarted w0 takes its own trial back
     assert ask(servicer, "w0") == ("0", TrialStatus.RUNNING)
     losses: dict = {}
@@ -109,9 +109,10 @@ def test_a_silent_workers_trial_is_rerun_then_failed_and_the_search_ends(tmp_pat
     assert ask(servicer, "w1") == ("0", TrialStatus.RUNNING)  # re-run by w1
     servicer.heard["w1"] = time.monotonic() - 60
     assert drop_silent(servicer, losses) == ["w1"]  # lost twice: ended FAILED
-    assert oracle.trials["0"].status == TrialStatus.FAILED and not oracle.ongoing_trials
-    assert ask(servicer, "w2")[1] == TrialStatus.STOPPED and servicer.stop_triggered
-    assert not oracle.tuner_ids
+    assert oracle.get_trial("0").status == TrialStatus.FAILED
+    assert not kt_compat.running_trials(oracle)
+    assert ask(servicer, "w2")[1] == TrialStatus.STOPPED and servicer.ended
+    assert not kt_compat.workers(oracle)
 
 
 def trial_runs(uri: str, experiment: str):
@@ -181,7 +182,24 @@ def test_a_local_pools_worker_leaves_when_nothing_is_left_to_run_now(tmp_path):
     assert status == TrialStatus.RUNNING and first != second
     complete(servicer, first)
     assert ask(servicer, "local1")[1] == TrialStatus.STOPPED  # local2's trial still runs
-    assert not servicer.stop_triggered and "local1" not in oracle.tuner_ids
+    assert not servicer.ended and "local1" not in kt_compat.workers(oracle)
     complete(servicer, second)
     assert ask(servicer, "local2")[1] == TrialStatus.STOPPED
-    assert servicer.stop_triggered and not oracle.tuner_ids and len(ended) == 2
+    assert servicer.ended and not kt_compat.workers(oracle) and len(ended) == 2
+
+
+@pytest.mark.parametrize(
+    ("offered", "running", "leave_when_idle", "told"),
+    [
+        (kt_compat.RUN, True, False, kt_compat.RUN),
+        (kt_compat.RUN, False, True, kt_compat.RUN),
+        (kt_compat.WAIT, True, False, kt_compat.WAIT),  # Hyperband's round still running
+        (kt_compat.END, True, False, kt_compat.WAIT),  # another worker's trial may come back
+        (kt_compat.END, False, False, kt_compat.END),
+        (kt_compat.WAIT, True, True, kt_compat.LEAVE),  # a pool's worker: back for other work
+        (kt_compat.END, True, True, kt_compat.LEAVE),
+        (kt_compat.END, False, True, kt_compat.END),
+    ],
+)
+def test_what_a_worker_asking_for_a_trial_is_told(offered, running, leave_when_idle, told):
+    assert distributed._answer(offered, running, leave_when_idle) == told

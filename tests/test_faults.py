@@ -22,7 +22,7 @@ from harness.runner import Runner
 from harness.steps import resolve
 from harness.suites import Cell
 from harness.tracking import Tracker
-from tests.conftest import (
+from tests.helpers import (
     MlflowServer,
     all_runs,
     finish,
@@ -231,17 +231,17 @@ def test_a_resume_ends_the_runs_of_dead_processes_here_and_no_other(workdir):
     }
     runner = Runner(tracker, workdir / "data")
     _, run_id, _ = runner.resume(experiment_id, resolve(cell, workdir / "data"))
-    status = {name: tracker.get_run(run).info.status for name, run in ids.items()}
+    status = {name: tracker.get_run(run).status for name, run in ids.items()}
     assert status == {
         "dead": "KILLED",
         "alive": "RUNNING",
         "elsewhere": "RUNNING",
         "pid reused": "KILLED",
     }
-    assert tracker.get_run(ids["dead"]).data.tags["harness.status"] == "killed"
+    assert tracker.get_run(ids["dead"]).tags["harness.status"] == "killed"
     reopened = tracker.get_run(run_id)
-    assert run_id == parent and reopened.info.status == "RUNNING"
-    assert reopened.data.tags[PID] == str(os.getpid())  # now this process's run
+    assert run_id == parent and reopened.status == "RUNNING"
+    assert reopened.tags[PID] == str(os.getpid())  # now this process's run
 
 
 @pytest.mark.slow
@@ -259,3 +259,5 @@ def test_a_run_killed_mid_trial_leaves_no_running_run_after_its_resume(workdir):
     harness(*args, cwd=workdir, check=True)
     runs = all_runs(store_uri(workdir), "phantom")
     assert "RUNNING" not in set(runs["status"]), runs[["status", "tags.harness.kind"]]
+    parent, _ = check_each_trial_once(store_uri(workdir), "phantom", 2)  # none lost, none twice
+    assert parent["metrics.trials_completed"] == 2

@@ -14,7 +14,7 @@ from harness.frontier import search
 from harness.suites import FrontierSpec, load_suite
 from search_spaces.base import DEFAULT_GRID
 from tasks import get_task
-from tests.conftest import (
+from tests.helpers import (
     all_runs,
     harness,
     start_harness,
@@ -146,7 +146,7 @@ def test_a_suite_frontier_block_becomes_one_frontier_per_task_and_family(tmp_pat
     spec = suite.frontiers[0]
     assert (spec.task, spec.family, spec.min_length, spec.max_length) == ("adding", "gru", 10, 80)
     assert spec.budget.params == 5000 and spec.seed == 3 and spec.seeds == 3
-    from harness.suites import Ask
+    from harness.frontier import Ask
 
     cell = spec.cell(Ask(20, 0, "double"))
     assert (cell.length, cell.seed, cell.extra_seeds) == (20, 3, (4, 5))
@@ -185,8 +185,7 @@ def test_bad_frontier_input_is_one_line_and_exit_2(workdir, args, expected):
 
 
 def test_a_probe_without_a_readable_result_is_a_failed_step():
-    from harness.frontier import Step
-    from harness.suites import Ask
+    from harness.frontier import Ask, Step
 
     assert Step.of(Ask(40, 1, "confirm"), None) == Step(40, 1, "confirm", False)
 

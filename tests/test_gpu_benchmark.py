@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.backend import gpu_free_bytes
-from tests.conftest import DEFAULT_SIGINT, wait_for_output
+from tests.helpers import DEFAULT_SIGINT, wait_for_output
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_backends.py"

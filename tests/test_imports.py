@@ -2,52 +2,7 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("harness", "tasks", "search_spaces")
-
-
-def module_files() -> dict[str, Path]:
-    """Every module of the project's packages by dotted name (a package by its own name)."""
-    found = {}
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            parts = list(path.relative_to(REPO).with_suffix("").parts)
-            if parts[-1] == "__init__":
-                parts.pop()
-            found[".".join(parts)] = path
-    return found
-
-
-def imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The project modules that module `name` imports anywhere in its file, with the packages
-    that importing them runs first (those that do not hold `name` itself)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    targets = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            targets.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, *([base] if base else [])])
-            for alias in node.names:
-                submodule = f"{base}.{alias.name}"
-                targets.add(submodule if submodule in modules else base)
-    with_packages = set(targets)
-    for target in targets:
-        parts = target.split(".")
-        with_packages.update(".".join(parts[:end]) for end in range(1, len(parts)))
-    own = {".".join(name.split(".")[:end]) for end in range(1, name.count(".") + 2)}
-    return {t for t in with_packages if t in modules and t not in own}
-
-
-def import_graph() -> dict[str, set[str]]:
-    modules = module_files()
-    return {name: imported(name, path, modules) for name, path in modules.items()}
+from tests.helpers import import_graph, imported
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, all_runs, store_uri, tiny_cell, write_suite
-from tests.conftest import harness_process as harness  # each command imports your modules afresh
+from tests.helpers import REPO, all_runs, store_uri, tiny_cell, write_suite
+from tests.helpers import harness_process as harness  # each command imports your modules afresh
 
 TINY = ["--max-trials", "1", "--epochs", "2", "--n-train", "64", "--n-val", "32",
         "--n-test", "32", "--batch-size", "32"]  # fmt: skip
@@ -146,6 +146,8 @@ class BackboneRaises(FamilySpace):
 """
 
 
+# Each case is a process of its own (~5 s): one case of each kind of break in the fast tier,
+# the other contract breaks in the slow tier.
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
@@ -154,15 +156,17 @@ class BackboneRaises(FamilySpace):
         (["--family", "my_conv"], "unknown family 'my_conv'"),
         (["--family", "broken:Uncounted"], "'broken:Uncounted' breaks the family contract: it "
          "does not define backbone_parameters"),
-        (["--family", "broken:CountRaises"], "'broken:CountRaises' breaks the family contract: "
-         "backbone_parameters(defaults, 8) raised AttributeError: 'dict' object has no attribute"),
+        pytest.param(["--family", "broken:CountRaises"], "'broken:CountRaises' breaks the family "
+         "contract: backbone_parameters(defaults, 8) raised AttributeError: 'dict' object has no "
+         "attribute", marks=pytest.mark.slow),
         (["--task", "my_conv:CausalConv"], "is not a subclass of tasks.base.Task"),
         (["--task", "my_tasks:NoMetric"], "'my_tasks:NoMetric' breaks the task contract: class "
          "attribute 'metric' must be a Metric (it is missing)"),
-        (["--task", "my_tasks:KeyErrorTask"], "'my_tasks:KeyErrorTask' breaks the task contract: "
-         "generate(2, 2, 0, 'train') raised KeyError: 'x'"),
-        (["--task", "my_tasks:WrongShape"], "'my_tasks:WrongShape' breaks the task contract: "
-         "generate must return x as int32 of shape (2, 2) (got int32 of shape (2, 1))"),
+        pytest.param(["--task", "my_tasks:KeyErrorTask"], "'my_tasks:KeyErrorTask' breaks the "
+         "task contract: generate(2, 2, 0, 'train') raised KeyError: 'x'", marks=pytest.mark.slow),
+        pytest.param(["--task", "my_tasks:WrongShape"], "'my_tasks:WrongShape' breaks the task "
+         "contract: generate must return x as int32 of shape (2, 2) (got int32 of shape (2, 1))",
+         marks=pytest.mark.slow),
     ],
 )  # fmt: skip
 def test_a_plugin_that_cannot_be_used_is_one_line_and_exit_2(plugin_dir, flags, expected):
@@ -188,6 +192,7 @@ def test_a_family_whose_backbone_raises_is_one_line_and_exit_2(plugin_dir):
     assert not any(cells(plugin_dir)["status"] == "FINISHED")
 
 
+@pytest.mark.slow  # a cell in a process of its own (~13 s)
 def test_your_own_task_and_family_load_from_the_installed_script(plugin_dir):
     """The `harness` console script, whose own folder (not the one you run in) is first on
     sys.path, imports plug-ins from the folder you run in as `python -m harness` does."""

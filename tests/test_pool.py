@@ -13,17 +13,26 @@ import time
 
 import pytest
 
-from harness import backend, interrupts
+from harness import backend, interrupts, kt_compat
 from harness.events import Events
 from harness.pool import (
     STRANDED_S,
     Demand,
+    EvaluateJob,
     Pool,
+    Progress,
+    Reply,
+    RetrainJob,
+    SearchJob,
+    Settings,
+    Ticket,
     auto_workers,
+    from_wire,
     parse_workers,
+    to_wire,
     worker_environment,
 )
-from tests.conftest import (
+from tests.helpers import (
     OWN_COMPILE_CACHE,
     REPO,
     all_runs,
@@ -176,12 +185,48 @@ def check_tree(folder, experiment: str, cells: int, trials: int) -> None:
     assert set(children["tags.harness.worker"]) == {"local1", "local2"}
 
 
+JOINING = SearchJob(None, "1", "2", "127.0.0.1:1")  # a search's job (of no cell)
+
+
+def no_cell(folder: str) -> RetrainJob:
+    """A retrain of no cell: it fails where it runs."""
+    return RetrainJob(None, {}, 0, folder, "0", "0")
+
+
+def test_each_message_crosses_to_a_worker_as_a_plain_dict_and_back_whole():
+    from harness.budget import Budget
+    from harness.suites import Cell
+
+    cell = Cell("adding", 8, "gru", Budget())
+    messages = [
+        Settings("/work", "sqlite:///mlflow.db"),
+        SearchJob(cell, "1", "run", "127.0.0.1:8470"),
+        EvaluateJob(cell, "/work/folder"),
+        RetrainJob(cell, {"units": 4}, 2, "/work/folder", "1", "run"),
+        Progress("epoch", {"epoch": 1, "label": "adding"}),
+        Reply(RuntimeError("ValueError: no")),
+    ]
+    kinds = ["settings", "search", "evaluate", "retrain", "event", "done"]
+    for message, kind in zip(messages, kinds, strict=True):
+        wire = to_wire(message)
+        assert type(wire) is dict and wire["kind"] == kind
+        back = from_wire(wire)
+        assert type(back) is type(message)
+        if isinstance(message, Reply):
+            assert str(back.result) == str(message.result)
+        else:
+            assert back == message
+    assert to_wire(messages[1])["cell"] is cell  # one level deep: the cell travels whole
+    ticket = Ticket(1, messages[1], Demand("adding", messages[1], None, planned=2))
+    assert "demand" not in to_wire(ticket.job)  # the coordinator's own objects stay behind
+
+
 def test_after_a_stop_a_job_whose_worker_died_ends_interrupted_and_none_starts(
     workdir, monkeypatch
 ):
     """A worker ends on a stop (Ctrl-C, --stop-after): the job it ran is interrupted, not
     failed, whether its last message or its death reaches the coordinator first."""
-    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+    for name in kt_compat.VARIABLES:
         monkeypatch.setenv(name, "")  # the pool makes this process a chief: undone after
     pool = Pool(1, workdir, store_uri(workdir), Events())
     pool.start()
@@ -192,7 +237,7 @@ def test_after_a_stop_a_job_whose_worker_died_ends_interrupted_and_none_starts(
 
     def ask(name: str) -> None:
         try:
-            pool.run("retrain", cell=None, folder=str(workdir))
+            pool.run(no_cell(str(workdir)))
         except BaseException as error:  # noqa: BLE001 - what it raised is the point
             ended[name] = error
 
@@ -229,7 +274,7 @@ def test_a_search_whose_trials_have_all_ended_takes_no_worker(tmp_path):
         objective="val_loss", max_trials=2, hyperparameters=space, seed=0
     )
     oracle._set_project_dir(str(tmp_path), "cell")
-    demand = Demand("cell", {}, oracle, planned=2)
+    demand = Demand("cell", JOINING, oracle, planned=2)
     assert demand.wants(0.0)  # no trial yet
     for _ in range(2):
         trial = oracle.create_trial("local1")
@@ -243,15 +288,15 @@ def test_a_search_whose_trials_have_all_ended_takes_no_worker(tmp_path):
 def test_a_worker_left_on_a_search_that_ended_is_replaced(workdir, monkeypatch):
     """A worker still on a search STRANDED_S after the search ended is ended and replaced,
     and the search's count of workers is put right."""
-    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+    for name in kt_compat.VARIABLES:
         monkeypatch.setenv(name, "")  # the pool makes this process a chief: undone after
     pool = Pool(1, workdir, store_uri(workdir), Events())
     pool.start()
     first = pool.workers[0].process
-    demand = Demand("cell", {}, None, planned=2, assigned=1)
+    demand = Demand("cell", JOINING, None, planned=2, assigned=1)
     try:
         with pool.lock:  # the worker joined the search as it ended, 31 s ago
-            pool.workers[0].busy = {"id": 0, "kind": "search", "demand": demand}
+            pool.workers[0].busy = Ticket(0, JOINING, demand)
             demand.done, demand.ended_at = True, time.monotonic() - STRANDED_S - 1
         first.wait(timeout=30)
         for _ in range(600):
@@ -268,7 +313,7 @@ def test_a_worker_whose_connection_broke_is_replaced_and_its_job_runs_on_the_new
 ):
     """A job sent to a worker whose connection has broken (it died as the job left) is not
     lost: the worker is replaced and the job runs there, and the pool keeps scheduling."""
-    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+    for name in kt_compat.VARIABLES:
         monkeypatch.setenv(name, "")  # the pool makes this process a chief: undone after
     pool = Pool(1, workdir, store_uri(workdir), Events())
     pool.start()
@@ -279,7 +324,7 @@ def test_a_worker_whose_connection_broke_is_replaced_and_its_job_runs_on_the_new
 
     def ask() -> None:
         try:
-            pool.run("retrain", cell=None, folder=str(workdir))
+            pool.run(no_cell(str(workdir)))
         except RuntimeError as error:  # a job of no cell fails where it runs
             failed.append(str(error))
 

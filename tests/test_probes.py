@@ -17,22 +17,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import backend
+from harness import api, backend
 
 backend.configure()
 
 from harness.probes import cost, gradients, loglog_fit, rotation  # noqa: E402
 from search_spaces import REGISTRY  # noqa: E402
 from tasks import get_task  # noqa: E402
-from tests.conftest import (  # noqa: E402
+from tests.helpers import (  # noqa: E402
     OWN_COMPILE_CACHE,
-    TINY_DATA,
+    TINY_BUDGET,
     client,
     copy_store,
     harness,
     md_rows,
     section_text,
     start_harness,
+    store_uri,
     wait_for_output,
 )
 
@@ -358,23 +359,12 @@ def test_step_memory_of_a_training_step_holds_its_gradient():
 def store(tmp_path_factory) -> Path:
     """Every probe command on a fresh store (every family: the slow tests above)."""
     folder = tmp_path_factory.mktemp("probes")
-    commands = [
-        (
-            "run",
-            "--task",
-            "counting",
-            "--length",
-            "10",
-            "--family",
-            "gru",
-            "--family",
-            "rotscan",
-            "--max-trials",
-            "1",
-            "--epochs",
-            "1",
-            *TINY_DATA,
-        ),
+    api.run(
+        tasks=["counting"], lengths=[10], families=["gru", "rotscan"],
+        budget={**TINY_BUDGET, "max_trials": 1, "epochs": 1}, experiment=EXPERIMENT,
+        store=store_uri(folder), workdir=folder / "data",
+    )  # fmt: skip
+    commands = [  # the probe commands, as you type them
         ("probe", "rotation", "--lengths", "10,20", "--examples", "16"),
         (
             "probe",

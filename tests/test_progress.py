@@ -11,8 +11,9 @@ from rich.console import Console
 
 from harness import frontier, plan
 from harness.budget import Budget
+from harness.frontier import Ask
 from harness.progress import ConsoleProgress
-from harness.suites import Ask, Cell, FrontierSpec
+from harness.suites import Cell, FrontierSpec
 from tasks import get_task
 
 BUDGET = Budget(max_trials=3, epochs=4, batch_size=32, n_train=100)

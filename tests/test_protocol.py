@@ -7,12 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from harness import evaluation, steps
+from harness import api, evaluation, steps
 from harness.budget import Budget
 from harness.evaluation import Evaluation
 from harness.results import VERDICT_RULE
 from harness.suites import Cell
-from tests.conftest import TINY_DATA, all_runs, client, harness, store_uri
+from tests.helpers import (
+    TINY_DATA,
+    all_runs,
+    api_cell,
+    client,
+    harness,
+    md_rows,
+    section_text,
+    store_uri,
+)
 
 
 def first_draws(cell: Cell, folder: Path, count: int = 3) -> list[dict]:
@@ -35,11 +44,13 @@ def test_each_cell_draws_its_own_configurations_and_seed_0_is_a_seed(tmp_path, t
     assert 1 <= short.oracle_seed != long.oracle_seed
 
 
-def test_a_grid_search_trains_exactly_its_points_and_verify_recomputes_intervals(workdir):
-    grid = ["--tuner", "grid", "--grid", "learning_rate=0.001:0.01,depth=1:2"]
-    cell = ["--task", "adding", "--length", "8", "--family", "gru", "--epochs", "1", *TINY_DATA]
-    harness("run", *cell, *grid, cwd=workdir, check=True)
-    runs = all_runs(store_uri(workdir), "adhoc")
+def test_a_grid_search_trains_exactly_its_points_verify_recomputes_them_the_report_shows_them(
+    workdir,
+):
+    """(The report's grid table on stored trials of hand-set scores: test_report.py.)"""
+    grid = {"learning_rate": [0.001, 0.01], "depth": [1, 2]}
+    ran = api_cell(workdir, epochs=1, tuner="grid", grid=grid)
+    runs = all_runs(store_uri(workdir), ran.experiment)
     trials = runs[runs["tags.harness.kind"] == "trial"]
     points = {
         (float(t["params.learning_rate"]), int(t["params.depth"])) for _, t in trials.iterrows()
@@ -51,21 +62,45 @@ def test_a_grid_search_trains_exactly_its_points_and_verify_recomputes_intervals
     parent = runs[runs["tags.harness.kind"] == "cell"].iloc[0]
     low, high = parent["metrics.test_score_low"], parent["metrics.test_score_high"]
     assert 0 <= low <= parent["metrics.test_score"] <= high
-    verified = harness("verify", cwd=workdir, check=True)
-    assert "test_score_low" in verified.stdout and "test_score_high" in verified.stdout
+    uri, cache = store_uri(workdir), workdir / "data" / "jax-cache"
+    verified = api.verify(uri, compile_cache=cache)
+    assert verified.ok and {"test_score_low", "test_score_high"} <= {
+        check.metric for check in verified.checks
+    }
 
     store = client(workdir)
     store.log_metric(parent["run_id"], "test_score_high", high + 1.0)
-    wrong = harness("verify", cwd=workdir)
-    assert wrong.returncode == 1 and "test_score_high" in wrong.stdout
+    wrong = api.verify(uri, compile_cache=cache)
+    assert not wrong.ok and [m.metric for m in wrong.mismatches] == ["test_score_high"]
     store.log_metric(parent["run_id"], "test_score_high", high)
 
     # a cell stored before majority verdicts (no rule recorded) is judged by the mean, as then
     store.delete_tag(parent["run_id"], VERDICT_RULE)
-    harness("verify", cwd=workdir, check=True)
-    report = harness("report", "--out", "out", cwd=workdir, check=True)
-    assert report.returncode == 0
-    assert "judged by the mean" in (workdir / "out" / "leaderboard.md").read_text()
+    assert api.verify(uri, compile_cache=cache).ok
+    reported = api.report(uri, workdir / "out")
+    text = reported.leaderboard.read_text()
+    assert "judged by the mean" in text
+
+    # the report's grid table: each point's validation score as its trial run holds it, ★ on
+    # the trial the cell names, and the edge of each axis that point lies on (two values each)
+    best = parent["tags.harness.best_trial"]
+    chosen = next(t for _, t in trials.iterrows() if t["tags.harness.trial_id"] == best)
+    by_point = {
+        (int(t["params.depth"]), float(t["params.learning_rate"])): t for _, t in trials.iterrows()
+    }
+    order = [(1, 0.001), (1, 0.01), (2, 0.001), (2, 0.01)]  # the axes by name, then values
+    scores = [
+        f"{by_point[p]['metrics.objective']:.4g}"
+        + " ★" * (by_point[p]["run_id"] == chosen["run_id"])
+        for p in order
+    ]
+    depth, rate = int(chosen["params.depth"]), float(chosen["params.learning_rate"])
+    edge = f"{'⇤' if depth == 1 else '⇥'} depth, {'⇤' if rate == 0.001 else '⇥'} learning_rate"
+    part = section_text(text, f"Budget {parent['tags.harness.budget_key']}")
+    assert md_rows(part[part.index("Grid points:") :], "family") == [
+        ["family", "length", *(f"depth={d}, learning_rate={r}" for d, r in order), "edge"],
+        ["gru", "8", *scores, edge],
+    ]
 
 
 def test_a_grid_with_a_trial_count_or_repeated_executions_is_refused(workdir):

@@ -26,7 +26,7 @@ from harness.report.render import figure_file
 from harness.suites import FrontierSpec
 from harness.tracking import Tracker
 from tasks import get_task
-from tests.conftest import (
+from tests.helpers import (
     REPO,
     add_run,
     client,
@@ -36,7 +36,6 @@ from tests.conftest import (
     md_rows,
     section_text,
     store_uri,
-    tiny_cell,
 )
 
 EXPERIMENT = "report-test"
@@ -943,33 +942,3 @@ def test_a_grid_of_two_axes_marks_each_numeric_axis_at_an_edge(copy):
     rows = grid_rows(build(copy), grid)
     assert rows[0][2:4] == ["depth=1, learning_rate=0.001", "depth=1, learning_rate=0.003"]
     assert rows[1] == ["gru", "50", "0.2", "0.1", "0.3", "0.05", "0.004 ★", "0.02", "⇥ depth"]
-
-
-def test_a_real_grid_search_is_reported_point_by_point(tmp_path):
-    """`harness run --tuner grid` over two learning rates: both points' validation scores
-    as the trial runs hold them, ★ on the trial the cell names, and an edge mark (two
-    values: the chosen one is the smallest or the largest)."""
-    result = harness(
-        "run", *tiny_cell(epochs=1), "--tuner", "grid", "--grid", "learning_rate=0.001:0.01",
-        "--experiment", EXPERIMENT, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    (cell,) = parents(tmp_path)
-    found = client(tmp_path).search_runs(
-        [cell.info.experiment_id], f"tags.`mlflow.parentRunId` = '{cell.info.run_id}'"
-    )
-    trials = {float(r.data.params["learning_rate"]): r for r in found}
-    best = cell.data.tags["harness.best_trial"]
-    chosen = next(rate for rate, r in trials.items() if r.data.tags["harness.trial_id"] == best)
-    text = build(tmp_path)
-    part = section_text(text, f"Budget {key_of(cell)}")
-    rows = md_rows(part[part.index("Grid points:") :], "family")
-    scores = [
-        f"{trials[rate].data.metrics['objective']:.4g}" + " ★" * (rate == chosen)
-        for rate in (0.001, 0.01)
-    ]
-    edge = "⇤ learning_rate" if chosen == 0.001 else "⇥ learning_rate"
-    assert rows == [
-        ["family", "length", "learning_rate=0.001", "learning_rate=0.01", "edge"],
-        ["gru", "8", *scores, edge],
-    ]

@@ -25,7 +25,7 @@ from harness.results import (  # noqa: E402
 )
 from harness.suites import Cell, FrontierSpec  # noqa: E402
 from tasks.base import IGNORE, masked_accuracy  # noqa: E402
-from tests.conftest import (  # noqa: E402
+from tests.helpers import (  # noqa: E402
     add_run,
     all_runs,
     client,
@@ -265,11 +265,11 @@ def test_running_a_cell_keeps_its_finished_run_over_a_later_unfinished_one(workd
     later = cell_run(workdir, BUDGET, 2000, finished=False, key=cell.key)
     tracker = Tracker(store_uri(workdir))
     experiment_id = tracker.experiment_id("stand")
-    assert tracker.cell_run(experiment_id, cell.key).info.run_id == finished
+    assert tracker.cell_run(experiment_id, cell.key).run_id == finished
     (status,) = cell_states(tracker, "stand", [cell])
     assert status.state is CellState.DONE and status.result.run_id == finished
     client(workdir).set_terminated(finished, "KILLED")  # no finished run left: the latest
-    assert tracker.cell_run(experiment_id, cell.key).info.run_id == later
+    assert tracker.cell_run(experiment_id, cell.key).run_id == later
 
 
 # -- names, budgets and keys ------------------------------------------------------------------------

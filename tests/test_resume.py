@@ -7,8 +7,9 @@ import signal
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     all_runs,
+    api_cell,
     harness,
     start_harness,
     store_uri,
@@ -33,16 +34,19 @@ def check_complete(folder, trials: int = TRIALS) -> None:
 
 
 def test_a_new_store_starts_the_search_afresh_over_old_tuner_state(workdir):
-    cell = ["run", *tiny_cell(max_trials=2, epochs=1), "--experiment", "resume"]
+    """One trial: tuner state taken for the new store's would leave it with no trial run."""
     (workdir / "old").mkdir()
-    harness(*cell, "--tracking-uri", store_uri(workdir / "old"), cwd=workdir, check=True)
-    rerun = harness(*cell, cwd=workdir, check=True)  # the tuner state in workdir is stale
-    assert "done" in rerun.stdout and "diverged" not in rerun.stdout, rerun.stdout
-    check_complete(workdir, trials=2)
+    cell = {"max_trials": 1, "epochs": 1, "experiment": "resume"}
+    api_cell(workdir / "old", **cell, workdir=workdir / "data")
+    rerun = api_cell(workdir, **cell, workdir=workdir / "data")  # the tuner state is stale
+    assert [(c.action, c.state, c.trials) for c in rerun.cells] == [("ran", "done", 1)]
+    check_complete(workdir, trials=1)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["epoch:1", "epoch:3", "trial:1", "trial:2", "evaluation"])
+# mid-trial after a trial finished, between trials, after the search (a kill in the first
+# trial's first epoch: test_faults.py's test_a_run_killed_mid_trial_...)
+@pytest.mark.parametrize("fault", ["epoch:3", "trial:1", "evaluation"])
 def test_sigkill_then_rerun_loses_nothing_and_duplicates_nothing(workdir, fault):
     killed = harness(*CELL, cwd=workdir, env={"HARNESS_FAULT": fault})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -80,10 +84,11 @@ def test_sigint_marks_the_trial_killed_and_the_rerun_resumes(workdir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_stop_after_stops_as_ctrl_c_does_and_the_rerun_finishes(workdir, workers):
+def test_stop_after_stops_as_ctrl_c_does_and_the_rerun_finishes(workdir):
     """--stop-after: the run stops at the limit (exit 3, one line saying so), the trials
-    running (here, on the pool's workers too) are KILLED, and the rerun finishes the cell."""
+    running, here on the pool's workers, are KILLED, and the rerun finishes the cell. (In one
+    process: SIGINT's test above, and test_api.py's stop_after.)"""
+    workers = "2"
     args = ["run", *tiny_cell(epochs=10, max_trials=TRIALS, n_train=4096), "--experiment", "resume"]
     stopped = harness(*args, "--workers", workers, "--stop-after", "0.1", cwd=workdir)
     assert stopped.returncode == 3, stopped.stdout + stopped.stderr

@@ -21,7 +21,7 @@ from search_spaces import REGISTRY, describe_space, get_space  # noqa: E402
 from search_spaces.base import BUDGET_TOLERANCE, BudgetError  # noqa: E402
 from tasks import REGISTRY as TASKS  # noqa: E402
 from tasks import get_task  # noqa: E402
-from tests.conftest import REPO, harness  # noqa: E402
+from tests.helpers import REPO, harness  # noqa: E402
 
 FAMILIES = list(REGISTRY)
 # One task per input and output kind: real/regression, tokens/sequence, tokens/per-step.

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from harness import api
 from harness.budget import Budget
 from harness.errors import UserError
 from harness.suites import Cell, bundled_suites, load_suite
-from tests.conftest import REPO, all_runs, harness, one_error_line, store_uri, write_suite
+from tests.helpers import REPO, all_runs, harness, one_error_line, store_uri, write_suite
 
 GOOD_BLOCK = {"tasks": ["adding"], "lengths": [10], "families": ["gru"]}
 
@@ -93,7 +94,7 @@ def test_a_fixed_hyperparameter_holds_in_every_trial_and_names_its_budget(tmp_pa
     (plain,) = load_suite(str(tmp_path / "plain.toml")).cells
     assert cell.budget.fixed == (("depth", 2),) and cell.key != plain.key
     assert plain.budget.fixed is None and "fixed" not in plain.as_dict()["budget"]
-    harness("run", "--suite", str(path), cwd=tmp_path, check=True)
+    api.run(suite=str(path), store=store_uri(tmp_path), workdir=tmp_path / "data")
     runs = all_runs(store_uri(tmp_path), "s")
     trials = runs[runs["tags.harness.kind"] == "trial"]
     assert len(trials) == 2 and set(trials["params.depth"]) == {"2"}

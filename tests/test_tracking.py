@@ -9,14 +9,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from harness.errors import UserError
+from harness.results import StoredRun
 from harness.tracking import SCHEMES, SqliteSnapshot, Tracker
-from tests.conftest import (
+from tests.helpers import (
     all_runs,
     copy_store,
     free_port,
@@ -162,26 +164,25 @@ def test_status_lists_done_partial_and_not_started(workdir):
 
 def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(tree, workdir):
     """`harness status` reads a SQLite store with sqlite3 (SqliteSnapshot): the same
-    experiments, runs, statuses, times, tags, params and metrics (NaN included) as
-    MlflowClient, and no MLflow import."""
+    experiments, and the same runs (each a StoredRun: ids, status, times, name, tags, params
+    and metrics, NaN included) as a Tracker reads through MlflowClient, and no MLflow import."""
     copy_store(tree, workdir)
     uri = store_uri(workdir)
     tracker, snapshot = Tracker(uri), SqliteSnapshot(uri)
     experiment = tracker.experiment_id("tree", create=False)
     (cell,) = tracker.runs(experiment, "tags.`harness.kind` = 'cell'")
-    tracker.log(cell.info.run_id, metrics={"a_nan": float("nan")})
+    tracker.log(cell.run_id, metrics={"a_nan": float("nan")})
     assert snapshot.experiment_id("tree") == experiment
     assert snapshot.latest_experiment() == tracker.latest_experiment() == "tree"
     assert snapshot.active_experiments() == tracker.active_experiments()
 
-    def view(runs):
+    def view(runs: list) -> dict[str, StoredRun]:
+        """Each run by id, whole (NaN, which equals nothing, as the text "nan")."""
+        assert all(type(r) is StoredRun for r in runs)
         return {
-            r.info.run_id: (
-                r.info.status, r.info.start_time, r.info.end_time, r.data.tags, r.data.params,
-                {k: "nan" if v != v else v for k, v in r.data.metrics.items()},
-            )
+            r.run_id: replace(r, metrics={k: "nan" if v != v else v for k, v in r.metrics.items()})
             for r in runs
-        }  # fmt: skip
+        }
 
     assert view(snapshot.runs(experiment)) == view(tracker.runs(experiment))
     assert len(view(tracker.runs(experiment))) == 5  # a cell, 2 trials, 2 retrains
@@ -192,6 +193,7 @@ def test_status_reads_a_local_store_as_mlflow_does_without_importing_it(tree, wo
     assert not loaded
 
 
+@pytest.mark.slow  # test_verify.py's test_verify_against_a_tracking_server: the same and more
 def test_run_against_a_real_tracking_server(workdir, mlflow_server):
     harness("run", *CELL, "--tracking-uri", mlflow_server, cwd=workdir, check=True)
     runs = all_runs(mlflow_server, "adhoc")
@@ -205,6 +207,7 @@ def test_run_against_a_real_tracking_server(workdir, mlflow_server):
     assert "best_model.keras" in {a.path for a in artifacts}
 
 
+@pytest.mark.slow  # an `mlflow ui` server's start: about 15 s
 def test_ui_serves_the_store_on_loopback(workdir):
     port = free_port()
     ui = subprocess.Popen(
@@ -258,4 +261,4 @@ def test_the_tracker_reads_and_writes_runs_histories_and_artifacts(tmp_path):
     assert tracker.artifacts(run_id) == {"note.txt"}
     got = tracker.download_artifact(run_id, "note.txt", tmp_path / "back")
     assert got.read_text() == "kept"
-    assert tracker.get_run(run_id).data.tags["harness.kind"] == "probe"
+    assert tracker.get_run(run_id).tags["harness.kind"] == "probe"

@@ -11,24 +11,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, client, copy_store, harness, store_uri, tiny_cell, write_suite
+from harness import api
+from tests.helpers import (
+    REPO,
+    TINY_BUDGET,
+    all_runs,
+    client,
+    copy_store,
+    harness,
+    store_uri,
+    write_suite,
+)
 
 EXPERIMENT = "verify"
-RUN = [
-    "run",
-    *tiny_cell(max_trials=2, epochs=2),
-    "--eval-length",
-    "16",
-    "--extra-seed",
-    "1",
-    "--extra-seed",
-    "2",
-]
 
 
-def make_store(folder: Path, uri: str | None = None) -> Path:
-    where = ["--tracking-uri", uri] if uri else []
-    harness(*RUN, "--experiment", EXPERIMENT, *where, cwd=folder, check=True)
+def make_store(folder: Path, uri: str | None = None):
+    """A tiny cell (adding L=8, tested at L=16 too, seeds 0, 1 and 2; one trial of one
+    epoch: verify reads the models, however many trials chose them) in the store of `folder`
+    (or `uri`), through harness.api."""
+    api.run(
+        tasks=["adding"], lengths=[8], families=["gru"], eval_lengths=[16], extra_seeds=[1, 2],
+        budget={**TINY_BUDGET, "max_trials": 1, "epochs": 1},
+        experiment=EXPERIMENT, store=uri or store_uri(folder), workdir=folder / "data",
+    )  # fmt: skip
     return folder
 
 
@@ -69,7 +75,7 @@ def test_an_archived_store_verifies_clean_where_it_is_unpacked(store, tmp_path):
         [*script, "unpack", str(archive), "--store", str(into)], capture_output=True, text=True
     )
     assert unpacked.returncode == 0, unpacked.stderr
-    assert "5 runs' artifacts repointed" in unpacked.stdout  # the cell's, 2 trials', 2 retrains'"
+    assert "4 runs' artifacts repointed" in unpacked.stdout  # the cell's, its trial's, 2 retrains'"
     runs = client(into).search_runs([client(into).get_experiment_by_name(EXPERIMENT).experiment_id])
     assert all(run.info.artifact_uri.startswith(into.resolve().as_uri()) for run in runs)
     result = verify(store_uri(into))
@@ -90,7 +96,7 @@ def test_verify_checks_one_part_of_a_suite(tmp_path):
         + '[[frontier]]\ntasks = ["adding"]\nfamilies = ["gru"]\nmin_length = 4\n'
         + 'max_length = 6\npart = "b"\n'
     )
-    harness("run", "--suite", str(path), cwd=tmp_path, check=True)
+    api.run(suite=str(path), store=store_uri(tmp_path), workdir=tmp_path / "data")
     for part, cells in (("a", 1), ("b", 2)):  # b: the frontier's L=4 and L=6 (or its check)
         result = harness("verify", "--suite", str(path), "--part", part, cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -138,6 +144,8 @@ def test_the_stored_test_score_is_the_best_models_score_on_the_test_split(store)
 
 
 def test_an_edited_metric_a_changed_or_corrupt_model_and_a_lost_artifact_fail_by_name(tmp_path):
+    # a store of its own: MLflow knows a run's artifacts by its id, so a copy of the shared
+    # store (the same ids) would damage the shared store's models
     folder = make_store(tmp_path)
     run = parent(folder)
     run_id, mlflow = run.info.run_id, client(folder)
@@ -211,13 +219,18 @@ def mismatches(folder: Path) -> list:
     return check(Tracker(store_uri(folder)), EXPERIMENT).mismatches
 
 
-@pytest.mark.parametrize("metric", ["solved_bar", "baseline", "solved_bar_len_16"])
-def test_a_tampered_bar_or_baseline_fails_by_name(store, tmp_path, metric):
-    """The verdict is judged against the task's own bar and baseline, never the stored ones."""
+def test_a_tampered_bar_or_baseline_fails_by_name(store, tmp_path):
+    """The verdict is judged against the task's own bar and baseline, never the stored ones:
+    each tampered number is named (one verify: each number is checked on its own)."""
     mlflow, run_id = copied(store, tmp_path)
-    mlflow.log_metric(run_id, metric, mlflow.get_run(run_id).data.metrics[metric] * 3 + 1)
-    (found,) = mismatches(tmp_path)
-    assert (found.run_id, found.cell, found.metric) == (run_id, "adding L=8 gru", metric)
+    tampered = ["baseline", "solved_bar", "solved_bar_len_16"]
+    stored = mlflow.get_run(run_id).data.metrics
+    for metric in tampered:
+        mlflow.log_metric(run_id, metric, stored[metric] * 3 + 1)
+    found = sorted(mismatches(tmp_path), key=lambda check: check.metric)
+    assert [(f.run_id, f.cell, f.metric) for f in found] == [
+        (run_id, "adding L=8 gru", metric) for metric in tampered
+    ]
 
 
 def test_a_cell_whose_code_changed_since_its_run_is_named(store, tmp_path):
@@ -245,17 +258,18 @@ def test_a_length_out_of_memory_is_recorded_verified_and_reported(tmp_path, monk
     from harness import evaluation
 
     monkeypatch.setattr(evaluation, "EVALUATION_MEMORY_GB", 1e-6)  # one kilobyte
-    harness(*RUN, "--experiment", EXPERIMENT, cwd=tmp_path, check=True)
+    make_store(tmp_path)
     run = parent(tmp_path)
     metrics = run.data.metrics
     assert run.info.status == "FINISHED" and np.isfinite(metrics["test_score"])
     assert metrics["evaluation_memory_gb"] == 1e-6 and metrics["out_of_memory_len_16"] == 1.0
     assert np.isnan(metrics["test_score_len_16"]) and np.isnan(metrics["test_score_seed_1_len_16"])
-    result = verify(store_uri(tmp_path))
-    assert result.returncode == 0 and "all agree" in result.stdout, result.stdout + result.stderr
-    assert "out_of_memory_len_16" in result.stdout
-    harness("report", "--experiment", EXPERIMENT, "--out", "board", cwd=tmp_path, check=True)
-    assert "out of memory" in (tmp_path / "board" / "leaderboard.md").read_text()
+    verified = api.verify(
+        store_uri(tmp_path), experiment=EXPERIMENT, compile_cache=tmp_path / "data" / "jax-cache"
+    )
+    assert verified.ok and "out_of_memory_len_16" in {check.metric for check in verified.checks}
+    reported = api.report(store_uri(tmp_path), tmp_path / "board", experiment=EXPERIMENT)
+    assert "out of memory" in reported.leaderboard.read_text()
 
     client(tmp_path).log_metric(run.info.run_id, "evaluation_memory_gb", 8.0)  # it would fit
     found = {m.metric for m in mismatches(tmp_path)}
@@ -304,8 +318,17 @@ def test_verify_and_the_probes_read_models_without_the_runner_or_keras_tuner():
 
 @pytest.mark.slow
 def test_verify_against_a_tracking_server(tmp_path, mlflow_server):
-    """Artifacts downloaded from a real `mlflow server`."""
+    """A cell run against a real `mlflow server` (nothing stored locally), verified from the
+    artifacts downloaded from it."""
+    from mlflow.tracking import MlflowClient
+
     make_store(tmp_path, mlflow_server)
+    runs = all_runs(mlflow_server, EXPERIMENT)
+    cells, trials = (runs[runs["tags.harness.kind"] == kind] for kind in ("cell", "trial"))
+    assert len(cells) == 1 and len(trials) == 1 and set(runs["status"]) == {"FINISHED"}
+    assert not (tmp_path / "mlflow.db").exists()
+    artifacts = MlflowClient(mlflow_server).list_artifacts(cells.iloc[0]["run_id"])
+    assert "best_model.keras" in {a.path for a in artifacts}
     result = verify(mlflow_server)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all agree" in result.stdout

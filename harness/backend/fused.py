@@ -9,7 +9,7 @@ def recurrent_layers(model) -> list:
     """The model's LSTM and GRU layers, both directions of a Bidirectional included."""
     import keras
 
-    found = {}
+    cells = {}
     for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 (nested layers)
         inner = (
             [layer.forward_layer, layer.backward_layer]
@@ -18,8 +18,8 @@ def recurrent_layers(model) -> list:
         )
         for cell in inner:
             if isinstance(cell, keras.layers.LSTM | keras.layers.GRU):
-                found[id(cell)] = cell
-    return list(found.values())
+                cells[id(cell)] = cell
+    return list(cells.values())
 
 
 CUDNN_RNN_CALL = "cudnn_rnn"

@@ -182,3 +182,63 @@ def forward_bytes(model, x) -> int | None:
     if stats is None:
         return None
     return stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+
+
+def jacobian_chain(step, state_size: int, x, entering):
+    """The input gradients a recurrence predicts from its state Jacobians, without
+    backpropagating through time; None off JAX.
+
+    `step(state, x_t) -> state` is one step of the recurrence for one example on flat
+    vectors (the state of every stacked layer concatenated), written with keras.ops;
+    the state starts at zeros. `x` is (batch, T, features), `entering` (batch, state_size)
+    the loss's gradient with respect to the last state, d loss / d s_T. Along each
+    example's forward trajectory, J_t = d s_t / d s_{t-1} and B_t = d s_t / d x_t are
+    exact Jacobians of the step (jax.jacfwd), and P = J_T ... J_2 is multiplied as a
+    matrix chain (rescaled at every step, the scale kept as a logarithm). Returns three
+    float64 arrays of shape (batch,):
+
+    - log ||B_1^T P^T g||: the gradient predicted at the first input (the chain applied to g);
+    - log ||B_T^T g||: the gradient at the last input, through the last state;
+    - log ||P||_2: the operator (spectral) norm of the chain itself, loss-free.
+    """
+    if name() != "jax":
+        return None
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    x = jnp.asarray(np.asarray(x, dtype="float32"))
+    entering = jnp.asarray(np.asarray(entering, dtype="float32"))
+    state_jacobian = jax.jacfwd(step, argnums=0)
+    input_jacobian = jax.jacfwd(step, argnums=1)
+
+    def one(xs, g):
+        start = jnp.zeros((state_size,), xs.dtype)
+
+        def forward(state, x_t):
+            return step(state, x_t), state
+
+        _, before = jax.lax.scan(forward, start, xs)  # s_{t-1} for every t
+
+        def chain(carry, t):
+            matrix, log_scale = carry
+            matrix = state_jacobian(before[t], xs[t]) @ matrix
+            scale = jnp.linalg.norm(matrix)
+            scale = jnp.where(scale > 0, scale, 1.0)
+            return (matrix / scale, log_scale + jnp.log(scale)), None
+
+        eye = jnp.eye(state_size, dtype=xs.dtype)
+        (matrix, log_scale), _ = jax.lax.scan(
+            chain, (eye, jnp.zeros((), xs.dtype)), jnp.arange(1, xs.shape[0])
+        )
+        first = input_jacobian(before[0], xs[0]).T @ (matrix.T @ g)
+        last = input_jacobian(before[-1], xs[-1]).T @ g
+        spectral = jnp.linalg.svd(matrix, compute_uv=False)[0]
+        return (
+            jnp.log(jnp.linalg.norm(first)) + log_scale,
+            jnp.log(jnp.linalg.norm(last)),
+            jnp.log(spectral) + log_scale,
+        )
+
+    found = jax.jit(jax.vmap(one))(x, entering)
+    return tuple(np.asarray(part, dtype="float64") for part in found)

@@ -10,11 +10,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from harness import api
 from harness.cli.options import Workdir
-from harness.cli.root import DEFAULT_WORKDIR, app, out, user_errors, writable_dir
-from harness.errors import UserError
+from harness.cli.root import DEFAULT_WORKDIR, app, out, user_errors
 
-MAX_ELEMENTS = 500_000_000
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -24,9 +23,7 @@ def tasks(as_json: JsonOption = False):
     """List the benchmark tasks: input, output, metric, baseline and solved bar."""
     from dataclasses import asdict
 
-    from tasks import REGISTRY
-
-    infos = [task.info() for task in REGISTRY.values()]
+    infos = api.tasks()
     if as_json:
         out.print_json(json.dumps([asdict(info) for info in infos]))
         return
@@ -53,9 +50,7 @@ def tasks(as_json: JsonOption = False):
 def spaces(as_json: JsonOption = False):
     """List the model families, the hyperparameters each one searches and their defaults (what
     a grid search trains at) with where each default comes from."""
-    from search_spaces import REGISTRY, describe_space
-
-    rows = [describe_space(family) for family in REGISTRY]
+    rows = api.spaces()
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -86,33 +81,11 @@ def generate(
     split: Annotated[str, typer.Option(help="train, val or test.")] = "train",
 ):
     """Export a task's dataset as an .npz file readable with numpy alone."""
-    import numpy as np
-
-    from tasks import get_task
-    from tasks.base import SPLITS
-
-    spec = get_task(task)
-    length = spec.default_lengths[0] if length is None else length
-    spec.check_length(length)
-    if n < 1 or n * spec.sequence_steps(length) > MAX_ELEMENTS:
-        raise UserError(
-            f"n={n} is out of range at length {length}: accepted 1 <= n and "
-            f"n x steps <= {MAX_ELEMENTS:,}"
-        )
-    if split not in SPLITS:
-        raise UserError(f"unknown split '{split}': accepted {', '.join(SPLITS)}")
-    if out_path.suffix != ".npz":
-        raise UserError(f"output path '{out_path}' must end in .npz")
-    writable_dir(out_path.parent, "output folder")
-    x, y = spec.generate(n, length, seed, split)
-    partial = out_path.with_name(out_path.name + ".partial.npz")
-    try:
-        np.savez(partial, x=x, y=y)
-        partial.replace(out_path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise UserError(f"output file '{out_path}' cannot be written: {error.strerror}") from None
-    out.print(f"wrote {out_path}: x {x.shape} {x.dtype}, y {y.shape} {y.dtype}", highlight=False)
+    made = api.generate(task=task, out=out_path, length=length, n=n, seed=seed, split=split)
+    out.print(
+        f"wrote {made.path}: x {made.x_shape} {made.x_dtype}, y {made.y_shape} {made.y_dtype}",
+        highlight=False,
+    )
 
 
 @app.command("clean-cache")
@@ -123,7 +96,5 @@ def clean_cache(workdir: Workdir = DEFAULT_WORKDIR):
     Those are a built-in task's from before its code changed; the arrays of today's tasks
     and of your own tasks are kept.
     """
-    from harness.data import prune_cache
-
-    removed = prune_cache(workdir / "cache")
+    removed = api.clean_cache(workdir=workdir)
     out.print(f"removed {len(removed)} cache files that no task names today", highlight=False)

@@ -124,13 +124,13 @@ def parse_grid(text: str) -> dict:
 
 def _pairs(text: str, flag: str, form: str) -> list[tuple[str, str]]:
     """NAME=VALUE pairs of a comma-separated flag, each part stripped and non-empty."""
-    found = []
+    pairs = []
     for pair in text.split(","):
         name, sign, value = pair.strip().partition("=")
         if not sign or not name.strip() or not value.strip():
             raise UserError(f"{flag} '{text}' is not {form}")
-        found.append((name.strip(), value.strip()))
-    return found
+        pairs.append((name.strip(), value.strip()))
+    return pairs
 
 
 def _value(text: str):
@@ -147,44 +147,27 @@ def _value(text: str):
 
 def parse_names(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
     """Repeatable options that also take comma-separated lists: --families lstm,gru."""
-    found = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
-    return list(dict.fromkeys(found)) if found else list(default)
+    names = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    return list(dict.fromkeys(names)) if names else list(default)
 
 
 def parse_lengths(values: list[str] | None, default: tuple[int, ...]) -> list[int]:
     """Lengths given as `parse_names` takes them, as sorted whole numbers."""
-    found = []
+    lengths = []
     for text in parse_names(values, tuple(map(str, default))):
         try:
-            found.append(int(text))
+            lengths.append(int(text))
         except ValueError:
             raise UserError(f"length '{text}' is not a whole number") from None
-    return sorted(set(found))
+    return sorted(set(lengths))
 
 
-def reading(tracking_uri: str | None, suite: str | None, experiment: str | None, runs_only=False):
-    """(the store, which must exist; the experiment to read) for the commands that read;
-    with `runs_only` (status, report), a local SQLite store read without MLflow (open_for_reading)."""
-    from harness.tracking import open_for_reading, open_store
-
-    tracker = (open_for_reading if runs_only else open_store)(tracking_uri)
-    return tracker, _experiment(tracker, suite, experiment)
-
-
-def _experiment(tracker, suite: str | None, experiment: str | None) -> str:
-    """--experiment, else the suite's name, else the experiment of the store's latest run."""
-    if experiment:
-        return experiment
-    if suite:
-        from harness.suites import suite_experiment
-
-        return suite_experiment(suite)
-    latest = tracker.latest_experiment()
-    if latest is None:
-        raise UserError(f"tracking store '{tracker.uri}' holds no runs: run `harness run` first")
-    err.print(
-        f"experiment '{latest}' (the store's latest run; --suite or --experiment for another)",
-        highlight=False,
-        markup=False,
-    )
-    return latest
+def note_latest(suite: str | None, experiment: str | None, name: str) -> None:
+    """Say which experiment a reading command read when neither --suite nor --experiment
+    named one (the store's latest run's)."""
+    if not suite and not experiment:
+        err.print(
+            f"experiment '{name}' (the store's latest run; --suite or --experiment for another)",
+            highlight=False,
+            markup=False,
+        )

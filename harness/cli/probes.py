@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness import backend
+from harness import api
 from harness.cli.options import (
     FamiliesOption,
     LengthsOption,
@@ -16,12 +16,11 @@ from harness.cli.options import (
     ReadExperiment,
     ReadSuite,
     TrackingUri,
+    note_latest,
     parse_lengths,
     parse_names,
-    reading,
 )
-from harness.cli.root import COMPILE_CACHE, app, err, out, user_errors, writable_dir
-from harness.errors import UserError
+from harness.cli.root import COMPILE_CACHE, app, err, out, user_errors
 from harness.probes import cost, gradients
 
 probe_app = typer.Typer(
@@ -38,21 +37,8 @@ ExperimentOption = Annotated[
 ]
 
 
-def _probe_store(tracking_uri: str | None, suite: str, experiment: str | None):
-    from harness.suites import suite_experiment
-    from harness.tracking import Tracker
-
-    name = experiment or suite_experiment(suite)
-    tracker = Tracker(tracking_uri)
-    tracker.check()
-    return tracker, name
-
-
-def _probe_budgets(suite: str, experiment: str | None) -> set[str] | None:
-    """The budgets whose cells a probe reads: the suite's; any (the latest) with --experiment."""
-    from harness.probes import suite_budgets
-
-    return None if experiment else suite_budgets(suite)
+def _shown(line: str) -> None:
+    out.print(line, highlight=False)
 
 
 @probe_app.command("gradients")
@@ -71,29 +57,21 @@ def probe_gradients(
     experiment: ExperimentOption = None,
     tracking_uri: TrackingUri = None,
 ):
-    """Norm of d(loss at the last step)/d(x_t) by distance, at initialisation and after training."""
-    backend.load_frameworks()
-    backend.use_compile_cache(COMPILE_CACHE)
-    families = parse_names(families, gradients.FAMILIES)
-    lengths = parse_lengths(lengths, gradients.LENGTHS)
-    spec = gradients.check(task, families, lengths, batch_size)
-    if train_epochs < 1:
-        raise UserError(f"--train-epochs {train_epochs} must be at least 1")
-    tracker, name = _probe_store(tracking_uri, suite, experiment)
-
-    def show(curve):
-        out.print(
-            f"{curve.family} L={curve.length} {curve.stage}: decay per step {curve.decay:.4f}, "
-            f"first input / last {curve.first_input_ratio:.3g} ({curve.source})",
-            highlight=False,
-        )
-
-    curves = gradients.measure(
-        tracker, name, spec, families, lengths, batch_size, train_epochs, on_curve=show,
-        budgets=_probe_budgets(suite, experiment),
-    )  # fmt: skip
-    run_id = gradients.record(tracker, name, spec, curves, batch_size)
-    out.print(f"probe run {run_id} in experiment '{name}' ({tracker.uri})", highlight=False)
+    """Norm of d(loss at the last step)/d(x_t) by distance, at initialisation and after training,
+    and the first input's share predicted from the model's state Jacobians beside the measured one."""
+    probed = api.probe_gradients(
+        task=task,
+        families=parse_names(families, gradients.FAMILIES),
+        lengths=parse_lengths(lengths, gradients.LENGTHS),
+        batch_size=batch_size,
+        train_epochs=train_epochs,
+        suite=suite,
+        experiment=experiment,
+        store=tracking_uri,
+        compile_cache=COMPILE_CACHE,
+        progress=_shown,
+    )
+    _shown(f"probe run {probed.run_id} in experiment '{probed.experiment}' ({probed.store})")
 
 
 @probe_app.command("rotation")
@@ -107,30 +85,28 @@ def probe_rotation(
 ):
     """Score the hand-built rotation counters on `counting` beside the store's learned models,
     and read off the rotation each learned rotscan model applies."""
-    backend.load_frameworks()
-    backend.use_compile_cache(COMPILE_CACHE)
-    from harness.probes import rotation
+    probed = api.probe_rotation(
+        lengths=parse_lengths(lengths, ()) or None,  # None: the probe's (rotation imports Keras)
+        examples=examples,
+        suite=suite,
+        experiment=experiment,
+        store=tracking_uri,
+        compile_cache=COMPILE_CACHE,
+    )
+    from harness.probes import rotation  # Keras is loaded now
 
-    lengths = parse_lengths(lengths, rotation.LENGTHS)
-    examples = rotation.EXAMPLES if examples is None else examples
-    rotation.check(lengths, examples)
-    tracker, name = _probe_store(tracking_uri, suite, experiment)
-    scores = rotation.evaluate(lengths, examples)
     table = Table(
         "construction", "length", "per-step accuracy", "sequence accuracy", title="weights set"
     )
-    for construction, by_length in scores.items():
+    for construction, by_length in probed.scores.items():
         for length, score in by_length.items():
             accuracy, sequences = score["accuracy"], score["sequence_accuracy"]
             table.add_row(construction, str(length), f"{accuracy:.4f}", f"{sequences:.4f}")
     out.print(table)
-    budgets = _probe_budgets(suite, experiment)
-    found = rotation.learned(tracker, name, lengths, examples, budgets=budgets)
-    for (family, trained), by_length in sorted(found.items()):
+    for (family, trained), by_length in sorted(probed.learned.items()):
         accuracies = ", ".join(f"L={L} {a:.4f}" for L, a in by_length.items())
         out.print(f"learned {family} (trained at L={trained}): {accuracies}", highlight=False)
-    rotations = rotation.learned_rotations(tracker, name, budgets)
-    for (trained, seed), turned in sorted(rotations.items()):
+    for (trained, seed), turned in sorted(probed.rotations.items()):
         out.print(
             f"learned {rotation.SCAN_FAMILY} (trained at L={trained}, seed {seed}): "
             f"8 theta(1)/2 pi = {turned['turn']:.5f}, theta(0) = {turned['phase0']:+.2e} rad, "
@@ -138,9 +114,9 @@ def probe_rotation(
             f"{turned['holds']:,.0f} steps",
             highlight=False,
         )
-    run_id = rotation.record(tracker, name, scores, found, rotations, examples)
     out.print(
-        f"probe run {run_id}: {len(scores)} constructions beside {len(found)} learned models",
+        f"probe run {probed.run_id}: {len(probed.scores)} constructions beside "
+        f"{len(probed.learned)} learned models",
         highlight=False,
     )
 
@@ -167,44 +143,25 @@ def probe_cost(
     tracking_uri: TrackingUri = None,
 ):
     """Time and peak memory per training step versus length; exponents and the crossover."""
-    families = parse_names(families, cost.FAMILIES)
-    lengths = parse_lengths(lengths, cost.LENGTHS)
-    steps = cost.STEPS if steps is None else steps
-    cost.check(task, families, lengths, batch_size, steps, memory_cap_gb, precision)
-    tracker, name = _probe_store(tracking_uri, suite, experiment)
-
-    def show(family, line):
-        if "length" in line:
-            out.print(
-                f"{family} L={line['length']}: {line['seconds'] * 1000:.1f} ms/step, "
-                f"{line['memory_mb']:.1f} MiB",
-                highlight=False,
-            )
-        elif "oom" in line:
-            out.print(f"{family} L={line['oom']}: out of memory", highlight=False)
-
-    run_id = cost.start(tracker, name, task, batch_size, steps, precision)
-    costs, interrupted = [], False
-    try:
-        for family in families:
-            costs.append(
-                cost.run_family(
-                    task, family, lengths, batch_size, steps, memory_cap_gb, show, precision,
-                    COMPILE_CACHE,
-                )
-            )  # fmt: skip
-    except KeyboardInterrupt:  # the families finished are recorded
-        interrupted = True
-    except RuntimeError as error:
-        tracker.finish(run_id, "FAILED")
-        raise UserError(str(error)) from None
-    if not costs:
-        tracker.finish(run_id, "KILLED")
-        err.print(f"interrupted before any family was measured: probe run {run_id} killed")
+    probed = api.probe_cost(
+        task=task,
+        families=parse_names(families, cost.FAMILIES),
+        lengths=parse_lengths(lengths, cost.LENGTHS),
+        batch_size=batch_size,
+        steps=steps,
+        memory_cap_gb=memory_cap_gb,
+        precision=precision,
+        suite=suite,
+        experiment=experiment,
+        store=tracking_uri,
+        compile_cache=COMPILE_CACHE,
+        progress=_shown,
+    )
+    if not probed.costs:
+        err.print(f"interrupted before any family was measured: probe run {probed.run_id} killed")
         raise typer.Exit(130)
-    length, kind = cost.record(tracker, run_id, costs)
     table = Table("family", "time exponent", "memory exponent", "out of memory at")
-    for c in costs:
+    for c in probed.costs:
         table.add_row(
             c.family,
             f"{c.time_exponent:.2f}",
@@ -212,15 +169,17 @@ def probe_cost(
             "-" if c.oom is None else f"L={c.oom}",
         )
     out.print(table)
+    length, kind = probed.crossover, probed.crossover_kind
     out.print(
         f"crossover ({cost.ATTENTION} slower than {cost.RECURRENT}): "
         + (f"L={length:.0f} ({kind})" if length == length else kind),
         highlight=False,
     )
-    out.print(f"probe run {run_id} in experiment '{name}' ({tracker.uri})", highlight=False)
-    if interrupted:
+    _shown(f"probe run {probed.run_id} in experiment '{probed.experiment}' ({probed.store})")
+    if probed.interrupted:
         err.print(
-            f"interrupted: recorded the families finished ({', '.join(c.family for c in costs)})"
+            "interrupted: recorded the families finished "
+            f"({', '.join(c.family for c in probed.costs)})"
         )
         raise typer.Exit(130)
 
@@ -234,14 +193,8 @@ def probe_report(
     out_dir: OutDir = Path("reports/probes"),
 ):
     """Write the probes' report (probes.md, index.html, figures) from their latest runs."""
-    from harness.probes import report as probes_report
-
-    tracker, name = reading(tracking_uri, suite, experiment)
-    writable_dir(out_dir, "output folder")
-    written = probes_report.build(
-        tracker, name, out_dir, lambda line: out.print(line, highlight=False)
+    reported = api.probe_report(
+        tracking_uri, out_dir, experiment=experiment, suite=suite, progress=_shown
     )
-    out.print(
-        f"wrote {written.leaderboard}, {written.html} and {len(written.figures)} figures",
-        highlight=False,
-    )
+    note_latest(suite, experiment, reported.experiment)
+    _shown(f"wrote {reported.leaderboard}, {reported.html} and {len(reported.figures)} figures")

@@ -10,10 +10,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness import backend
-from harness.cli.options import OutDir, ReadExperiment, ReadSuite, TrackingUri, reading
-from harness.cli.root import COMPILE_CACHE, app, err, out, user_errors, writable_dir
-from harness.errors import UserError
+from harness import api
+from harness.cli.options import OutDir, ReadExperiment, ReadSuite, TrackingUri, note_latest
+from harness.cli.root import COMPILE_CACHE, app, err, out, user_errors
 
 
 @app.command()
@@ -29,30 +28,24 @@ def status(
     Read from the tracking store alone, so it shows the progress of every
     machine and shard logging to it.
     """
-    from harness.cells import cell_states, frontier_states
-    from harness.suites import load_suite
-
-    plan = load_suite(suite) if suite else None
-    tracker, name = reading(tracking_uri, suite, experiment, runs_only=True)
-    table = Table("cell", "state", "trials", "test score", title=f"experiment {name}")
+    state = api.status(tracking_uri, experiment=experiment, suite=suite)
+    note_latest(suite, experiment, state.experiment)
+    table = Table("cell", "state", "trials", "test score", title=f"experiment {state.experiment}")
     counts: dict[str, int] = {}
     trials_done = trials_planned = 0
     running: list[str] = []
-    listed = plan.cells if plan and not plan.frontiers else None  # frontiers pick cells as they go
-    for found in cell_states(tracker, name, listed):
-        counts[found.state] = counts.get(found.state, 0) + 1
-        trials_done += found.trials_done
-        trials_planned += found.trials_planned
-        result = found.result
+    for cell in state.cells:
+        counts[cell.state] = counts.get(cell.state, 0) + 1
+        trials_done += cell.trials_done
+        trials_planned += cell.trials_planned
+        result = cell.result
         score = result.verdict.text() if result is not None and result.seed_scores else "-"
-        table.add_row(
-            found.label, found.state, f"{found.trials_done} of {found.trials_planned}", score
-        )
-        running += [f"running: {found.label} {line}" for line in found.running]
+        table.add_row(cell.label, cell.state, f"{cell.trials_done} of {cell.trials_planned}", score)
+        running += [f"running: {cell.label} {line}" for line in cell.running]
     out.print(table)
     for line in running:
         out.print(line, highlight=False, markup=False)
-    for line in frontier_states(tracker, name):
+    for line in state.frontiers:
         out.print(line, highlight=False)
     cells_line = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     out.print(
@@ -115,41 +108,27 @@ def report(
     ] = "leaderboard",
 ):
     """Write leaderboard.md, index.html and figures from the MLflow store alone."""
-    from harness import frontier_report
-    from harness import report as reporting
-
-    tracker, name = reading(tracking_uri, suite, experiment, runs_only=True)
-    writable_dir(out_dir, "output folder")
-    written = reporting.build(
-        tracker,
-        name,
+    reported = api.report(
+        tracking_uri,
         out_dir,
-        lambda line: out.print(line, highlight=False),
-        features=[frontier_report.section],
+        experiment=experiment,
+        suite=suite,
+        readme=Path("README.md") if readme else None,
+        readme_block=readme_block,
+        progress=lambda line: out.print(line, highlight=False),
     )
+    note_latest(suite, experiment, reported.experiment)
     out.print(
-        f"wrote {written.leaderboard}, {written.html} and {len(written.figures)} figures "
+        f"wrote {reported.leaderboard}, {reported.html} and {len(reported.figures)} figures "
         f"in {out_dir / 'figures'}",
         highlight=False,
     )
-    if readme:
-        changed = reporting.update_readme(Path("README.md"), written.leaderboard, readme_block)
+    if reported.readme_changed is not None:
         out.print(
-            f"README.md: {readme_block} block {'updated' if changed else 'unchanged'}",
+            f"README.md: {readme_block} block "
+            f"{'updated' if reported.readme_changed else 'unchanged'}",
             highlight=False,
         )
-
-
-def part_keys(suite: str | None, part: str | None) -> set[str] | None:
-    """The keys of the cells and frontiers of `part` of `suite` (None: no part named)."""
-    if part is None:
-        return None
-    if suite is None:
-        raise UserError("--part names a part of a suite: give --suite too")
-    from harness.cells import select_cells
-
-    _, cells, frontiers = select_cells(suite, (), (), (), {}, None, None, None, part)
-    return {item.key for item in (*cells, *frontiers)}
 
 
 @app.command()
@@ -170,16 +149,20 @@ def verify(
     JAX compilation cache a run left there (data/jax-cache), if any. A store whose
     cells all diverged or failed has nothing to check: it says so and exits 0.
     """
-    from harness import verify as checking
+    from harness.verify import ABSOLUTE, RELATIVE, cell_label
 
-    keys = part_keys(suite, part)
-    tracker, name = reading(tracking_uri, suite, experiment)
-    backend.load_frameworks()
-    if COMPILE_CACHE.is_dir():  # a run's cache, where there is one: verify creates nothing
-        backend.use_compile_cache(COMPILE_CACHE)
-    found = checking.verify(tracker, name, lambda line: err.print(line, highlight=False), keys)
+    checked = api.verify(
+        tracking_uri,
+        experiment=experiment,
+        suite=suite,
+        part=part,
+        compile_cache=COMPILE_CACHE,
+        progress=lambda line: err.print(line, highlight=False),
+    )
+    name = checked.experiment
+    note_latest(suite, experiment, name)
     table = Table("run", "cell", "metric", "stored", "recomputed", "ok", title=f"verify {name}")
-    for check in found.checks:
+    for check in checked.checks:
         table.add_row(
             check.run_id[:8],
             check.cell,
@@ -188,38 +171,38 @@ def verify(
             f"{check.recomputed:.6g}" if not check.note else check.note,
             ("yes (near-ties)" if check.by_near_ties else "yes") if check.ok else "NO",
         )
-    if found.checks:
+    if checked.checks:
         out.print(table)
-    for cell in found.unscored:
+    for cell in checked.unscored:
         out.print(
-            f"not checked: run {cell.run_id[:8]} ({checking.cell_label(cell)}), "
+            f"not checked: run {cell.run_id[:8]} ({cell_label(cell)}), "
             f"{cell.state.value}: no trial finished, so no score was stored",
             highlight=False,
             markup=False,
         )
-    for check in found.mismatches:
+    for check in checked.mismatches:
         err.print(
             f"mismatch: run {check.run_id} ({check.cell}) {check.metric}: stored "
             f"{check.stored:.6g}, " + (check.note or f"recomputed {check.recomputed:.6g}"),
             highlight=False,
             markup=False,
         )
-    if found.mismatches:
+    if not checked.ok:
         raise typer.Exit(1)
-    if not found.checks:
+    if not checked.checks:
         out.print(
             f"nothing was checked: experiment '{name}' holds no cell with a stored score "
-            f"({len(found.unscored)} diverged or failed)",
+            f"({len(checked.unscored)} diverged or failed)",
             highlight=False,
         )
         return
-    cells = len({c.run_id for c in found.checks})
-    unscored = f"; {len(found.unscored)} diverged or failed" if found.unscored else ""
-    ties = sum(check.by_near_ties for check in found.checks)
+    cells = len({c.run_id for c in checked.checks})
+    unscored = f"; {len(checked.unscored)} diverged or failed" if checked.unscored else ""
+    ties = sum(check.by_near_ties for check in checked.checks)
     ties = f"; {ties} within the range of their near-ties" if ties else ""
     out.print(
-        f"verified {len(found.checks)} numbers of {cells} cells in experiment '{name}': all "
-        f"agree (within {checking.ABSOLUTE:g} + {checking.RELATIVE:g} x |stored|{ties})"
+        f"verified {len(checked.checks)} numbers of {cells} cells in experiment '{name}': all "
+        f"agree (within {ABSOLUTE:g} + {RELATIVE:g} x |stored|{ties})"
         f"{unscored}",
         highlight=False,
     )

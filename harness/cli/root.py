@@ -6,7 +6,6 @@ Every command module registers on `app` from here; `harness/cli/__init__.py` imp
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import typer
 from rich.console import Console
 
 from harness import backend
-from harness.errors import USER_ERRORS, UserError
+from harness.errors import USER_ERRORS
 
 backend.configure()  # before any command imports Keras
 
@@ -42,14 +41,3 @@ def user_errors(command):
             raise typer.Exit(2) from None
 
     return wrapper
-
-
-def writable_dir(path: Path, what: str) -> Path:
-    """`path`, created if missing; a UserError if it cannot be created or written."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"{what} '{path}' cannot be created: {error.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise UserError(f"{what} '{path}' is not writable")
-    return path

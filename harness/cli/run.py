@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from harness import backend
+from harness import api
 from harness.cli.options import TrackingUri, Workdir, WorkersOption, budget_options, parse_names
-from harness.cli.root import DEFAULT_WORKDIR, app, err, out, user_errors, writable_dir
-from harness.errors import UserError
+from harness.cli.root import DEFAULT_WORKDIR, app, err, out, user_errors
+from harness.errors import Interrupted, StoreUnavailable
+from harness.events import Events
 
 STOPPED = 3
 """Exit status of a run stopped by --stop-after: not finished, nothing wrong."""
@@ -72,28 +73,17 @@ def run(
     With --chief/--worker, several processes share each cell's search (see
     harness/distributed.py); with --shard, several machines share a suite's cells.
     """
-    from harness.cells import parse_shard, select_cells, shard_cells
-    from harness.distributed import parse_cluster
-
-    cluster = parse_cluster(chief, worker, worker_timeout)
-    plan, cells, frontiers = select_cells(
-        suite, task, length, family, budget, seed, extra_seed, eval_length, part
-    )
-    if shard is not None:
-        mine = parse_shard(shard)
-        cells, frontiers = shard_cells(cells, *mine), shard_cells(frontiers, *mine)
-    if cluster is not None and frontiers:
-        raise UserError(
-            "frontiers choose their cells as they go, so --chief/--worker cannot share them: "
-            "run them on one machine (--workers), or leave them out with --length"
-        )
-    if stop_after is not None and not stop_after > 0:
-        raise UserError(f"--stop-after {stop_after:g}: give a number of minutes above 0")
-    count = _workers(workers, cluster)
-    _execute(
-        experiment or plan.name, plan, cells, frontiers, tracking_uri, workdir, cluster, count,
-        stop_after,
+    ran = _running(
+        tracking_uri,
+        lambda events: api.run(
+            suite=suite, part=part, tasks=task or (), lengths=length or (),
+            families=family or (), budget=budget, seed=seed, extra_seeds=extra_seed or (),
+            eval_lengths=eval_length or (), experiment=experiment, store=tracking_uri,
+            workdir=workdir, workers=workers, shard=shard, chief=chief, worker=worker,
+            worker_timeout=worker_timeout, stop_after=stop_after, events=events,
+        ),
     )  # fmt: skip
+    _summary(ran)
 
 
 @app.command()
@@ -122,94 +112,29 @@ def frontier(
     Every probed length is an ordinary cell (resumed, reused by other frontiers); the
     result per family is a bracket, recorded as a frontier run naming its cells.
     """
-    from harness.budget import Budget
-    from harness.suites import Suite, frontier_specs, parse_budget
-
-    specs = frontier_specs(
-        parse_names(task, ()),
-        parse_names(families, ()),
-        parse_budget(budget, Budget(), "command-line flags", "budget"),
-        seed,
-        seeds,
-        min_length,
-        max_length,
-        resolution,
-    )
-    suite = Suite(experiment, "", (), "flags")
-    _execute(experiment, suite, [], specs, tracking_uri, workdir, workers=_workers(workers, None))
+    ran = _running(
+        tracking_uri,
+        lambda events: api.frontier(
+            tasks=parse_names(task, ()), families=parse_names(families, ()), budget=budget,
+            min_length=min_length, max_length=max_length, resolution=resolution, seeds=seeds,
+            seed=seed, experiment=experiment, store=tracking_uri, workdir=workdir,
+            workers=workers, events=events,
+        ),
+    )  # fmt: skip
+    _summary(ran)
 
 
-def _workers(text: str, cluster) -> int:
-    """--workers as a number (auto: 1 on a CPU or with --chief/--worker, else by free GPU
-    memory)."""
-    from harness.pool import parse_workers
-
-    if cluster is not None and text == "auto":
-        return 1
-    count = parse_workers(text)
-    if cluster is not None and count > 1:
-        raise UserError(
-            f"--workers {text} runs its own chief and workers on this machine: with --chief or "
-            "--worker, give --workers 1 (and start more workers with --worker)"
-        )
-    return count
-
-
-def _execute(
-    name,
-    plan,
-    cells,
-    frontiers,
-    tracking_uri,
-    workdir: Path,
-    cluster=None,
-    workers: int = 1,
-    stop_after: float | None = None,
-) -> None:
-    """Run cells and frontiers with a live display; a summary table of each. With
-    `stop_after` (minutes), the run stops then as a first Ctrl-C stops it, and exits 3."""
-    from dataclasses import replace
-
-    writable_dir(workdir, "working directory")
-    if workers > 1:
-        from harness.pool import share_environment
-
-        share_environment(workers)  # before this process starts JAX or torch
-    backend.load_frameworks()
-    backend.share_device()
-    backend.use_compile_cache(workdir / "jax-cache")
-    from harness import interrupts
-    from harness.cluster import ClusterChief, ClusterWorker
-    from harness.pool import LocalPool
+def _running(store: str | None, call: Callable[[Events], api.Ran]) -> api.Ran:
+    """`call` with a live display; a run interrupted or a store lost as one line and its exit
+    status (3: stopped by --stop-after, 130: by Ctrl-C, 1: the store unavailable)."""
     from harness.progress import ConsoleProgress
-    from harness.runner import Runner
-    from harness.steps import InProcess
-    from harness.tracking import StoreUnavailable, Tracker
 
-    tracker = Tracker(tracking_uri)
-    tracker.check()
-    progress = ConsoleProgress(out)
-    interrupts.install()
-    pool = None
-    if workers > 1:
-        from harness.pool import Pool
-
-        pool = Pool(workers, workdir, tracker.uri, progress)
-        pool.start()
-        out.print(f"{workers} workers on this machine", highlight=False)
-    timer = _stop_timer(stop_after, pool)
     try:
-        if cluster is not None and not cluster.is_chief:
-            runner = ClusterWorker(tracker, workdir, progress, cluster)
-        else:
-            spread = LocalPool(pool) if pool else ClusterChief(cluster) if cluster else InProcess()
-            runner = Runner(tracker, workdir, progress, spread)
-        outcomes, found = runner.run(replace(plan, name=name), cells, frontiers)
-    except KeyboardInterrupt:
-        progress.close()
-        if timer is not None and timer.finished.is_set():
+        return call(ConsoleProgress(out))
+    except Interrupted as stop:
+        if stop.stopped_after is not None:
             err.print(
-                f"stopped after {stop_after:g} min (--stop-after): the trials running are "
+                f"stopped after {stop.stopped_after:g} min (--stop-after): the trials running are "
                 "marked KILLED; rerun the same command to go on",
                 highlight=False,
             )
@@ -219,45 +144,26 @@ def _execute(
         )
         raise typer.Exit(130) from None
     except StoreUnavailable as error:
-        progress.close()
+        from harness.tracking import resolve_uri
+
         err.print(
-            f"error: tracking store '{tracker.uri}' unavailable after retries ({error}); "
+            f"error: tracking store '{resolve_uri(store)}' unavailable after retries ({error}); "
             "rerun the same command once it is back to resume",
             highlight=False,
             markup=False,
         )
         raise typer.Exit(1) from None
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if pool is not None:
-            pool.close()
-    progress.close()
-    if outcomes:
-        out.print(_cells_table(name, outcomes))
-    if found:
-        out.print(_frontiers_table(name, found))
-    out.print(f"results in MLflow: {tracker.uri} (experiment '{name}')", highlight=False)
 
 
-def _stop_timer(minutes: float | None, pool):
-    """A timer that, after `minutes`, asks this process and the pool's workers to stop."""
-    import threading
-
-    from harness import interrupts
-
-    if minutes is None:
-        return None
-
-    def stop() -> None:
-        interrupts.request()
-        if pool is not None:
-            pool.interrupt()
-
-    timer = threading.Timer(minutes * 60, stop)
-    timer.daemon = True
-    timer.start()
-    return timer
+def _summary(ran: api.Ran) -> None:
+    """A table of the cells and one of the frontiers run, and where the store holds them."""
+    if ran.workers > 1:
+        out.print(f"{ran.workers} workers on this machine", highlight=False)
+    if ran.cells:
+        out.print(_cells_table(ran.experiment, ran.cells))
+    if ran.frontiers:
+        out.print(_frontiers_table(ran.experiment, ran.frontiers))
+    out.print(f"results in MLflow: {ran.store} (experiment '{ran.experiment}')", highlight=False)
 
 
 def _cells_table(name: str, outcomes) -> Table:
@@ -275,9 +181,9 @@ def _cells_table(name: str, outcomes) -> Table:
     return table
 
 
-def _frontiers_table(name: str, found) -> Table:
+def _frontiers_table(name: str, outcomes) -> Table:
     table = Table("frontier", "bracket", "cells probed", "run", title=f"{name}: frontiers")
-    for outcome in found:
+    for outcome in outcomes:
         result = outcome.result
         table.add_row(
             f"{outcome.spec.task} {outcome.spec.family}",

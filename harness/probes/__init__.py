@@ -79,22 +79,22 @@ def latest_probes(tracker: Tracker, runs: list, series_prefixes: tuple[str, ...]
     """The latest finished run of each probe among `runs`, with its series' histories."""
     latest = {}
     for run in sorted(runs, key=run_order):
-        tags = run.data.tags
-        if tags.get(KIND) == PROBE and run.info.status == "FINISHED" and tags.get(PROBE_NAME):
+        tags = run.tags
+        if tags.get(KIND) == PROBE and run.status == "FINISHED" and tags.get(PROBE_NAME):
             latest[tags[PROBE_NAME]] = run
     probes = {}
     for name, run in sorted(latest.items()):
         series = {
-            key: tracker.metric_history(run.info.run_id, key)
-            for key in sorted(k for k in run.data.metrics if k.startswith(series_prefixes))
+            key: tracker.metric_history(run.run_id, key)
+            for key in sorted(k for k in run.metrics if k.startswith(series_prefixes))
         }
         probes[name] = ProbeRun(
             name,
-            run.info.run_id,
-            dict(run.data.params),
-            dict(run.data.metrics),
+            run.run_id,
+            dict(run.params),
+            dict(run.metrics),
             series,
-            machine_of(run.data.tags),
+            machine_of(run.tags),
         )
     return probes
 
@@ -103,8 +103,8 @@ def suite_budgets(suite: str) -> set[str]:
     """The budget keys of a suite's cells and frontiers: the cells a probe may read."""
     from harness.suites import load_suite
 
-    found = load_suite(suite)
-    return {c.budget_key for c in found.cells} | {f.budget_key for f in found.frontiers}
+    loaded = load_suite(suite)
+    return {c.budget_key for c in loaded.cells} | {f.budget_key for f in loaded.frontiers}
 
 
 def finished_cells(

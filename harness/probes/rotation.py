@@ -199,7 +199,7 @@ def learned(
     from tasks import get_task
 
     task = get_task(TASK)
-    found = {}
+    learned = {}
     for cell in finished_cells(tracker, experiment, TASK, budgets):
         model = load_model(tracker, cell.run_id)
         if model is None:
@@ -212,8 +212,8 @@ def learned(
                 scores[test_length] = scored[task.metric.name]
             except OutOfMemory:
                 scores[test_length] = math.nan
-        found[(cell.family, cell.length)] = scores
-    return found
+        learned[(cell.family, cell.length)] = scores
+    return learned
 
 
 def wrapped(angle):
@@ -274,7 +274,7 @@ def learned_rotations(
     from harness.probes import finished_cells
     from harness.stored import model_file, stored_model
 
-    found = {}
+    rotations = {}
     for cell in finished_cells(tracker, experiment, TASK, budgets):
         if cell.family != SCAN_FAMILY:
             continue
@@ -283,8 +283,8 @@ def learned_rotations(
                 name = model_file(None if seed == cell.seed else seed)
                 model = stored_model(tracker, cell.run_id, name, Path(tmp))
                 if model is not None:
-                    found[(cell.length, seed)] = rotation_of(model)
-    return found
+                    rotations[(cell.length, seed)] = rotation_of(model)
+    return rotations
 
 
 ROTATION_METRICS = ("turn", "phase0", "r0", "r1", "phase_error", "holds")
@@ -295,7 +295,7 @@ def record(
     tracker: Tracker,
     experiment: str,
     scores: dict[str, dict[int, dict[str, float]]],
-    found: dict[tuple[str, int], dict[int, float]],
+    learned: dict[tuple[str, int], dict[int, float]],
     rotations: dict[tuple[int, int], dict[str, float]],
     examples: int,
 ) -> str:
@@ -315,7 +315,7 @@ def record(
         "construction": "gated 2-D rotation by 2*pi/N, angle read out by a fixed Dense",
         PARAMETERS: build_oracle(MODULUS).count_params(),
         f"{PARAMETERS}_{COUNTER}": build_rotscan_counter(MODULUS).count_params(),
-        "learned": ",".join(f"{family}/L{length}" for family, length in sorted(found)) or "none",
+        "learned": ",".join(f"{family}/L{length}" for family, length in sorted(learned)) or "none",
     }
     run_id = start_probe(tracker, experiment, "rotation", params)
     series = {}
@@ -324,7 +324,7 @@ def record(
         series[f"sequence_accuracy/{name}"] = {
             L: s["sequence_accuracy"] for L, s in by_length.items()
         }
-    for (family, length), by_length in sorted(found.items()):
+    for (family, length), by_length in sorted(learned.items()):
         series[f"test_accuracy/{family}/L{length}"] = by_length
     tracker.log_series(run_id, series)
     tracker.log(

@@ -171,36 +171,36 @@ def hindsight_section(cells: list, task: str, key: str) -> Section | None:
 
 
 def notes(results: Results) -> list[str]:
-    found = [
+    lines = [
         f"Cell {cell.label}: run {cell.run_id[:8]} supersedes "
         f"{n} earlier finished run{'s' * (n != 1)} of the same budget."
         for cell, n in results.superseded
     ]
     if results.unfinished:
-        found.append(
+        lines.append(
             f"Unfinished cell runs (running or interrupted), left out: {results.unfinished}."
         )
     if results.unreadable:
-        found.append(
+        lines.append(
             "Cell runs without a task, length, family or direction, left out: "
             f"{results.unreadable}."
         )
     by_mean = sum(cell.rule == MEAN for cell in results.cells)
     if by_mean:
-        found.append(
+        lines.append(
             f"{by_mean} cell{'s were' if by_mean != 1 else ' was'} stored before verdicts by a "
             "majority of seeds: judged as then, by the mean over their seeds (their seeds "
             "column says so)."
         )
     legacy = sum(cell.legacy for cell in results.cells)
     if legacy:
-        found.append(
+        lines.append(
             f"{legacy} cells were recorded before 2026-11-26: their seconds per epoch include "
             "compiling, their fused-kernel tag was predicted rather than observed, and no "
             "retrain's model was kept, so `harness verify` cannot recompute them: their "
             "numbers are shown as the store holds them, unverified."
         )
-    return found
+    return lines
 
 
 @dataclass
@@ -220,8 +220,8 @@ def leaderboard(results: Results, features: Sequence[Feature] = ()) -> Document:
     """The leaderboard document: the features' sections first (the frontier matrix leads),
     how to read it, then a group of tables per
     budget (a budget whose cells a feature's section all shows is left to that section)."""
-    shown = [found for feature in features if (found := feature(results)) is not None]
-    apart_runs = set().union(*(found.cells for found in shown))
+    shown = [part for feature in features if (part := feature(results)) is not None]
+    apart_runs = set().union(*(part.cells for part in shown))
     groups = [
         group
         for group in budgets(results.cells)
@@ -240,7 +240,7 @@ def leaderboard(results: Results, features: Sequence[Feature] = ()) -> Document:
         machines(results.cells),
         captions=dict(CAPTIONS),
     )
-    doc.sections += [found.section for found in shown]
+    doc.sections += [part.section for part in shown]
     doc.sections.append(Section("How to read it", [how_to_read(), *notes(results)]))
     for key, label, cells in groups:
         group = Section(f"Budget {key}", [f"{label}; {len(cells)} cells."])

@@ -30,6 +30,7 @@ from harness.results import (
     TRIAL,
     TRIAL_ID,
     CellResult,
+    StoredRun,
     at_length,
     run_order,
     standing_cells,
@@ -46,7 +47,7 @@ class Results:
     experiment: str
     cells: list[CellResult]  # the run standing for each (budget, task, length, family)
     trials: pd.DataFrame  # one row per trial of those cells: times, objective, hp:<name>
-    runs: list  # every active run of the experiment (for the probes' and frontiers' readers)
+    runs: list[StoredRun]  # every active run (for the probes' and frontiers' readers)
     superseded: list[tuple[CellResult, int]] = field(default_factory=list)  # (kept, older)
     unfinished: int = 0  # cell runs not FINISHED (running, interrupted)
     unreadable: int = 0  # finished cell runs without a usable task, length, family, direction
@@ -54,21 +55,21 @@ class Results:
 
 def experiment_runs(
     store: Store, experiment: str, progress: Callable[[str], None] = lambda line: None
-) -> list:
+) -> list[StoredRun]:
     """Every active run of `experiment`, oldest first; a UserError naming the others if absent."""
-    found = store.active_experiments()
-    if experiment not in found:
+    active = store.active_experiments()
+    if experiment not in active:
         raise UserError(
-            f"experiment '{experiment}' does not exist in '{store.uri}': {experiments(found)}"
+            f"experiment '{experiment}' does not exist in '{store.uri}': {experiments(active)}"
         )
-    runs = store.runs(found[experiment])
+    runs = store.runs(active[experiment])
     progress(f"read {len(runs):,} runs of experiment '{experiment}'")
     return sorted(runs, key=run_order)
 
 
-def experiments(found: dict[str, str]) -> str:
+def experiments(active: dict[str, str]) -> str:
     return (
-        f"experiments are {', '.join(sorted(found))}" if found else "the store has no experiments"
+        f"experiments are {', '.join(sorted(active))}" if active else "the store has no experiments"
     )
 
 
@@ -83,19 +84,19 @@ def read_store(
     )
     ids = {c.run_id for c in cells}
     trials = trial_frame(
-        [r for r in runs if r.data.tags.get(KIND) == TRIAL and r.data.tags.get(PARENT) in ids]
+        [r for r in runs if r.tags.get(KIND) == TRIAL and r.tags.get(PARENT) in ids]
     )
-    parents = [r for r in runs if r.data.tags.get(KIND) == CELL]
+    parents = [r for r in runs if r.tags.get(KIND) == CELL]
     results = Results(
         experiment,
         cells,
         trials,
         runs,
         superseded=sorted(((c, n) for c, n in standing if n), key=lambda pair: pair[0].slot),
-        unfinished=sum(r.info.status != "FINISHED" for r in parents),
+        unfinished=sum(r.status != "FINISHED" for r in parents),
         unreadable=unreadable,
     )
-    has_frontiers = any(r.data.tags.get(KIND) == FRONTIER for r in runs)
+    has_frontiers = any(r.tags.get(KIND) == FRONTIER for r in runs)
     if not cells and not has_frontiers:
         raise UserError(
             f"experiment '{experiment}' in '{store.uri}' has no finished cells "
@@ -104,21 +105,20 @@ def read_store(
     return results
 
 
-def trial_frame(runs: list) -> pd.DataFrame:
+def trial_frame(runs: list[StoredRun]) -> pd.DataFrame:
     """One row per trial run: ids, outcome, times, objective, hp:<name> for each param."""
     rows = []
     for run in runs:
-        info, data = run.info, run.data
         row = {
-            "run_id": info.run_id,
-            "parent_id": data.tags[PARENT],
-            "trial_id": data.tags.get(TRIAL_ID, ""),
-            "status": data.tags.get(STATUS, ""),
-            "start_time": info.start_time,
-            "end_time": info.end_time,
-            "objective": data.metrics.get(OBJECTIVE, math.nan),
+            "run_id": run.run_id,
+            "parent_id": run.tags[PARENT],
+            "trial_id": run.tags.get(TRIAL_ID, ""),
+            "status": run.tags.get(STATUS, ""),
+            "start_time": run.start_time,
+            "end_time": run.end_time,
+            "objective": run.metrics.get(OBJECTIVE, math.nan),
         }
-        row.update({f"hp:{k}": v for k, v in data.params.items()})
+        row.update({f"hp:{k}": v for k, v in run.params.items()})
         rows.append(row)
     columns = ["run_id", "parent_id", "trial_id", "status", "start_time", "end_time", "objective"]
     frame = pd.DataFrame(rows, columns=None if rows else columns)

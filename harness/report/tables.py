@@ -290,12 +290,12 @@ def point_trials(cell: CellResult, grid: list, trials: pd.DataFrame) -> dict[tup
     if not set(columns) <= set(trials.columns):
         return {}
     points = {tuple(map(str, point)): point for point in grid_points(grid)}
-    found = {}
+    by_point = {}
     for _, trial in trials[trials["parent_id"] == cell.run_id].iterrows():
         point = points.get(tuple(str(trial[c]) for c in columns))
         if point is not None:
-            found[point] = trial
-    return found
+            by_point[point] = trial
+    return by_point
 
 
 def point_text(trial: pd.Series | None, chosen: bool) -> str:
@@ -321,22 +321,22 @@ def grid_table(cells: list[CellResult], trials: pd.DataFrame) -> Table | None:
     ]
     table = Table(["family", "length", *headers, "edge"], [])
     for cell in sorted(cells, key=lambda c: (c.family, c.length)):
-        found = point_trials(cell, grid, trials)
+        by_point = point_trials(cell, grid, trials)
         best = cell.tags.get(BEST_TRIAL)
-        chosen = next((p for p, trial in found.items() if trial["trial_id"] == best), None)
+        chosen = next((p for p, trial in by_point.items() if trial["trial_id"] == best), None)
         table.rows.append(
             [
                 cell.family,
                 str(cell.length),
-                *(point_text(found.get(p), p == chosen) for p in points),
-                edge_marks(grid, chosen) if chosen is not None and alone(found, chosen) else "",
+                *(point_text(by_point.get(p), p == chosen) for p in points),
+                edge_marks(grid, chosen) if chosen is not None and alone(by_point, chosen) else "",
             ]
         )
     return table
 
 
-def alone(found: dict[tuple, pd.Series], chosen: tuple) -> bool:
+def alone(by_point: dict[tuple, pd.Series], chosen: tuple) -> bool:
     """Whether the chosen point scores better than every other point tried: a tie (every
     point at 1.0, say) says nothing about the grid's edge."""
-    score = found[chosen]["objective"]
-    return not any(p != chosen and t["objective"] == score for p, t in found.items())
+    score = by_point[chosen]["objective"]
+    return not any(p != chosen and t["objective"] == score for p, t in by_point.items())
