@@ -23,6 +23,7 @@ from tasks.counting import Counting
 from tasks.digits import Digits, PermutedDigits
 from tasks.first_token import FirstToken
 from tasks.listops import ListOps
+from tasks.mqar import MQAR, PAIRS
 from tasks.parity import Parity
 
 REGISTRY: dict[str, Task] = {
@@ -37,6 +38,7 @@ REGISTRY: dict[str, Task] = {
         Digits(),
         PermutedDigits(),
         Parity(),
+        *(MQAR(pairs) for pairs in PAIRS),
     )
 }
 

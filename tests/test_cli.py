@@ -33,6 +33,10 @@ def test_tasks_json_lists_every_task_with_vocabularies(workdir):
         "digits",
         "pdigits",
         "parity",
+        "mqar_p4",
+        "mqar_p8",
+        "mqar_p16",
+        "mqar_p32",
     }
     assert tasks["adding"]["input"].startswith("real") and tasks["adding"]["vocab"] == []
     assert "[MIN" in tasks["listops"]["vocab"] and "]" in tasks["listops"]["vocab"]
