@@ -285,6 +285,7 @@ def test_a_search_whose_trials_have_all_ended_takes_no_worker(tmp_path):
     assert not demand.wants(0.0)
 
 
+@pytest.mark.slow  # a real worker process stranded for STRANDED_S; the fast tier replaces one below
 def test_a_worker_left_on_a_search_that_ended_is_replaced(workdir, monkeypatch):
     """A worker still on a search STRANDED_S after the search ended is ended and replaced,
     and the search's count of workers is put right."""
