@@ -3,7 +3,7 @@
     device.py   set-up before Keras is imported, versions, the device, GPU sharing, out of memory
     training.py a training step waited for on the device, its result read (timings trust it)
     fused.py    whether a step runs a fused (cuDNN) RNN kernel
-    measure.py  measurements: input gradients, the peak memory of a step, a forward pass's plan
+    measure.py  measurements: input gradients, the peak memory of a step, a forward pass's plan, a recurrence's Jacobian chain
 
 Callers import the names below from `harness.backend`.
 """
@@ -30,6 +30,7 @@ from harness.backend.measure import (
     forward_bytes,
     input_gradient_norms,
     input_gradients,
+    jacobian_chain,
     step_memory,
 )
 from harness.backend.training import StepFailed, train_step
@@ -49,6 +50,7 @@ __all__ = [
     "input_gradient_norms",
     "input_gradients",
     "is_out_of_memory",
+    "jacobian_chain",
     "load_frameworks",
     "name",
     "observe_fused_rnn",

@@ -240,5 +240,5 @@ def jacobian_chain(step, state_size: int, x, entering):
             jnp.log(spectral) + log_scale,
         )
 
-    found = jax.jit(jax.vmap(one))(x, entering)
-    return tuple(np.asarray(part, dtype="float64") for part in found)
+    logs = jax.jit(jax.vmap(one))(x, entering)
+    return tuple(np.asarray(part, dtype="float64") for part in logs)

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness import backend
-from harness.backend.measure import jacobian_chain
 from harness.errors import UserError
 from harness.probes import (
     finished_cells,
@@ -238,10 +237,10 @@ def predict_chain(rest, recurrent, encoded, y, loss_fn) -> Prediction:
     entering = np.zeros((len(encoded), total), "float32")
     start = total - sum(sizes[-1])  # the last layer's output is its first state (h)
     entering[:, start : start + g.shape[-1]] = g
-    found = jacobian_chain(step, total, encoded, entering)
-    if found is None:
+    logs = backend.jacobian_chain(step, total, encoded, entering)
+    if logs is None:
         return Prediction(method=f"{NOT_PREDICTED}: the Jacobian chain needs the jax backend")
-    log_first, log_last, log_chain = found
+    log_first, log_last, log_chain = logs
     last_mean = np.exp(log_last).mean()
     ratio = float(np.exp(log_first).mean() / last_mean) if last_mean > 0 else float("nan")
     return Prediction(ratio, float(np.exp(log_chain).mean()), CHAIN)
